@@ -4,3 +4,4 @@
 //! advances when the caller polls (`Target::accept`, `PollGroup::poll`).
 
 pub mod bdev;
+pub mod spec;
