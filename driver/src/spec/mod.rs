@@ -5,12 +5,22 @@
 //! compile-time size assertion.
 
 pub mod cqe;
+pub mod features;
+pub mod identify;
+pub mod log_page;
 pub mod opcode;
+pub mod registers;
 pub mod sqe;
 pub mod status;
 
 pub use cqe::Cqe;
+pub use features::{async_event_dw0, async_event_notice, async_event_type, fid, AsyncEvent, NumberOfQueues};
+pub use identify::{
+    cns, nidt, IdentifyController, IdentifyNamespace, LbaFormat, NsIdDescriptorHeader, PowerStateDescriptor,
+};
+pub use log_page::{lid, ChangedNsList, ErrorLogEntry, GetLogPageArgs, SmartLog};
 pub use opcode::{AdminOpcode, FabricsType, NvmOpcode};
+pub use registers::{cap_css, cc_css, doorbell_offset, reg, shn, shst, Aqa, Cap, Cc, Csts, Vs};
 pub use sqe::{Sqe, SglDescriptor};
 pub use status::{GenericStatus, Status, StatusCodeType, CommandSpecificStatus, MediaStatus, PathStatus};
 
