@@ -1,0 +1,147 @@
+//! A mapped, pinned piece of DMA memory and the safe accessors to it.
+
+use super::mapper::{DmaMapper, Translation};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// One mmap'ed, device-mapped chunk. Dropping it unmaps it from the device, then from the process.
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    translation: Translation,
+    mapper: Arc<dyn DmaMapper>,
+}
+
+// SAFETY: the mapping is plain memory owned by this struct; every access goes through raw-pointer
+// copies or volatile operations in `DmaRegion`, never through references shared across threads.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; concurrent accesses are to disjoint sub-regions or by copy.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub(crate) fn new(ptr: NonNull<u8>, len: usize, translation: Translation, mapper: Arc<dyn DmaMapper>) -> Self {
+        Mapping { ptr, len, translation, mapper }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        self.mapper.unmap(self.ptr.as_ptr() as usize, self.len, &self.translation);
+        // SAFETY: ptr/len came from a successful mmap owned by this struct; the device mapping was
+        // just removed and no DmaRegion (which holds an Arc to us) is alive any more.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A byte range of DMA memory with its device address. Not `Clone`: exactly one owner may hand out
+/// `&mut [u8]` to it.
+pub struct DmaRegion {
+    map: Arc<Mapping>,
+    off: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for DmaRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DmaRegion(va={:p}, iova={:#x}, len={})", self.as_ptr(), self.iova(), self.len)
+    }
+}
+
+impl DmaRegion {
+    pub(crate) fn new(map: Arc<Mapping>, off: usize, len: usize) -> Self {
+        assert!(off + len <= map.len);
+        DmaRegion { map, off, len }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Device address of the first byte.
+    pub fn iova(&self) -> u64 {
+        self.iova_at(0)
+    }
+    /// Device address of byte `off` (which must be `<= len`).
+    pub fn iova_at(&self, off: usize) -> u64 {
+        assert!(off <= self.len, "offset {off} outside DMA region of {} bytes", self.len);
+        self.map.translation.iova(self.off + off)
+    }
+    /// Process virtual address of the first byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: off <= map.len, checked at construction, so the result stays in the mapping.
+        unsafe { self.map.ptr.as_ptr().add(self.off) }
+    }
+
+    fn check(&self, off: usize, len: usize) {
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= self.len),
+            "access {off}+{len} outside DMA region of {} bytes",
+            self.len
+        );
+    }
+
+    /// Copy bytes out of the region.
+    pub fn read(&self, off: usize, buf: &mut [u8]) {
+        self.check(off, buf.len());
+        // SAFETY: bounds checked above; source is mapped memory, destination a distinct Rust buffer.
+        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(off), buf.as_mut_ptr(), buf.len()) }
+    }
+    /// Copy bytes into the region.
+    pub fn write(&self, off: usize, data: &[u8]) {
+        self.check(off, data.len());
+        // SAFETY: bounds checked above; destination is mapped memory not borrowed as a Rust reference
+        // by the driver (only the owner's `as_mut_slice`, which needs `&mut self`).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(off), data.len()) }
+    }
+    /// Set `len` bytes at `off` to `byte`.
+    pub fn fill(&self, off: usize, len: usize, byte: u8) {
+        self.check(off, len);
+        // SAFETY: bounds checked above.
+        unsafe { std::ptr::write_bytes(self.as_ptr().add(off), byte, len) }
+    }
+    /// Read a plain-data value (e.g. a queue entry) by copy.
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, off: usize) -> T {
+        let mut v = T::new_zeroed();
+        self.read(off, v.as_mut_bytes());
+        v
+    }
+    /// Write a plain-data value by copy.
+    pub fn write_obj<T: IntoBytes + Immutable>(&self, off: usize, v: &T) {
+        self.write(off, v.as_bytes());
+    }
+    /// Volatile 16-bit load (the phase/status word of a completion the device may be writing).
+    pub fn read_volatile_u16(&self, off: usize) -> u16 {
+        self.check(off, 2);
+        assert!((self.as_ptr() as usize + off) % 2 == 0, "unaligned volatile access");
+        // SAFETY: in bounds and 2-byte aligned (checked above).
+        u16::from_le(unsafe { std::ptr::read_volatile(self.as_ptr().add(off).cast::<u16>()) })
+    }
+
+    /// The region's bytes. The caller must not read them while a device command writing this
+    /// region is in flight (the contents would be undefined, like any DMA buffer).
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr/len lie in a live mapping kept alive by `self.map`; the driver itself never
+        // writes to a region it does not own; device writes happen only for commands the owner
+        // submitted with this region.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+    /// Mutable view of the region's bytes, e.g. to fill a write buffer or receive from a socket.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as for `as_slice`; `&mut self` guarantees no other Rust reference to these bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
+    }
+}
+
+impl DmaRegion {
+    /// A second handle on `off..off+len` of this region, for carving pools. The caller must make
+    /// sure the carved pieces are disjoint and handed to one owner each.
+    pub(crate) fn carve(&self, off: usize, len: usize) -> DmaRegion {
+        self.check(off, len);
+        DmaRegion::new(self.map.clone(), self.off + off, len)
+    }
+}

@@ -1,0 +1,123 @@
+//! NVM command set I/O commands of the emulated controller, against its RAM disks.
+
+use super::prp;
+use super::regs::{Outcome, State};
+use crate::spec::{GenericStatus as Gs, MediaStatus, NvmOpcode, Sqe, Status};
+
+/// Injected media error: the next `remaining` commands touching `lba` fail.
+pub(crate) struct MediaFault {
+    pub nsid: u32,
+    pub lba: u64,
+    pub remaining: u32,
+}
+
+fn fail(s: Status) -> Outcome {
+    Some((s.dnr(), 0))
+}
+
+fn status(r: Result<(), Status>) -> Outcome {
+    match r {
+        Ok(()) => Some((Status::SUCCESS, 0)),
+        Err(s) => Some((s, 0)),
+    }
+}
+
+pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
+    if st.hold_next > 0 {
+        st.hold_next -= 1;
+        st.held.push((sqid, sqe.cid.get()));
+        return None;
+    }
+    let nsid = sqe.nsid.get();
+    let Some(di) = nsid.checked_sub(1).map(|i| i as usize).filter(|&i| i < st.disks.len()) else {
+        return fail(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT));
+    };
+    if sqe.psdt() != 0 {
+        // SGLs are not supported (Identify SGLS = 0).
+        return fail(Status::generic(Gs::INVALID_FIELD));
+    }
+    let Some(op) = NvmOpcode::from_u8(sqe.opcode) else { return fail(Status::generic(Gs::INVALID_OPCODE)) };
+    match op {
+        NvmOpcode::Flush => Some((Status::SUCCESS, 0)),
+        NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => read_write(st, di, op, sqe),
+        NvmOpcode::WriteZeroes => {
+            let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
+            if !st.disks[di].in_range(slba, nlb) {
+                return fail(Status::generic(Gs::LBA_OUT_OF_RANGE));
+            }
+            st.disks[di].blocks_mut(slba, nlb).fill(0);
+            Some((Status::SUCCESS, 0))
+        }
+        NvmOpcode::DatasetManagement => dsm(st, di, sqe),
+    }
+}
+
+fn read_write(st: &mut State, di: usize, op: NvmOpcode, sqe: &Sqe) -> Outcome {
+    let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
+    let disk = &st.disks[di];
+    if !disk.in_range(slba, nlb) {
+        return fail(Status::generic(Gs::LBA_OUT_OF_RANGE));
+    }
+    let len = nlb as usize * disk.block_size as usize;
+    if st.cfg.mdts != 0 && len > 4096usize << st.cfg.mdts {
+        return fail(Status::generic(Gs::INVALID_FIELD));
+    }
+    let nsid = sqe.nsid.get();
+    if let Some(f) = st.faults.iter_mut().find(|f| f.nsid == nsid && f.remaining > 0 && (slba..slba + nlb).contains(&f.lba)) {
+        f.remaining -= 1;
+        st.faults.retain(|f| f.remaining > 0);
+        st.smart.media_errors += 1;
+        let sc = if op == NvmOpcode::Write { MediaStatus::WRITE_FAULT } else { MediaStatus::UNRECOVERED_READ_ERROR };
+        return fail(Status::media(sc));
+    }
+    let (p1, p2) = (sqe.prp1(), sqe.prp2());
+    match op {
+        NvmOpcode::Read => {
+            st.smart.reads += 1;
+            st.smart.bytes_read += len as u128;
+            status(prp::to_host(&st.mem, p1, p2, st.disks[di].blocks(slba, nlb)))
+        }
+        NvmOpcode::Write => {
+            st.smart.writes += 1;
+            st.smart.bytes_written += len as u128;
+            let mem = st.mem.clone();
+            status(prp::from_host(&mem, p1, p2, st.disks[di].blocks_mut(slba, nlb)))
+        }
+        _ => {
+            let mut host = vec![0u8; len];
+            if let Err(s) = prp::from_host(&st.mem, p1, p2, &mut host) {
+                return Some((s, 0));
+            }
+            if host != st.disks[di].blocks(slba, nlb) {
+                return fail(Status::media(MediaStatus::COMPARE_FAILURE));
+            }
+            Some((Status::SUCCESS, 0))
+        }
+    }
+}
+
+fn dsm(st: &mut State, di: usize, sqe: &Sqe) -> Outcome {
+    let nr = (sqe.cdw10.get() & 0xff) as usize + 1;
+    let mut raw = vec![0u8; nr * 16];
+    if let Err(s) = prp::from_host(&st.mem, sqe.prp1(), sqe.prp2(), &mut raw) {
+        return Some((s, 0));
+    }
+    if sqe.cdw11.get() & (1 << 2) == 0 {
+        // Only deallocate has an effect; attribute hints are accepted and ignored.
+        return Some((Status::SUCCESS, 0));
+    }
+    let ranges: Vec<(u64, u64)> = raw
+        .chunks_exact(16)
+        .map(|r| {
+            let nlb = u32::from_le_bytes(r[4..8].try_into().unwrap_or([0; 4])) as u64;
+            (u64::from_le_bytes(r[8..16].try_into().unwrap_or([0; 8])), nlb)
+        })
+        .collect();
+    if ranges.iter().any(|&(slba, nlb)| !st.disks[di].in_range(slba, nlb)) {
+        return fail(Status::generic(Gs::LBA_OUT_OF_RANGE));
+    }
+    for (slba, nlb) in ranges {
+        st.disks[di].blocks_mut(slba, nlb).fill(0);
+    }
+    Some((Status::SUCCESS, 0))
+}
