@@ -1,0 +1,131 @@
+//! Identify (Base 2.0 section 5.17): controller, namespace, active namespace list, namespace
+//! identification descriptors.
+
+use crate::ctrlr::{Controller, MAX_AERS, MAX_QUEUE_DEPTH, NVME_VERSION};
+use crate::queue::{Cmd, Exec, NvmeQueue};
+use crate::spec::identify::{cntrltype, oncs};
+use crate::spec::{cns, nidt, put_str, GenericStatus as Gs, IdentifyController, IdentifyNamespace, LbaFormat, Status};
+use zerocopy::IntoBytes;
+
+/// Largest data transfer per command: 1 MiB (MDTS = 8 with 4 KiB pages).
+pub const MAX_IO_SIZE: usize = 1 << 20;
+const MDTS: u8 = 8;
+/// In-capsule data accepted per command (Identify Controller IOCCSZ), as Linux's admin queue uses.
+pub const IN_CAPSULE_DATA_SIZE: usize = 8192;
+
+pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
+    let cns = cmd.sqe.cdw10.get() as u8;
+    let nsid = cmd.sqe.nsid.get();
+    match cns {
+        cns::CONTROLLER => {
+            let id = identify_controller(ctrl);
+            super::fill_data(cmd.buf, id.as_bytes());
+        }
+        cns::NAMESPACE => {
+            if nsid == 0 || nsid == 0xffff_ffff || nsid > ctrl.subsys.max_namespaces {
+                cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                return Exec::Complete;
+            }
+            // An inactive NSID returns a zero-filled structure.
+            let id = match q.namespace(ctrl, nsid) {
+                Some(ns) => identify_namespace(&ns),
+                None => IdentifyNamespace::default(),
+            };
+            super::fill_data(cmd.buf, id.as_bytes());
+        }
+        cns::ACTIVE_NS_LIST => {
+            if nsid >= 0xffff_fffe {
+                cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                return Exec::Complete;
+            }
+            let mut list = [0u32; 1024];
+            for (slot, ns) in list.iter_mut().zip(ctrl.subsys.namespaces().iter().filter(|ns| ns.nsid > nsid)) {
+                *slot = ns.nsid;
+            }
+            super::fill_data(cmd.buf, list.as_bytes());
+        }
+        cns::NS_DESCRIPTOR_LIST => {
+            let Some(ns) = q.namespace(ctrl, nsid) else {
+                cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                return Exec::Complete;
+            };
+            let mut page = [0u8; 4096];
+            let mut off = 0;
+            for (ty, id) in [(nidt::EUI64, &ns.eui64[..]), (nidt::NGUID, &ns.nguid[..]), (nidt::UUID, &ns.uuid[..])] {
+                page[off] = ty;
+                page[off + 1] = id.len() as u8;
+                page[off + 4..off + 4 + id.len()].copy_from_slice(id);
+                off += 4 + id.len();
+            }
+            super::fill_data(cmd.buf, &page);
+        }
+        _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
+    }
+    Exec::Complete
+}
+
+pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
+    let sub = &ctrl.subsys;
+    let mut id = IdentifyController::default();
+    put_str(&mut id.sn, &sub.serial, b' ');
+    put_str(&mut id.mn, &sub.model, b' ');
+    put_str(&mut id.fr, env!("CARGO_PKG_VERSION"), b' ');
+    put_str(&mut id.subnqn, &sub.nqn, 0);
+    id.rab = 6;
+    id.cntlid.set(ctrl.cntlid);
+    id.ver.set(NVME_VERSION);
+    // CTRATT bit 0: 128-bit host identifier (required by fabrics).
+    id.ctratt.set(1);
+    id.acl = 3;
+    id.aerl = MAX_AERS as u8 - 1;
+    // LPA bit 2: extended data for Get Log Page (NUMDU, offsets).
+    id.lpa = 1 << 2;
+    id.elpe = 0;
+    // KAS in 100 ms units: the keep-alive timer is checked every poll, so 100 ms granularity holds.
+    id.kas.set(1);
+    id.sqes = 0x66;
+    id.cqes = 0x44;
+    id.maxcmd.set(MAX_QUEUE_DEPTH);
+    id.mdts = MDTS;
+    // SGLS: SGLs supported (bits 1:0 = 01b), offset in data block descriptors (bit 20).
+    id.sgls.set(1 | 1 << 20);
+    if sub.is_discovery() {
+        id.cntrltype = cntrltype::DISCOVERY;
+        id.mdts = 0;
+    } else {
+        id.cntrltype = cntrltype::IO;
+        // CMIC bit 1: the subsystem may have several controllers.
+        id.cmic = 1 << 1;
+        // OAES bit 8: Namespace Attribute Notices.
+        id.oaes.set(1 << 8);
+        id.nn.set(sub.max_namespaces);
+        id.mnan.set(sub.max_namespaces);
+        id.oncs.set(oncs::COMPARE | oncs::DATASET_MANAGEMENT | oncs::WRITE_ZEROES);
+        // VWC bit 0: a volatile write cache may exist (file bdevs); hosts must Flush.
+        id.vwc = if sub.namespaces().iter().any(|ns| ns.bdev.volatile_write_cache()) { 1 } else { 0 };
+        id.ioccsz.set(((64 + IN_CAPSULE_DATA_SIZE) / 16) as u32);
+        id.iorcsz.set(1);
+        id.msdbd = 1;
+    }
+    id
+}
+
+pub(crate) fn identify_namespace(ns: &crate::subsystem::Namespace) -> IdentifyNamespace {
+    let mut id = IdentifyNamespace::default();
+    let blocks = ns.bdev.num_blocks();
+    id.nsze.set(blocks);
+    id.ncap.set(blocks);
+    id.nuse.set(blocks);
+    // NMIC bit 0: the namespace may be attached to several controllers.
+    id.nmic = 1;
+    id.nlbaf = 0;
+    id.flbas = 0;
+    id.lbaf[0] = LbaFormat::new(ns.bdev.block_size().trailing_zeros() as u8, 0);
+    id.nguid = ns.nguid;
+    id.eui64 = ns.eui64;
+    if ns.bdev.supports(crate::bdev::BdevOp::Unmap) {
+        // DLFEAT: deallocated blocks read as zeroes (bits 2:0 = 001b); NSFEAT bit 0 thin provisioning.
+        id.dlfeat = 1;
+    }
+    id
+}

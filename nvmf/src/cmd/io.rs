@@ -1,0 +1,92 @@
+//! NVM command set I/O (NVM Command Set 1.0 section 3): Read, Write, Compare, Flush, Write
+//! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel.
+
+use crate::bdev::{BdevIo, BdevOp, BdevStatus};
+use crate::ctrlr::Controller;
+use crate::poll_group::GroupCtx;
+use crate::queue::{Cmd, Exec, NvmeQueue};
+use crate::spec::{GenericStatus as Gs, MediaStatus, NvmOpcode, Status};
+
+/// Dataset Management CDW11 bit 2: Attribute - Deallocate.
+const DSM_AD: u32 = 1 << 2;
+
+pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
+    let Some(op) = NvmOpcode::from_u8(cmd.sqe.opcode) else {
+        cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
+        return Exec::Complete;
+    };
+    let nsid = cmd.sqe.nsid.get();
+    let Some(ns) = q.namespace(ctrl, nsid) else {
+        cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+        return Exec::Complete;
+    };
+    let bs = ns.bdev.block_size() as u64;
+    let blocks = ns.bdev.num_blocks();
+    let slba = cmd.sqe.slba();
+    let nlb = cmd.sqe.nlb() as u64;
+    let (bop, offset, count) = match op {
+        NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare | NvmOpcode::WriteZeroes => {
+            if slba.checked_add(nlb).is_none_or(|end| end > blocks) {
+                cmd.cqe.set_status(Status::generic(Gs::LBA_OUT_OF_RANGE).dnr());
+                return Exec::Complete;
+            }
+            let bop = match op {
+                NvmOpcode::Read => BdevOp::Read,
+                NvmOpcode::Write => BdevOp::Write,
+                NvmOpcode::Compare => BdevOp::Compare,
+                _ => BdevOp::WriteZeroes,
+            };
+            if bop != BdevOp::WriteZeroes && cmd.buf.as_ref().map_or(0, |b| b.len() as u64) != nlb * bs {
+                cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+                return Exec::Complete;
+            }
+            (bop, slba, nlb)
+        }
+        NvmOpcode::Flush => (BdevOp::Flush, 0, 0),
+        NvmOpcode::DatasetManagement => {
+            let nr = (cmd.sqe.cdw10.get() & 0xff) as usize + 1;
+            if cmd.sqe.cdw11.get() & DSM_AD == 0 || !ns.bdev.supports(BdevOp::Unmap) {
+                // Only deallocation has an effect here; other attributes are hints.
+                return Exec::Complete;
+            }
+            match cmd.buf.as_mut() {
+                Some(b) if b.len() >= nr * 16 => b.set_len(nr * 16),
+                _ => {
+                    cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+                    return Exec::Complete;
+                }
+            }
+            for (s, n) in crate::bdev::dsm_ranges(cmd.buf.as_ref().map_or(&[][..], |b| b.as_slice())) {
+                if s.checked_add(n as u64).is_none_or(|end| end > blocks) {
+                    cmd.cqe.set_status(Status::generic(Gs::LBA_OUT_OF_RANGE).dnr());
+                    return Exec::Complete;
+                }
+            }
+            (BdevOp::Unmap, 0, 0)
+        }
+    };
+    let Some(chan) = ctx.channel(&ns) else {
+        cmd.cqe.set_status(Status::generic(Gs::INTERNAL_ERROR));
+        return Exec::Complete;
+    };
+    let buf = match bop {
+        BdevOp::Read | BdevOp::Write | BdevOp::Compare | BdevOp::Unmap => cmd.buf.take(),
+        _ => None,
+    };
+    chan.submit(BdevIo { op: bop, offset_blocks: offset, num_blocks: count, buf, tag: cmd.tag });
+    Exec::Pending
+}
+
+/// The NVMe status for a bdev completion.
+pub(crate) fn bdev_status(s: BdevStatus) -> Status {
+    match s {
+        BdevStatus::Success => Status::SUCCESS,
+        BdevStatus::ReadError => Status::media(MediaStatus::UNRECOVERED_READ_ERROR),
+        BdevStatus::WriteError => Status::media(MediaStatus::WRITE_FAULT),
+        BdevStatus::CompareMismatch => Status::media(MediaStatus::COMPARE_FAILURE).dnr(),
+        BdevStatus::OutOfRange => Status::generic(Gs::LBA_OUT_OF_RANGE).dnr(),
+        BdevStatus::NoSpace => Status::generic(Gs::CAPACITY_EXCEEDED).dnr(),
+        BdevStatus::InvalidArg => Status::generic(Gs::INVALID_FIELD).dnr(),
+        BdevStatus::Unsupported => Status::generic(Gs::INVALID_OPCODE).dnr(),
+    }
+}

@@ -1,0 +1,200 @@
+//! Controller state shared by a controller's admin queue and its I/O queues, which may live on
+//! different poll groups (threads). Everything the I/O path reads is an atomic; the rest (AEN
+//! bookkeeping, changed-namespace list) is touched only by the admin queue and control path.
+
+use crate::spec::registers::{Cap, Cc, Csts};
+use crate::subsystem::Subsystem;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Most I/O queues one controller may have.
+pub const MAX_IO_QUEUES: u16 = 127;
+/// Most entries per I/O queue (CAP.MQES + 1).
+pub const MAX_QUEUE_DEPTH: u16 = 128;
+/// Most entries in the admin queue.
+pub const MAX_ADMIN_QUEUE_DEPTH: u16 = 128;
+/// Asynchronous Event Requests a controller holds at once (AERL + 1).
+pub const MAX_AERS: usize = 4;
+
+/// NVMe version reported in VS and Identify Controller VER: 1.3.0.
+pub const NVME_VERSION: u32 = 0x0001_0300;
+
+/// Pending asynchronous events and the changed-namespace log.
+#[derive(Default)]
+pub(crate) struct EventState {
+    /// NSIDs changed since the host last read log page 04h.
+    pub changed_ns: Vec<u32>,
+    /// A Namespace Attribute Changed notice waits for an AER (and is not masked).
+    pub ns_change_pending: bool,
+    /// Masked until the host reads the changed namespace log (Base 2.0 section 5.2).
+    pub ns_change_masked: bool,
+}
+
+/// A controller: created by an admin-queue Connect, shared with its I/O queues.
+pub struct Controller {
+    pub cntlid: u16,
+    pub subsys: Arc<Subsystem>,
+    pub hostnqn: String,
+    pub hostid: [u8; 16],
+    /// Keep-alive timeout in ms; 0 disables the timer.
+    kato_ms: AtomicU32,
+    /// Milliseconds since `epoch` when the last Keep Alive arrived.
+    last_keep_alive_ms: AtomicU64,
+    epoch: Instant,
+    cc: AtomicU32,
+    csts: AtomicU32,
+    /// Set when the controller is torn down: its I/O queues close on their next poll.
+    failed: AtomicBool,
+    /// Bumped on controller reset (CC.EN 1 -> 0): I/O queues connected before it close.
+    reset_epoch: AtomicU32,
+    /// Number of I/O queues granted (Set Features Number of Queues), 1-based.
+    num_io_queues: AtomicU32,
+    /// Bitmap of connected I/O queue IDs.
+    io_queues: Mutex<Vec<bool>>,
+    pub(crate) aen_config: AtomicU32,
+    /// Set by the control path when `events` has something for the admin queue.
+    pub(crate) event_flag: AtomicBool,
+    pub(crate) events: Mutex<EventState>,
+}
+
+impl Controller {
+    pub(crate) fn new(cntlid: u16, subsys: Arc<Subsystem>, hostnqn: String, hostid: [u8; 16], kato_ms: u32, now: Instant) -> Self {
+        Controller {
+            cntlid,
+            subsys,
+            hostnqn,
+            hostid,
+            kato_ms: AtomicU32::new(kato_ms),
+            last_keep_alive_ms: AtomicU64::new(0),
+            epoch: now,
+            cc: AtomicU32::new(0),
+            csts: AtomicU32::new(0),
+            failed: AtomicBool::new(false),
+            reset_epoch: AtomicU32::new(0),
+            num_io_queues: AtomicU32::new(MAX_IO_QUEUES as u32),
+            io_queues: Mutex::new(vec![false; MAX_IO_QUEUES as usize + 1]),
+            aen_config: AtomicU32::new(0),
+            event_flag: AtomicBool::new(false),
+            events: Mutex::new(EventState::default()),
+        }
+    }
+
+    /// The CAP property (Base 2.0 section 3.1.3.1).
+    pub fn cap() -> Cap {
+        // MQES 0's based; TO 15 s in 500 ms units; CQR; CSS NVM; MPSMIN 4 KiB.
+        Cap::new(MAX_QUEUE_DEPTH - 1, 30)
+    }
+
+    pub fn cc(&self) -> Cc {
+        Cc(self.cc.load(Ordering::Acquire))
+    }
+    pub fn csts(&self) -> Csts {
+        Csts(self.csts.load(Ordering::Acquire))
+    }
+    /// CC.EN = 1 and CSTS.RDY = 1.
+    pub fn is_ready(&self) -> bool {
+        self.csts().rdy() && !self.is_failed()
+    }
+
+    /// Apply a Property Set of CC (Base 2.0 section 3.6: enable, reset, shutdown).
+    pub(crate) fn set_cc(&self, new: Cc) -> bool {
+        let old = self.cc();
+        // IOSQES / IOCQES must describe 64-byte SQEs and 16-byte CQEs once enabled.
+        if new.en() && !old.en() && ((new.iosqes() != 0 && new.iosqes() != 6) || (new.iocqes() != 0 && new.iocqes() != 4)) {
+            return false;
+        }
+        self.cc.store(new.0, Ordering::Release);
+        let mut csts = self.csts();
+        if new.en() && !old.en() {
+            csts = csts.with_rdy(true);
+        } else if !new.en() && old.en() {
+            // Controller reset: I/O queues go away, RDY clears.
+            self.reset_epoch.fetch_add(1, Ordering::AcqRel);
+            if let Ok(mut q) = self.io_queues.lock() {
+                q.iter_mut().for_each(|b| *b = false);
+            }
+            csts = csts.with_rdy(false).with_shst(0);
+        }
+        if new.shn() != 0 && old.shn() == 0 {
+            // Nothing is cached in the target: acknowledged writes are already in the bdev.
+            csts = csts.with_shst(2);
+        } else if new.shn() == 0 && new.en() && !old.en() {
+            csts = csts.with_shst(0);
+        }
+        self.csts.store(csts.0, Ordering::Release);
+        true
+    }
+
+    pub fn reset_epoch(&self) -> u32 {
+        self.reset_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn kato_ms(&self) -> u32 {
+        self.kato_ms.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_kato_ms(&self, ms: u32) {
+        self.kato_ms.store(ms, Ordering::Relaxed);
+    }
+    /// Restart the keep-alive timer.
+    pub(crate) fn keep_alive(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.last_keep_alive_ms.store(ms, Ordering::Relaxed);
+    }
+    /// Whether the keep-alive timeout has passed without a Keep Alive command.
+    pub(crate) fn keep_alive_expired(&self, now: Instant) -> bool {
+        let kato = self.kato_ms() as u64;
+        if kato == 0 {
+            return false;
+        }
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        now_ms.saturating_sub(self.last_keep_alive_ms.load(Ordering::Relaxed)) > kato
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+    /// Tear the controller down: its queues close on their next poll.
+    pub(crate) fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub fn num_io_queues(&self) -> u16 {
+        self.num_io_queues.load(Ordering::Relaxed) as u16
+    }
+    pub(crate) fn set_num_io_queues(&self, n: u16) -> u16 {
+        let n = n.clamp(1, MAX_IO_QUEUES);
+        self.num_io_queues.store(n as u32, Ordering::Relaxed);
+        n
+    }
+    /// Claim I/O queue `qid` (Connect); false when it is out of range or taken.
+    pub(crate) fn claim_io_queue(&self, qid: u16) -> bool {
+        if qid == 0 || qid > self.num_io_queues() {
+            return false;
+        }
+        let mut q = self.io_queues.lock().unwrap_or_else(|e| e.into_inner());
+        match q.get_mut(qid as usize) {
+            Some(slot) if !*slot => {
+                *slot = true;
+                true
+            }
+            _ => false,
+        }
+    }
+    pub(crate) fn release_io_queue(&self, qid: u16) {
+        let mut q = self.io_queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = q.get_mut(qid as usize) {
+            *slot = false;
+        }
+    }
+
+    /// Control path: a namespace was added or removed.
+    pub(crate) fn namespace_changed(&self, nsid: u32) {
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if !ev.changed_ns.contains(&nsid) {
+            ev.changed_ns.push(nsid);
+        }
+        ev.ns_change_pending = true;
+        self.event_flag.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,147 @@
+//! Poll groups: a set of connections that one thread polls (SPDK's poll group, Linux's
+//! io_handler). A poll group owns its bdev channels and buffer pool, so nothing on its I/O
+//! path is shared with other threads.
+
+use crate::bdev::{BdevChannel, BdevCompletion, BufPool};
+use crate::subsystem::Namespace;
+use crate::target::{Qpair, TargetShared};
+use crate::transport::{split_tag, TransportPollGroup};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Buffers a poll group may hold at once (they grow to the largest I/O seen, 1 MiB at most).
+const MAX_BUFFERS: usize = 4096;
+
+struct ChannelEntry {
+    uid: u64,
+    ns: Arc<Namespace>,
+    chan: Box<dyn BdevChannel>,
+}
+
+/// Per-poll-group state shared by all transports in the group.
+pub struct GroupCtx {
+    pub(crate) target: Arc<TargetShared>,
+    pub(crate) bufs: BufPool,
+    /// Time of the current poll: read once per poll.
+    pub(crate) now: Instant,
+    channels: Vec<ChannelEntry>,
+    completions: Vec<BdevCompletion>,
+    /// Index of the transport being polled (for bdev tags).
+    pub(crate) transport_index: u8,
+}
+
+impl GroupCtx {
+    pub(crate) fn new(target: Arc<TargetShared>) -> Self {
+        GroupCtx {
+            target,
+            bufs: BufPool::new(MAX_BUFFERS),
+            now: Instant::now(),
+            channels: Vec::new(),
+            completions: Vec::with_capacity(1024),
+            transport_index: 0,
+        }
+    }
+
+    /// This group's channel on `ns`, opened on first use.
+    pub(crate) fn channel(&mut self, ns: &Arc<Namespace>) -> Option<&mut Box<dyn BdevChannel>> {
+        let idx = match self.channels.iter().position(|c| c.uid == ns.uid) {
+            Some(i) => i,
+            None => match ns.bdev.open_channel() {
+                Ok(chan) => {
+                    self.channels.push(ChannelEntry { uid: ns.uid, ns: ns.clone(), chan });
+                    self.channels.len() - 1
+                }
+                Err(e) => {
+                    log::error!("open channel on bdev {}: {e}", ns.bdev.name());
+                    return None;
+                }
+            },
+        };
+        Some(&mut self.channels[idx].chan)
+    }
+
+    /// Buffers currently lent out (for leak checks).
+    pub fn buffers_in_use(&self) -> usize {
+        self.bufs.in_use()
+    }
+
+    /// Close channels of namespaces that were removed once their I/O has drained.
+    fn reap_channels(&mut self) {
+        self.channels.retain(|c| Arc::strong_count(&c.ns) > 1 || c.chan.outstanding() > 0);
+    }
+}
+
+/// A set of connections polled by one thread.
+pub struct PollGroup {
+    ctx: GroupCtx,
+    transports: Vec<Box<dyn TransportPollGroup>>,
+    polls: u64,
+}
+
+impl PollGroup {
+    pub(crate) fn new(target: Arc<TargetShared>, transports: Vec<Box<dyn TransportPollGroup>>) -> Self {
+        PollGroup { ctx: GroupCtx::new(target), transports, polls: 0 }
+    }
+
+    /// Take over a connection handed out by `Target::accept`.
+    pub fn add(&mut self, qpair: Qpair) {
+        let Qpair { conn, listener } = qpair;
+        match self.transports.iter_mut().find(|t| t.trtype() == conn.trtype()) {
+            Some(t) => t.add(conn, listener, &mut self.ctx),
+            None => log::error!("poll group has no {} transport; dropping connection", conn.trtype().name()),
+        }
+    }
+
+    /// Advance every connection and bdev channel once. Returns the amount of work done
+    /// (0 means idle: the caller may back off).
+    pub fn poll(&mut self) -> usize {
+        self.ctx.now = Instant::now();
+        let mut work = 0;
+        for (i, t) in self.transports.iter_mut().enumerate() {
+            self.ctx.transport_index = i as u8;
+            work += t.poll(&mut self.ctx);
+        }
+        work += self.poll_bdevs();
+        self.polls += 1;
+        if self.polls % 1024 == 0 {
+            self.ctx.reap_channels();
+        }
+        work
+    }
+
+    fn poll_bdevs(&mut self) -> usize {
+        let mut done = std::mem::take(&mut self.ctx.completions);
+        for c in self.ctx.channels.iter_mut() {
+            if c.chan.outstanding() > 0 {
+                c.chan.poll(&mut done);
+            }
+        }
+        let n = done.len();
+        for c in done.drain(..) {
+            let (t, conn, slot) = split_tag(c.tag);
+            if let Some(tp) = self.transports.get_mut(t as usize) {
+                self.ctx.transport_index = t;
+                tp.bdev_complete(conn, slot, c, &mut self.ctx);
+            }
+        }
+        self.ctx.completions = done;
+        n
+    }
+
+    /// Connections in this group.
+    pub fn num_connections(&self) -> usize {
+        self.transports.iter().map(|t| t.num_connections()).sum()
+    }
+
+    /// Close every connection; keep polling until `num_connections()` is 0 to drain I/O.
+    pub fn close_all(&mut self) {
+        for t in self.transports.iter_mut() {
+            t.close_all();
+        }
+    }
+
+    /// Buffers lent out to requests right now (returns to 0 when idle: leak checks).
+    pub fn buffers_in_use(&self) -> usize {
+        self.ctx.buffers_in_use()
+    }
+}

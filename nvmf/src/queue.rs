@@ -1,0 +1,165 @@
+//! Transport-independent state of one NVMe queue (a `Qpair`'s NVMe side): which controller it
+//! belongs to, its queue ID and size, SQ head, the cached namespace table, pending AERs. Every
+//! transport drives its connections through `NvmeQueue::execute`.
+
+use crate::bdev::IoBuf;
+use crate::ctrlr::{Controller, MAX_AERS};
+use crate::poll_group::GroupCtx;
+use crate::spec::{Cqe, Sqe, Status};
+use crate::subsystem::{Namespace, NsTable};
+use crate::transport::TransportAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One command as a transport hands it to the NVMe layer.
+pub(crate) struct Cmd<'a> {
+    pub sqe: &'a Sqe,
+    /// Data buffer: host-to-controller data already received, or a buffer of the transfer
+    /// length to fill for controller-to-host commands. I/O moves it into the bdev.
+    pub buf: &'a mut Option<IoBuf>,
+    /// Completion to fill (CID, SQID and SQHD are set by the transport).
+    pub cqe: &'a mut Cqe,
+    /// Bdev tag routing the completion back to this request.
+    pub tag: u64,
+}
+
+/// What happened to a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Exec {
+    /// `cqe` holds the completion; send it now.
+    Complete,
+    /// Submitted to a bdev; the completion comes through the poll group.
+    Pending,
+    /// An Asynchronous Event Request is parked until an event occurs.
+    Parked,
+    /// Send the completion, then close the connection (Disconnect).
+    CompleteThenClose,
+}
+
+/// Something a queue must act on between commands.
+pub(crate) enum QueueEvent {
+    /// Complete the parked AER in `slot` with DW0.
+    Aen { slot: u16, dw0: u32 },
+    /// Close this connection, for the reason given.
+    Close(&'static str),
+}
+
+pub(crate) struct NvmeQueue {
+    pub qid: u16,
+    /// SQ size in entries (from Connect SQSIZE + 1); 0 before Connect.
+    pub sqsize: u16,
+    pub sqhd: u16,
+    /// The host disabled SQ flow control (Connect CATTR bit 2).
+    pub sq_flow_disabled: bool,
+    pub ctrl: Option<Arc<Controller>>,
+    pub reset_epoch: u32,
+    pub listener: TransportAddr,
+    ns_generation: u64,
+    ns_table: Option<NsTable>,
+    /// Slots of parked Asynchronous Event Requests (admin queue only).
+    pub aer_slots: Vec<u16>,
+}
+
+impl NvmeQueue {
+    pub fn new(listener: TransportAddr) -> Self {
+        NvmeQueue {
+            qid: 0,
+            sqsize: 0,
+            sqhd: 0,
+            sq_flow_disabled: false,
+            ctrl: None,
+            reset_epoch: 0,
+            listener,
+            ns_generation: u64::MAX,
+            ns_table: None,
+            aer_slots: Vec::with_capacity(MAX_AERS),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.ctrl.is_some()
+    }
+
+    /// Advance the SQ head for a command taken off the queue; returns SQHD for its completion.
+    pub fn consume_sqe(&mut self) -> u16 {
+        if self.sqsize > 0 {
+            self.sqhd = (self.sqhd + 1) % self.sqsize;
+        }
+        self.sqhd
+    }
+
+    /// Execute one command.
+    pub fn execute(&mut self, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
+        cmd.cqe.set_status(Status::SUCCESS);
+        if cmd.sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8 {
+            return crate::cmd::fabrics::execute(self, ctx, cmd);
+        }
+        let Some(ctrl) = self.ctrl.clone() else {
+            cmd.cqe.set_status(Status::generic(crate::spec::GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
+            return Exec::Complete;
+        };
+        if self.qid == 0 {
+            crate::cmd::admin::execute(self, &ctrl, ctx, cmd)
+        } else {
+            crate::cmd::io::execute(self, &ctrl, ctx, cmd)
+        }
+    }
+
+    /// The namespace `nsid` as this queue currently sees it. Reads one atomic in the common
+    /// case; refreshes the cached table (taking the subsystem lock) only after a change.
+    pub fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
+        let generation = ctrl.subsys.ns_generation.load(Ordering::Acquire);
+        if generation != self.ns_generation || self.ns_table.is_none() {
+            self.ns_table = Some(ctrl.subsys.ns_table());
+            self.ns_generation = generation;
+        }
+        self.ns_table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.clone()
+    }
+
+    /// Checks done once per poll: controller teardown, reset, keep-alive, pending events.
+    pub fn poll_event(&mut self, now: Instant) -> Option<QueueEvent> {
+        let ctrl = self.ctrl.as_ref()?;
+        if ctrl.is_failed() {
+            return Some(QueueEvent::Close("controller torn down"));
+        }
+        if self.qid != 0 {
+            if ctrl.reset_epoch() != self.reset_epoch {
+                return Some(QueueEvent::Close("controller reset"));
+            }
+            return None;
+        }
+        if ctrl.keep_alive_expired(now) {
+            log::warn!(
+                "controller {} of {} for host {}: keep-alive timeout ({} ms) expired",
+                ctrl.cntlid,
+                ctrl.subsys.nqn,
+                ctrl.hostnqn,
+                ctrl.kato_ms()
+            );
+            ctrl.fail();
+            return Some(QueueEvent::Close("keep-alive timeout"));
+        }
+        if ctrl.event_flag.load(Ordering::Acquire) && !self.aer_slots.is_empty() {
+            if let Some(dw0) = crate::cmd::admin::take_event(ctrl) {
+                let slot = self.aer_slots.remove(0);
+                return Some(QueueEvent::Aen { slot, dw0 });
+            }
+        }
+        None
+    }
+
+    /// The connection is gone: release the queue ID, or tear the controller down with its
+    /// admin queue.
+    pub fn on_close(&mut self) {
+        if let Some(ctrl) = self.ctrl.take() {
+            if self.qid == 0 {
+                ctrl.fail();
+                log::info!("controller {} of {} for host {} destroyed", ctrl.cntlid, ctrl.subsys.nqn, ctrl.hostnqn);
+            } else if ctrl.reset_epoch() == self.reset_epoch {
+                ctrl.release_io_queue(self.qid);
+            }
+        }
+        self.aer_slots.clear();
+    }
+}

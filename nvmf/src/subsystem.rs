@@ -1,0 +1,368 @@
+//! Subsystems and namespaces. A `Subsystem` is shared by every thread (`Arc`): configuration
+//! changes take a mutex, while the I/O path only reads an atomic generation number and a
+//! snapshot of the namespace table cached per queue.
+
+use crate::bdev::Bdev;
+use crate::ctrlr::Controller;
+use crate::spec::fabrics::{DISCOVERY_NQN, NQN_MAX_LEN};
+use crate::transport::TransportAddr;
+use crate::{Error, Result};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// Most namespaces one subsystem may hold (Identify Controller NN).
+pub const MAX_NAMESPACES: u32 = 1024;
+
+/// Whether this is the discovery subsystem or an NVM subsystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubsystemKind {
+    Discovery,
+    Nvm,
+}
+
+/// A namespace: an NSID bound to a bdev.
+pub struct Namespace {
+    pub nsid: u32,
+    /// Target-unique id: poll groups key their bdev channels by it.
+    pub(crate) uid: u64,
+    pub bdev: Arc<dyn Bdev>,
+    pub nguid: [u8; 16],
+    pub eui64: [u8; 8],
+    pub uuid: [u8; 16],
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace").field("nsid", &self.nsid).field("bdev", &self.bdev.name()).finish()
+    }
+}
+
+/// Namespace settings for `Subsystem::add_namespace`.
+#[derive(Clone)]
+pub struct NamespaceConfig {
+    /// NSID to use; `None` picks the lowest free one.
+    pub nsid: Option<u32>,
+    pub bdev: Arc<dyn Bdev>,
+    /// NGUID / EUI-64 / UUID; zero means "derive one from the subsystem NQN and NSID".
+    pub nguid: [u8; 16],
+    pub eui64: [u8; 8],
+    pub uuid: [u8; 16],
+}
+
+impl NamespaceConfig {
+    pub fn new(bdev: Arc<dyn Bdev>) -> Self {
+        NamespaceConfig { nsid: None, bdev, nguid: [0; 16], eui64: [0; 8], uuid: [0; 16] }
+    }
+}
+
+/// The namespace table as the I/O path sees it: index `nsid - 1`.
+pub(crate) type NsTable = Arc<Vec<Option<Arc<Namespace>>>>;
+
+/// Subsystem settings for `Target::add_subsystem`.
+#[derive(Clone, Debug)]
+pub struct SubsystemConfig {
+    pub nqn: String,
+    /// Serial number (Identify Controller SN, up to 20 ASCII characters).
+    pub serial: String,
+    /// Model number (Identify Controller MN, up to 40 ASCII characters).
+    pub model: String,
+    pub allow_any_host: bool,
+    /// Maximum namespaces (Identify Controller NN).
+    pub max_namespaces: u32,
+}
+
+impl SubsystemConfig {
+    pub fn new(nqn: &str) -> Self {
+        SubsystemConfig {
+            nqn: nqn.to_string(),
+            serial: "NVMFRS00000000000001".to_string(),
+            model: "nvmf-rs Controller".to_string(),
+            allow_any_host: false,
+            max_namespaces: 32,
+        }
+    }
+}
+
+/// Check an NQN's syntax (NVMe Base 2.0 section 4.5): "nqn." prefix or the UUID form, at most 223 bytes.
+pub fn valid_nqn(nqn: &str) -> bool {
+    nqn.len() <= NQN_MAX_LEN && nqn.len() > 11 && nqn.starts_with("nqn.") && nqn.is_ascii()
+}
+
+pub(crate) struct SubsystemState {
+    pub hosts: Vec<String>,
+    pub listeners: Vec<TransportAddr>,
+    pub namespaces: NsTable,
+    pub controllers: Vec<Weak<Controller>>,
+    next_cntlid: u16,
+}
+
+/// An NVM subsystem (or the discovery subsystem).
+pub struct Subsystem {
+    pub nqn: String,
+    pub kind: SubsystemKind,
+    pub serial: String,
+    pub model: String,
+    pub max_namespaces: u32,
+    allow_any_host: AtomicBool,
+    /// Bumped on every namespace change; queues compare it to refresh their cached table.
+    pub(crate) ns_generation: AtomicU64,
+    state: Mutex<SubsystemState>,
+    /// The target's discovery generation counter, bumped on changes visible in the discovery log.
+    discovery_genctr: Arc<AtomicU64>,
+    ns_uid: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Subsystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subsystem").field("nqn", &self.nqn).field("kind", &self.kind).finish()
+    }
+}
+
+impl Subsystem {
+    pub(crate) fn new(cfg: SubsystemConfig, kind: SubsystemKind, genctr: Arc<AtomicU64>, ns_uid: Arc<AtomicU64>) -> Self {
+        let max = cfg.max_namespaces.clamp(1, MAX_NAMESPACES);
+        Subsystem {
+            nqn: cfg.nqn,
+            kind,
+            serial: cfg.serial,
+            model: cfg.model,
+            max_namespaces: if kind == SubsystemKind::Discovery { 0 } else { max },
+            allow_any_host: AtomicBool::new(cfg.allow_any_host || kind == SubsystemKind::Discovery),
+            ns_generation: AtomicU64::new(0),
+            state: Mutex::new(SubsystemState {
+                hosts: Vec::new(),
+                listeners: Vec::new(),
+                namespaces: Arc::new(Vec::new()),
+                controllers: Vec::new(),
+                next_cntlid: 1,
+            }),
+            discovery_genctr: genctr,
+            ns_uid,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SubsystemState> {
+        // A poisoned lock only means another thread panicked mid-update of plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.discovery_genctr.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn is_discovery(&self) -> bool {
+        self.kind == SubsystemKind::Discovery || self.nqn == DISCOVERY_NQN
+    }
+
+    pub fn allow_any_host(&self) -> bool {
+        self.allow_any_host.load(Ordering::Acquire)
+    }
+    pub fn set_allow_any_host(&self, allow: bool) {
+        self.allow_any_host.store(allow, Ordering::Release);
+        self.changed();
+    }
+    /// Whether `hostnqn` may connect.
+    pub fn host_allowed(&self, hostnqn: &str) -> bool {
+        self.allow_any_host() || self.lock().hosts.iter().any(|h| h == hostnqn)
+    }
+    pub fn add_host(&self, hostnqn: &str) -> Result<()> {
+        if !valid_nqn(hostnqn) {
+            return Err(Error::InvalidNqn(hostnqn.to_string()));
+        }
+        let mut st = self.lock();
+        if st.hosts.iter().any(|h| h == hostnqn) {
+            return Err(Error::HostExists(hostnqn.to_string()));
+        }
+        st.hosts.push(hostnqn.to_string());
+        drop(st);
+        self.changed();
+        Ok(())
+    }
+    pub fn remove_host(&self, hostnqn: &str) -> Result<()> {
+        let mut st = self.lock();
+        let before = st.hosts.len();
+        st.hosts.retain(|h| h != hostnqn);
+        if st.hosts.len() == before {
+            return Err(Error::HostNotFound(hostnqn.to_string()));
+        }
+        drop(st);
+        self.changed();
+        Ok(())
+    }
+    pub fn hosts(&self) -> Vec<String> {
+        self.lock().hosts.clone()
+    }
+
+    /// Make the subsystem reachable through `addr` (the target must also listen there).
+    pub fn add_listener(&self, addr: TransportAddr) -> Result<()> {
+        let mut st = self.lock();
+        if st.listeners.contains(&addr) {
+            return Err(Error::AlreadyListening(addr.to_string()));
+        }
+        st.listeners.push(addr);
+        drop(st);
+        self.changed();
+        Ok(())
+    }
+    pub fn remove_listener(&self, addr: &TransportAddr) -> Result<()> {
+        let mut st = self.lock();
+        let before = st.listeners.len();
+        st.listeners.retain(|l| l != addr);
+        if st.listeners.len() == before {
+            return Err(Error::NotListening(addr.to_string()));
+        }
+        drop(st);
+        self.changed();
+        Ok(())
+    }
+    pub fn listeners(&self) -> Vec<TransportAddr> {
+        self.lock().listeners.clone()
+    }
+    /// Whether a connection that arrived on `listener` may reach this subsystem.
+    pub fn listening_on(&self, listener: &TransportAddr) -> bool {
+        self.is_discovery() || self.lock().listeners.iter().any(|l| l.matches(listener))
+    }
+
+    /// Add a namespace and return its NSID. Connected controllers get a Namespace Attribute
+    /// Changed event.
+    pub fn add_namespace(&self, cfg: NamespaceConfig) -> Result<u32> {
+        if self.is_discovery() {
+            return Err(Error::InvalidParam("the discovery subsystem has no namespaces".into()));
+        }
+        let mut st = self.lock();
+        let table = &st.namespaces;
+        let nsid = match cfg.nsid {
+            Some(n) if n == 0 || n > self.max_namespaces => return Err(Error::NsidInUse(n)),
+            Some(n) if table.get(n as usize - 1).is_some_and(|e| e.is_some()) => return Err(Error::NsidInUse(n)),
+            Some(n) => n,
+            None => (1..=self.max_namespaces)
+                .find(|&n| table.get(n as usize - 1).is_none_or(|e| e.is_none()))
+                .ok_or(Error::TooManyNamespaces(self.max_namespaces))?,
+        };
+        let mut ids = Self::derive_ids(&self.nqn, nsid);
+        if cfg.nguid != [0; 16] {
+            ids.0 = cfg.nguid;
+        }
+        if cfg.eui64 != [0; 8] {
+            ids.1 = cfg.eui64;
+        }
+        if cfg.uuid != [0; 16] {
+            ids.2 = cfg.uuid;
+        }
+        let ns = Arc::new(Namespace {
+            nsid,
+            uid: self.ns_uid.fetch_add(1, Ordering::Relaxed),
+            bdev: cfg.bdev,
+            nguid: ids.0,
+            eui64: ids.1,
+            uuid: ids.2,
+        });
+        let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
+        if next.len() < nsid as usize {
+            next.resize(nsid as usize, None);
+        }
+        next[nsid as usize - 1] = Some(ns);
+        st.namespaces = Arc::new(next);
+        self.ns_generation.fetch_add(1, Ordering::Release);
+        Self::notify_ns_change(&mut st, nsid);
+        Ok(nsid)
+    }
+
+    /// Remove a namespace. I/O already submitted to its bdev completes normally.
+    pub fn remove_namespace(&self, nsid: u32) -> Result<Arc<Namespace>> {
+        let mut st = self.lock();
+        let Some(Some(ns)) = st.namespaces.get((nsid as usize).wrapping_sub(1)).cloned() else {
+            return Err(Error::NamespaceNotFound(nsid));
+        };
+        let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
+        next[nsid as usize - 1] = None;
+        while next.last().is_some_and(|e| e.is_none()) {
+            next.pop();
+        }
+        st.namespaces = Arc::new(next);
+        self.ns_generation.fetch_add(1, Ordering::Release);
+        Self::notify_ns_change(&mut st, nsid);
+        Ok(ns)
+    }
+
+    fn notify_ns_change(st: &mut SubsystemState, nsid: u32) {
+        st.controllers.retain(|c| c.strong_count() > 0);
+        for c in st.controllers.iter().filter_map(Weak::upgrade) {
+            c.namespace_changed(nsid);
+        }
+    }
+
+    /// Snapshot of the namespace table.
+    pub(crate) fn ns_table(&self) -> NsTable {
+        self.lock().namespaces.clone()
+    }
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.ns_table().iter().flatten().cloned().collect()
+    }
+    pub fn namespace(&self, nsid: u32) -> Option<Arc<Namespace>> {
+        self.ns_table().get((nsid as usize).wrapping_sub(1)).cloned().flatten()
+    }
+
+    /// Register a new controller and give it a free controller ID (1..=0xFFEF).
+    pub(crate) fn register_controller<F>(&self, make: F) -> Option<Arc<Controller>>
+    where
+        F: FnOnce(u16) -> Controller,
+    {
+        let mut st = self.lock();
+        st.controllers.retain(|c| c.strong_count() > 0);
+        let used: Vec<u16> = st.controllers.iter().filter_map(Weak::upgrade).map(|c| c.cntlid).collect();
+        let mut id = st.next_cntlid;
+        for _ in 0..0xffef {
+            if !used.contains(&id) {
+                break;
+            }
+            id = if id >= 0xffef { 1 } else { id + 1 };
+        }
+        if used.contains(&id) {
+            return None;
+        }
+        st.next_cntlid = if id >= 0xffef { 1 } else { id + 1 };
+        let c = Arc::new(make(id));
+        st.controllers.push(Arc::downgrade(&c));
+        Some(c)
+    }
+
+    pub(crate) fn find_controller(&self, cntlid: u16) -> Option<Arc<Controller>> {
+        self.lock().controllers.iter().filter_map(Weak::upgrade).find(|c| c.cntlid == cntlid && !c.is_failed())
+    }
+
+    /// Live controllers (for statistics and tests).
+    pub fn num_controllers(&self) -> usize {
+        self.lock().controllers.iter().filter_map(Weak::upgrade).filter(|c| !c.is_failed()).count()
+    }
+
+    /// NGUID, EUI-64 and UUID derived from the NQN and NSID (stable across restarts).
+    fn derive_ids(nqn: &str, nsid: u32) -> ([u8; 16], [u8; 8], [u8; 16]) {
+        let a = crc32c::crc32c(nqn.as_bytes());
+        let b = crc32c::crc32c_append(a, &nsid.to_le_bytes());
+        let c = crc32c::crc32c_append(b, b"nguid");
+        let d = crc32c::crc32c_append(c, b"uuid");
+        let mut nguid = [0u8; 16];
+        nguid[0..4].copy_from_slice(&a.to_be_bytes());
+        nguid[4..8].copy_from_slice(&b.to_be_bytes());
+        nguid[8..12].copy_from_slice(&c.to_be_bytes());
+        nguid[12..16].copy_from_slice(&nsid.to_be_bytes());
+        let mut eui = [0u8; 8];
+        eui[0..4].copy_from_slice(&b.to_be_bytes());
+        eui[4..8].copy_from_slice(&nsid.to_be_bytes());
+        let mut uuid = nguid;
+        uuid[8..12].copy_from_slice(&d.to_be_bytes());
+        uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4 layout
+        uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
+        (nguid, eui, uuid)
+    }
+}
+
+impl Subsystem {
+    /// Tear down every controller (subsystem removal): their queues close on the next poll.
+    pub(crate) fn fail_all_controllers(&self) {
+        for c in self.lock().controllers.iter().filter_map(Weak::upgrade) {
+            c.fail();
+        }
+    }
+}

@@ -1,0 +1,765 @@
+//! One NVMe/TCP connection: the receive state machine (PDU header -> payload -> data digest),
+//! per-request state (like SPDK's request states: new, awaiting H2C data, executing, parked,
+//! completed), and the send buffer. Nothing here panics on network input: every length is
+//! checked, and a malformed PDU ends in a C2HTermReq and closes only this connection.
+
+use super::pdu_tx;
+use super::TcpTransportOpts;
+use crate::bdev::{BdevCompletion, IoBuf};
+use crate::poll_group::GroupCtx;
+use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
+use crate::spec::sqe::{sgl_subtype, sgl_type};
+use crate::spec::tcp::{dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq, DIGEST_LEN};
+use crate::spec::{Cqe, GenericStatus as Gs, Sqe, Status};
+use crate::transport::make_tag;
+use mio::net::TcpStream;
+use std::io::{ErrorKind, Read, Write};
+use zerocopy::FromBytes;
+
+/// Most commands in flight on one connection (the largest SQ size a host may ask for).
+const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
+/// Stop reading new commands while this much is waiting to be sent.
+const TX_HIGH_WATER: usize = 8 << 20;
+/// Read payloads straight into the request buffer when at least this much is outstanding.
+const DIRECT_READ_MIN: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReqState {
+    Free,
+    /// Receiving in-capsule data.
+    CapsuleData,
+    /// Waiting for a buffer from the pool before sending an R2T or executing.
+    NeedBuffer,
+    /// R2T sent; receiving H2CData.
+    AwaitingH2C,
+    /// Submitted to a bdev.
+    Executing,
+    /// An AER parked until an event.
+    Parked,
+}
+
+/// Data direction from the opcode's low two bits (Base 2.0 Figure 89; fabrics use FCTYPE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    None,
+    HostToCtrl,
+    CtrlToHost,
+}
+
+fn direction(sqe: &Sqe) -> Dir {
+    let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
+    match bits & 3 {
+        1 => Dir::HostToCtrl,
+        2 => Dir::CtrlToHost,
+        _ => Dir::None,
+    }
+}
+
+struct TcpReq {
+    state: ReqState,
+    sqe: Sqe,
+    cqe: Cqe,
+    buf: Option<IoBuf>,
+    dir: Dir,
+    /// Transfer length from SGL1.
+    xfer_len: u32,
+    /// H2C data received so far.
+    h2c_done: u32,
+    /// A data digest did not match: fail the command once its data is in.
+    digest_error: bool,
+}
+
+impl TcpReq {
+    fn new() -> Self {
+        TcpReq {
+            state: ReqState::Free,
+            sqe: Sqe::default(),
+            cqe: Cqe::default(),
+            buf: None,
+            dir: Dir::None,
+            xfer_len: 0,
+            h2c_done: 0,
+            digest_error: false,
+        }
+    }
+}
+
+/// Where the receive state machine is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rx {
+    /// Next bytes are a PDU header.
+    Header,
+    /// Skipping `pad` bytes, then copying `left` payload bytes into request `slot` at `pos`.
+    Payload { slot: u16, pad: usize, pos: usize, left: usize, h2c: bool, last: bool },
+    /// Four bytes of data digest for the payload just received.
+    DataDigest { slot: u16, h2c: bool, last: bool, end: usize },
+}
+
+/// Why a connection must end.
+pub(crate) enum Fatal {
+    /// Send a C2HTermReq, then close.
+    TermReq { fes: u16, fei: u32 },
+    /// Close without a TermReq (peer closed, socket error, H2CTermReq, teardown).
+    Close(&'static str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    AwaitIcReq,
+    Ready,
+    /// Flushing what is queued (TermReq, final response), then close.
+    Closing,
+    /// Socket closed; waiting for bdev I/O to drain.
+    Closed,
+}
+
+pub(crate) struct TcpConn {
+    pub sock: TcpStream,
+    pub peer: String,
+    pub idx: u32,
+    pub state: ConnState,
+    q: NvmeQueue,
+    hdgst: bool,
+    ddgst: bool,
+    hpda: u8,
+    maxh2cdata: u32,
+    max_io: u32,
+    icd_size: u32,
+    c2h_success: bool,
+    allow_digests: bool,
+    rx: Box<[u8]>,
+    rx_head: usize,
+    rx_tail: usize,
+    rx_state: Rx,
+    /// Running data digest of the current payload.
+    rx_crc: u32,
+    pub tx: Vec<u8>,
+    tx_head: usize,
+    reqs: Vec<TcpReq>,
+    free: Vec<u16>,
+    /// Requests waiting for a pool buffer, oldest first.
+    need_buf: Vec<u16>,
+    pub readable: bool,
+    pub writable: bool,
+    /// Bdev I/Os not yet completed: the connection is kept until they drain.
+    pub outstanding: usize,
+}
+
+impl TcpConn {
+    pub fn new(sock: TcpStream, peer: String, idx: u32, listener: crate::transport::TransportAddr, opts: &TcpTransportOpts) -> Self {
+        TcpConn {
+            sock,
+            peer,
+            idx,
+            state: ConnState::AwaitIcReq,
+            q: NvmeQueue::new(listener),
+            hdgst: false,
+            ddgst: false,
+            hpda: 0,
+            maxh2cdata: opts.max_h2c_data.max(4096),
+            max_io: opts.max_io_size,
+            icd_size: opts.in_capsule_data_size,
+            c2h_success: opts.c2h_success,
+            allow_digests: opts.allow_digests,
+            rx: vec![0; opts.recv_buf_size.max(4096)].into_boxed_slice(),
+            rx_head: 0,
+            rx_tail: 0,
+            rx_state: Rx::Header,
+            rx_crc: 0,
+            tx: Vec::with_capacity(64 * 1024),
+            tx_head: 0,
+            reqs: (0..MAX_SLOTS).map(|_| TcpReq::new()).collect(),
+            free: (0..MAX_SLOTS as u16).rev().collect(),
+            need_buf: Vec::with_capacity(MAX_SLOTS),
+            readable: true,
+            writable: true,
+            outstanding: 0,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == ConnState::Closed
+    }
+
+    /// Queue a TermReq for `hdr` (the offending header bytes) and start closing.
+    pub fn fail(&mut self, f: Fatal, hdr: &[u8]) {
+        if matches!(self.state, ConnState::Closing | ConnState::Closed) {
+            return;
+        }
+        match f {
+            Fatal::TermReq { fes, fei } => {
+                log::warn!("connection {}: C2HTermReq FES {fes:#x} FEI {fei:#x}", self.peer);
+                pdu_tx::c2h_term_req(&mut self.tx, fes, fei, hdr);
+            }
+            Fatal::Close(why) => log::info!("connection {}: closing ({why})", self.peer),
+        }
+        self.state = ConnState::Closing;
+    }
+
+    /// Close the socket and drop NVMe state; buffers come back as bdev I/O completes.
+    pub fn close(&mut self, ctx: &mut GroupCtx) {
+        if self.state == ConnState::Closed {
+            return;
+        }
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        self.state = ConnState::Closed;
+        self.q.on_close();
+        for r in self.reqs.iter_mut() {
+            if r.state != ReqState::Executing {
+                if let Some(b) = r.buf.take() {
+                    ctx.bufs.put(b);
+                }
+                r.state = ReqState::Free;
+            }
+        }
+        self.need_buf.clear();
+        self.tx = Vec::new();
+        self.rx = Box::new([]);
+    }
+
+    /// Periodic checks: controller teardown, reset, keep-alive, asynchronous events.
+    pub fn poll_events(&mut self, ctx: &mut GroupCtx) -> usize {
+        if self.state != ConnState::Ready {
+            return 0;
+        }
+        match self.q.poll_event(ctx.now) {
+            None => 0,
+            Some(QueueEvent::Close(why)) => {
+                self.fail(Fatal::Close(why), &[]);
+                1
+            }
+            Some(QueueEvent::Aen { slot, dw0 }) => {
+                if let Some(r) = self.reqs.get_mut(slot as usize) {
+                    r.cqe.dw0.set(dw0);
+                    self.complete(slot, ctx);
+                }
+                1
+            }
+        }
+    }
+
+    /// Retry requests that waited for a buffer.
+    pub fn retry_need_buf(&mut self, ctx: &mut GroupCtx) -> usize {
+        let mut n = 0;
+        while let Some(&slot) = self.need_buf.first() {
+            let len = self.reqs[slot as usize].xfer_len as usize;
+            let Some(buf) = ctx.bufs.get(len) else { break };
+            self.need_buf.remove(0);
+            self.reqs[slot as usize].buf = Some(buf);
+            self.start_transfer(slot, ctx);
+            n += 1;
+        }
+        n
+    }
+
+    /// Read and process everything the socket has. Returns the number of PDUs handled.
+    pub fn on_readable(&mut self, ctx: &mut GroupCtx) -> usize {
+        let mut work = 0;
+        while matches!(self.state, ConnState::AwaitIcReq | ConnState::Ready) {
+            if self.tx.len() - self.tx_head > TX_HIGH_WATER || !self.need_buf.is_empty() {
+                break; // back-pressure: resume on a later poll
+            }
+            match self.process(ctx) {
+                Ok(0) => {}
+                Ok(n) => {
+                    work += n;
+                    continue;
+                }
+                Err((f, hdr_len)) => {
+                    let hdr: Vec<u8> = self.rx[self.rx_head..self.rx_head + hdr_len].to_vec();
+                    self.fail(f, &hdr);
+                    break;
+                }
+            }
+            // Nothing more can be parsed from the buffer: read from the socket.
+            if !self.readable {
+                break;
+            }
+            if let Some(n) = self.try_direct_read() {
+                match n {
+                    Ok(()) => continue,
+                    Err(f) => {
+                        self.fail(f, &[]);
+                        break;
+                    }
+                }
+            }
+            if self.rx_head > 0 {
+                self.rx.copy_within(self.rx_head..self.rx_tail, 0);
+                self.rx_tail -= self.rx_head;
+                self.rx_head = 0;
+            }
+            if self.rx_tail == self.rx.len() {
+                // Cannot happen: a header never exceeds the buffer. Guard anyway.
+                self.fail(Fatal::Close("receive buffer full"), &[]);
+                break;
+            }
+            match self.sock.read(&mut self.rx[self.rx_tail..]) {
+                Ok(0) => {
+                    self.fail(Fatal::Close("peer closed"), &[]);
+                    break;
+                }
+                Ok(n) => self.rx_tail += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.fail(Fatal::Close("socket error"), &[]);
+                    break;
+                }
+            }
+        }
+        work
+    }
+
+    /// When a large payload is pending and the receive buffer is empty, read it straight into
+    /// the request's buffer (saves a copy). `None` when not applicable.
+    fn try_direct_read(&mut self) -> Option<Result<(), Fatal>> {
+        let Rx::Payload { slot, pad: 0, pos, left, h2c, last } = self.rx_state else { return None };
+        if self.rx_head != self.rx_tail || left < DIRECT_READ_MIN {
+            return None;
+        }
+        let r = &mut self.reqs[slot as usize];
+        let dst = r.buf.as_mut()?.as_mut_slice().get_mut(pos..pos + left)?;
+        match self.sock.read(dst) {
+            Ok(0) => Some(Err(Fatal::Close("peer closed"))),
+            Ok(n) => {
+                if self.ddgst {
+                    self.rx_crc = digest_append(self.rx_crc, &dst[..n]);
+                }
+                self.rx_state = Rx::Payload { slot, pad: 0, pos: pos + n, left: left - n, h2c, last };
+                Some(Ok(()))
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.readable = false;
+                Some(Ok(()))
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => Some(Ok(())),
+            Err(_) => Some(Err(Fatal::Close("socket error"))),
+        }
+    }
+
+    /// Process buffered bytes: one step of the receive state machine. Returns Ok(0) when more
+    /// bytes are needed; on a fatal error, also the length of the offending header at rx_head.
+    fn process(&mut self, ctx: &mut GroupCtx) -> Result<usize, (Fatal, usize)> {
+        let avail = self.rx_tail - self.rx_head;
+        match self.rx_state {
+            Rx::Header => self.process_header(ctx, avail),
+            Rx::Payload { slot, pad, pos, left, h2c, last } => {
+                if left == 0 && pad == 0 {
+                    if self.ddgst {
+                        self.rx_state = Rx::DataDigest { slot, h2c, last, end: pos };
+                        return Ok(1);
+                    }
+                    self.rx_state = Rx::Header;
+                    self.payload_received(slot, h2c, pos, ctx);
+                    return Ok(1);
+                }
+                if avail == 0 {
+                    return Ok(0);
+                }
+                if pad > 0 {
+                    let n = pad.min(avail);
+                    self.rx_head += n;
+                    self.rx_state = Rx::Payload { slot, pad: pad - n, pos, left, h2c, last };
+                    return Ok(1);
+                }
+                let n = left.min(avail);
+                let src = &self.rx[self.rx_head..self.rx_head + n];
+                if let Some(dst) = self.reqs[slot as usize].buf.as_mut().and_then(|b| b.as_mut_slice().get_mut(pos..pos + n)) {
+                    dst.copy_from_slice(src);
+                }
+                if self.ddgst {
+                    self.rx_crc = digest_append(self.rx_crc, src);
+                }
+                self.rx_head += n;
+                self.rx_state = Rx::Payload { slot, pad: 0, pos: pos + n, left: left - n, h2c, last };
+                Ok(1)
+            }
+            Rx::DataDigest { slot, h2c, end, .. } => {
+                if avail < DIGEST_LEN {
+                    return Ok(0);
+                }
+                let got = u32::from_le_bytes(self.rx[self.rx_head..self.rx_head + 4].try_into().unwrap_or([0; 4]));
+                self.rx_head += DIGEST_LEN;
+                if got != self.rx_crc {
+                    // A data digest error fails the command, not the connection (SPDK and the
+                    // spec's Transient Transport Error status).
+                    log::warn!("connection {}: data digest mismatch", self.peer);
+                    self.reqs[slot as usize].digest_error = true;
+                }
+                self.rx_state = Rx::Header;
+                self.payload_received(slot, h2c, end, ctx);
+                Ok(1)
+            }
+        }
+    }
+
+    fn process_header(&mut self, ctx: &mut GroupCtx, avail: usize) -> Result<usize, (Fatal, usize)> {
+        if avail < 8 {
+            return Ok(0);
+        }
+        let head = self.rx_head;
+        let term = |fes, fei, len| Err((Fatal::TermReq { fes, fei }, len));
+        let Ok((ch, _)) = CommonHeader::read_from_prefix(&self.rx[head..self.rx_tail]) else { return Ok(0) };
+        let plen = ch.plen.get() as usize;
+        let hdr_show = avail.min(128).min(ch.hlen.max(8) as usize);
+        // Only host-to-controller PDU types are valid here.
+        let Some(hlen) = expected_hlen(ch.pdu_type) else { return term(fes::INVALID_PDU_HEADER_FIELD, 0, hdr_show) };
+        match ch.pdu_type {
+            pdu_type::IC_REQ | pdu_type::H2C_TERM_REQ | pdu_type::CAPSULE_CMD | pdu_type::H2C_DATA => {}
+            _ => return term(fes::INVALID_PDU_HEADER_FIELD, 0, hdr_show),
+        }
+        if ch.hlen != hlen {
+            return term(fes::INVALID_PDU_HEADER_FIELD, 2, hdr_show);
+        }
+        let is_ic = ch.pdu_type == pdu_type::IC_REQ;
+        let is_term = ch.pdu_type == pdu_type::H2C_TERM_REQ;
+        if (self.state == ConnState::AwaitIcReq) != is_ic && !is_term {
+            return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
+        }
+        // ICReq and TermReq never carry digests; the others carry a header digest when negotiated.
+        let hd = if is_ic || is_term { 0 } else if self.hdgst { DIGEST_LEN } else { 0 };
+        if !is_ic && !is_term && ((ch.flags & pdu_flags::HDGSTF != 0) != self.hdgst) {
+            return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
+        }
+        let hlen = hlen as usize;
+        if plen < hlen + hd || plen > (self.max_io as usize).max(self.icd_size as usize) + 512 {
+            return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
+        }
+        if avail < hlen + hd {
+            return Ok(0);
+        }
+        let hdr_show = hlen.min(128);
+        if hd > 0 {
+            let want = digest(&self.rx[head..head + hlen]);
+            let got = u32::from_le_bytes(self.rx[head + hlen..head + hlen + 4].try_into().unwrap_or([0; 4]));
+            if want != got {
+                return term(fes::HEADER_DIGEST_ERROR, 0, hdr_show);
+            }
+        }
+        // Payload geometry: [pad][data][data digest]
+        let has_data = plen > hlen + hd;
+        let (pad, data_len) = if has_data {
+            let pdo = ch.pdo as usize;
+            let dd = if ch.flags & pdu_flags::DDGSTF != 0 { DIGEST_LEN } else { 0 };
+            if (ch.flags & pdu_flags::DDGSTF != 0) != self.ddgst && !is_term {
+                return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
+            }
+            if is_term {
+                (0, plen - hlen)
+            } else {
+                if pdo < hlen + hd || pdo > plen - dd || pdo - (hlen + hd) > 128 {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 3, hdr_show);
+                }
+                (pdo - hlen - hd, plen - pdo - dd)
+            }
+        } else {
+            (0, 0)
+        };
+        match ch.pdu_type {
+            pdu_type::IC_REQ => {
+                if plen != 128 {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
+                }
+                let Ok((ic, _)) = ICReq::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
+                if ic.pfv.get() != 0 {
+                    return term(fes::UNSUPPORTED_PARAMETER, 8, hdr_show);
+                }
+                if ic.hpda > 31 {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 10, hdr_show);
+                }
+                let allowed = if self.allow_digests { dgst::HEADER | dgst::DATA } else { 0 };
+                let d = ic.dgst & allowed;
+                self.hdgst = d & dgst::HEADER != 0;
+                self.ddgst = d & dgst::DATA != 0;
+                self.hpda = ic.hpda;
+                pdu_tx::ic_resp(&mut self.tx, d, self.maxh2cdata);
+                self.state = ConnState::Ready;
+                self.rx_head += 128;
+                Ok(1)
+            }
+            pdu_type::H2C_TERM_REQ => {
+                if avail < plen.min(hlen + 128) {
+                    return Ok(0);
+                }
+                let fesv = u16::from_le_bytes([self.rx[head + 8], self.rx[head + 9]]);
+                log::warn!("connection {}: host sent H2CTermReq FES {fesv:#x}", self.peer);
+                Err((Fatal::Close("host terminated the connection"), 0))
+            }
+            pdu_type::CAPSULE_CMD => {
+                if data_len > self.icd_size as usize {
+                    return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 0, hdr_show);
+                }
+                let Some(slot) = self.free.pop() else {
+                    return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
+                };
+                let buf = if data_len > 0 {
+                    match ctx.bufs.get(data_len) {
+                        Some(b) => Some(b),
+                        None => {
+                            self.free.push(slot);
+                            return Ok(0); // retried once buffers return
+                        }
+                    }
+                } else {
+                    None
+                };
+                let Ok((cap, _)) = CapsuleCmdHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
+                let r = &mut self.reqs[slot as usize];
+                r.state = ReqState::CapsuleData;
+                r.sqe = cap.sqe;
+                r.cqe = Cqe::default();
+                r.buf = buf;
+                r.h2c_done = 0;
+                r.digest_error = false;
+                self.rx_head += hlen + hd;
+                if data_len > 0 {
+                    self.rx_crc = 0;
+                    self.rx_state = Rx::Payload { slot, pad, pos: 0, left: data_len, h2c: false, last: true };
+                } else {
+                    self.capsule_received(slot, ctx);
+                }
+                Ok(1)
+            }
+            _ => {
+                // H2CData
+                let Ok((d, _)) = DataHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
+                let slot = d.ttag.get();
+                let datao = d.datao.get();
+                let datal = d.datal.get();
+                let Some(r) = self.reqs.get(slot as usize).filter(|r| r.state == ReqState::AwaitingH2C) else {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 10, hdr_show);
+                };
+                if r.sqe.cid.get() != d.cccid.get() {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 8, hdr_show);
+                }
+                if datal > self.maxh2cdata {
+                    return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 16, hdr_show);
+                }
+                if datao != r.h2c_done || (datao as u64 + datal as u64) > r.xfer_len as u64 || datal == 0 {
+                    return term(fes::DATA_TRANSFER_OUT_OF_RANGE, 12, hdr_show);
+                }
+                if data_len != datal as usize {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
+                }
+                self.rx_head += hlen + hd;
+                self.rx_crc = 0;
+                let last = ch.flags & pdu_flags::LAST_PDU != 0;
+                self.rx_state = Rx::Payload { slot, pad, pos: datao as usize, left: data_len, h2c: true, last };
+                Ok(1)
+            }
+        }
+    }
+
+    /// A capsule's payload (in-capsule data) or an H2CData payload is complete; `end` is the
+    /// offset just past the data received.
+    fn payload_received(&mut self, slot: u16, h2c: bool, end: usize, ctx: &mut GroupCtx) {
+        if !h2c {
+            self.capsule_received(slot, ctx);
+            return;
+        }
+        let r = &mut self.reqs[slot as usize];
+        r.h2c_done = end as u32;
+        if r.h2c_done < r.xfer_len {
+            return; // more H2CData PDUs follow
+        }
+        if r.digest_error {
+            r.cqe.set_status(Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR));
+            self.complete(slot, ctx);
+        } else {
+            self.exec(slot, ctx);
+        }
+    }
+
+    fn fail_req(&mut self, slot: u16, status: Status, ctx: &mut GroupCtx) {
+        self.reqs[slot as usize].cqe.set_status(status);
+        self.complete(slot, ctx);
+    }
+
+    /// A command capsule (with any in-capsule data) has arrived: work out the data transfer.
+    fn capsule_received(&mut self, slot: u16, ctx: &mut GroupCtx) {
+        let sqhd = self.q.consume_sqe();
+        let r = &mut self.reqs[slot as usize];
+        r.cqe.sqhd.set(sqhd);
+        if r.digest_error {
+            self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx);
+            return;
+        }
+        let sgl = r.sqe.sgl1();
+        r.dir = direction(&r.sqe);
+        let len = sgl.length.get();
+        let in_capsule = r.buf.as_ref().map_or(0, |b| b.len());
+        let ty = sgl.sgl_type();
+        let sub = sgl.subtype();
+        if in_capsule > 0 || (ty == sgl_type::DATA_BLOCK && sub == sgl_subtype::OFFSET) {
+            // In-capsule data: SGL data block with an offset into the capsule's data.
+            if r.dir != Dir::HostToCtrl && len > 0 {
+                return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
+            }
+            let off = sgl.address.get();
+            if ty != sgl_type::DATA_BLOCK || sub != sgl_subtype::OFFSET {
+                return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
+            }
+            if off.checked_add(len as u64).is_none_or(|end| end > in_capsule as u64) {
+                let sc = if off >= in_capsule as u64 && len > 0 { Gs::INVALID_SGL_OFFSET } else { Gs::DATA_SGL_LENGTH_INVALID };
+                return self.fail_req(slot, Status::generic(sc).dnr(), ctx);
+            }
+            if let Some(b) = r.buf.as_mut() {
+                if off > 0 {
+                    b.as_mut_slice().copy_within(off as usize..off as usize + len as usize, 0);
+                }
+                b.set_len(len as usize);
+            }
+            r.xfer_len = len;
+            return self.exec(slot, ctx);
+        }
+        r.xfer_len = 0;
+        if r.dir == Dir::None || len == 0 {
+            return self.exec(slot, ctx);
+        }
+        if ty != sgl_type::TRANSPORT_DATA_BLOCK || sub != sgl_subtype::TRANSPORT {
+            return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
+        }
+        if len > self.max_io {
+            return self.fail_req(slot, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
+        }
+        r.xfer_len = len;
+        match ctx.bufs.get(len as usize) {
+            Some(b) => {
+                r.buf = Some(b);
+                self.start_transfer(slot, ctx);
+            }
+            None => {
+                r.state = ReqState::NeedBuffer;
+                self.need_buf.push(slot);
+            }
+        }
+    }
+
+    /// The request has its buffer: ask for host data with an R2T, or execute.
+    fn start_transfer(&mut self, slot: u16, ctx: &mut GroupCtx) {
+        let r = &mut self.reqs[slot as usize];
+        if r.dir == Dir::HostToCtrl {
+            r.state = ReqState::AwaitingH2C;
+            r.h2c_done = 0;
+            // One R2T for the whole transfer; the host splits it into H2CData PDUs of at most
+            // MAXH2CDATA bytes (as Linux nvmet does).
+            pdu_tx::r2t(&mut self.tx, r.sqe.cid.get(), slot, 0, r.xfer_len, self.hdgst);
+        } else {
+            self.exec(slot, ctx);
+        }
+    }
+
+    fn exec(&mut self, slot: u16, ctx: &mut GroupCtx) {
+        let tag = make_tag(ctx.transport_index, self.idx, slot);
+        let r = &mut self.reqs[slot as usize];
+        r.state = ReqState::Executing;
+        let res = self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag });
+        match res {
+            Exec::Complete => self.complete(slot, ctx),
+            Exec::Pending => self.outstanding += 1,
+            Exec::Parked => {
+                r.state = ReqState::Parked;
+                self.q.aer_slots.push(slot);
+            }
+            Exec::CompleteThenClose => {
+                self.complete(slot, ctx);
+                self.fail(Fatal::Close("host disconnected"), &[]);
+            }
+        }
+    }
+
+    /// A bdev I/O of this connection finished.
+    pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let Some(r) = self.reqs.get_mut(slot as usize) else {
+            if let Some(b) = done.buf {
+                ctx.bufs.put(b);
+            }
+            return;
+        };
+        if let Some(b) = done.buf {
+            r.buf = Some(b);
+        }
+        if self.state == ConnState::Closed {
+            if let Some(b) = r.buf.take() {
+                ctx.bufs.put(b);
+            }
+            r.state = ReqState::Free;
+            return;
+        }
+        r.cqe.set_status(crate::cmd::io::bdev_status(done.status));
+        self.complete(slot, ctx);
+    }
+
+    /// Send the command's data (reads) and completion, then free the request.
+    fn complete(&mut self, slot: u16, ctx: &mut GroupCtx) {
+        let r = &mut self.reqs[slot as usize];
+        let cid = r.sqe.cid.get();
+        r.cqe.cid.set(cid);
+        r.cqe.sqid.set(self.q.qid);
+        if self.q.sq_flow_disabled {
+            r.cqe.sqhd.set(0xffff);
+        }
+        let ok = r.cqe.status().is_success();
+        let data = match (&r.buf, r.dir) {
+            (Some(b), Dir::CtrlToHost) if ok && r.xfer_len > 0 => Some(b),
+            _ => None,
+        };
+        let mut need_resp = true;
+        if let Some(b) = data {
+            let use_success = self.c2h_success && self.q.sq_flow_disabled && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
+            let bytes = &b.as_slice()[..(r.xfer_len as usize).min(b.len())];
+            pdu_tx::c2h_data(&mut self.tx, cid, 0, bytes, true, use_success, self.hdgst, self.ddgst, self.hpda);
+            need_resp = !use_success;
+        }
+        if need_resp {
+            pdu_tx::capsule_resp(&mut self.tx, &r.cqe, self.hdgst);
+        }
+        if let Some(b) = r.buf.take() {
+            ctx.bufs.put(b);
+        }
+        r.state = ReqState::Free;
+        self.free.push(slot);
+    }
+
+    /// Write queued PDUs. Returns bytes written.
+    pub fn flush(&mut self) -> usize {
+        let mut written = 0;
+        while self.tx_head < self.tx.len() && self.writable {
+            match self.sock.write(&self.tx[self.tx_head..]) {
+                Ok(0) => {
+                    self.state = ConnState::Closing;
+                    self.tx.clear();
+                    self.tx_head = 0;
+                    break;
+                }
+                Ok(n) => {
+                    self.tx_head += n;
+                    written += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The peer is gone: drop what is queued and close.
+                    self.tx.clear();
+                    self.tx_head = 0;
+                    self.state = ConnState::Closing;
+                    break;
+                }
+            }
+        }
+        if self.tx_head == self.tx.len() {
+            self.tx.clear();
+            self.tx_head = 0;
+        }
+        written
+    }
+
+    pub fn tx_pending(&self) -> bool {
+        self.tx_head < self.tx.len()
+    }
+}
