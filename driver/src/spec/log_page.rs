@@ -93,10 +93,8 @@ impl GetLogPageArgs {
     /// Encode to (CDW10, CDW11, CDW12, CDW13, CDW14). `numd` is clamped to 1..=2^32.
     pub fn to_cdws(&self) -> [u32; 5] {
         let n = self.numd.clamp(1, 1 << 32) - 1;
-        let cdw10 = self.lid as u32
-            | ((self.lsp as u32) & 0x7f) << 8
-            | (self.rae as u32) << 15
-            | ((n & 0xffff) as u32) << 16;
+        let cdw10 =
+            self.lid as u32 | ((self.lsp as u32) & 0x7f) << 8 | (self.rae as u32) << 15 | ((n & 0xffff) as u32) << 16;
         let cdw11 = ((n >> 16) & 0xffff) as u32 | (self.lsi as u32) << 16;
         let cdw14 = (self.uuid_index as u32 & 0x7f) | (self.ot as u32) << 23 | (self.csi as u32) << 24;
         [cdw10, cdw11, self.offset as u32, (self.offset >> 32) as u32, cdw14]
@@ -386,7 +384,10 @@ mod tests {
         assert_eq!(a.uuid_index, 3);
         assert!(a.ot);
         assert_eq!(a.csi, 1);
-        assert_eq!(GetLogPageArgs::from_cdws(a.to_cdws()[0], a.to_cdws()[1], a.to_cdws()[2], a.to_cdws()[3], a.to_cdws()[4]), a);
+        assert_eq!(
+            GetLogPageArgs::from_cdws(a.to_cdws()[0], a.to_cdws()[1], a.to_cdws()[2], a.to_cdws()[3], a.to_cdws()[4]),
+            a
+        );
 
         // NUMDU carries the high 16 bits: 4 MiB = 0x10_0000 dwords, 0's based 0xF_FFFF.
         let a = GetLogPageArgs::from_cdws(0xffff_0070, 0x000f, 0, 0, 0);
