@@ -298,3 +298,30 @@ fn batch_completes_with_each_token_once() {
     seen.sort();
     assert_eq!(seen, (1000..1050).collect::<Vec<_>>());
 }
+
+#[test]
+fn hugepage_backed_io_when_hugepages_are_reserved() {
+    let emu = nvme_driver::emulator::EmulatedController::new(EmulatorConfig::default());
+    let opts = ControllerOptions { dma_backing: DmaBacking::Hugepages, ..Default::default() };
+    let ctrl = match Controller::new_emulated(&emu, opts) {
+        Ok(c) => c,
+        Err(Error::NoHugepages { .. }) => {
+            eprintln!("skipped: no hugepages reserved");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let total: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("HugePages_Total:").map(|v| v.trim().parse().unwrap()))
+        .unwrap();
+    assert!(nvme_driver::dma::hugepages_free().unwrap() < total, "queues should live in hugepages");
+    let mut qp = ctrl.alloc_io_qpair().unwrap();
+    let src = ctrl.dma().alloc(1 << 20, 4096).unwrap();
+    src.write(0, &pattern(11, 0, 1 << 20));
+    write_sync(&mut qp, 0, 2048, &src).unwrap();
+    let dst = ctrl.dma().alloc(1 << 20, 4096).unwrap();
+    read_sync(&mut qp, 0, 2048, &dst).unwrap();
+    assert!(dst.as_slice() == &pattern(11, 0, 1 << 20)[..]);
+}

@@ -13,7 +13,8 @@ mod pool;
 mod region;
 
 pub use alloc::{hugepages_free, DmaAllocator, DmaBacking, HUGEPAGE_SIZE};
-pub use identity::IdentityMapper;
+pub use identity::{DmaFault, IdentityMapper};
+pub use pagemap::PagemapMapper;
 pub use mapper::{DmaMapper, Translation};
 pub use pool::{DmaPool, PoolBuf};
 pub use region::DmaRegion;

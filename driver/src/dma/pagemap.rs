@@ -2,6 +2,7 @@
 //! the device sees physical addresses. Reading PFNs needs CAP_SYS_ADMIN; without it the kernel
 //! reports PFN 0, which is turned into an error rather than a bogus DMA address.
 
+use super::mapper::{DmaMapper, Translation};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -42,6 +43,30 @@ impl Pagemap {
         let off = (va / self.base_page) as u64 * 8;
         self.file.read_exact_at(&mut buf, off).map_err(|e| Error::os("read /proc/self/pagemap", e))?;
         parse_entry(u64::from_le_bytes(buf), va, self.base_page)
+    }
+}
+
+/// No-IOMMU DMA mapping: the device sees physical addresses, looked up once per page when the
+/// memory is allocated. Only sound with pinned memory that the kernel does not migrate, i.e.
+/// locked hugepages ([`DmaBacking::Hugepages`](super::DmaBacking::Hugepages)).
+pub struct PagemapMapper {
+    pagemap: Pagemap,
+}
+
+impl PagemapMapper {
+    pub fn new() -> Result<Self> {
+        Ok(PagemapMapper { pagemap: Pagemap::open()? })
+    }
+}
+
+impl DmaMapper for PagemapMapper {
+    unsafe fn map(&self, va: usize, len: usize, page_size: usize) -> Result<Translation> {
+        let iovas = (0..len.div_ceil(page_size)).map(|i| self.pagemap.phys(va + i * page_size)).collect::<Result<_>>()?;
+        Ok(Translation::Pages { page_shift: page_size.trailing_zeros(), iovas })
+    }
+    fn unmap(&self, _va: usize, _len: usize, _t: &Translation) {}
+    fn name(&self) -> &'static str {
+        "no-IOMMU (physical addresses)"
     }
 }
 
