@@ -2,7 +2,7 @@
 //! queue pair per thread), the in-process emulated controller it is tested against, and the
 //! NVMe base-spec types shared with the fabrics target.
 //!
-//! Start with [`Controller`]: `Controller::open_vfio` for a device bound to `vfio-pci`, or
+//! Start with [`Controller`]: [`Controller::open_vfio`] for a device bound to `vfio-pci`, or
 //! [`Controller::new_emulated`] with an [`emulator::EmulatedController`]. Each I/O thread takes
 //! its own [`IoQpair`] from [`Controller::alloc_io_qpair`].
 
@@ -16,7 +16,7 @@ pub mod prp;
 pub mod qpair;
 mod queue;
 pub mod spec;
-// pub mod vfio;
+pub mod vfio;
 
 pub use controller::{Controller, ControllerOptions, Namespace};
 pub use dma::{DmaAllocator, DmaBacking, DmaPool, DmaRegion, PoolBuf};
