@@ -1,0 +1,210 @@
+//! Admin and fabrics commands: identify, log pages, features, properties, discovery, access
+//! control, keep-alive, asynchronous events.
+
+use nvmf::bdev::{MallocBdev, NullBdev};
+use nvmf::host::{Controller, HostConfig, HostError};
+use nvmf::spec::discovery::subtype;
+use nvmf::spec::fabrics::DISCOVERY_NQN;
+use nvmf::spec::{get_str, lid, reg, CommandSpecificStatus as Cs, Cqe, GenericStatus as Gs, Sqe};
+use nvmf::NamespaceConfig;
+use nvmf_tests::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn must_fail<T>(r: Result<T, HostError>, what: &str) -> HostError {
+    match r {
+        Ok(_) => panic!("{what}: expected an error"),
+        Err(e) => e,
+    }
+}
+
+fn host(nqn: &str) -> HostConfig {
+    HostConfig { hostnqn: nqn.to_string(), ..Default::default() }
+}
+
+#[test]
+fn identify_controller_namespace_and_descriptors() {
+    let t = TestTarget::start(TargetSpec::default());
+    let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let id = c.identify_controller().expect("identify controller");
+    assert_eq!(id.subsystem_nqn(), NQN);
+    assert_eq!(id.cntlid.get(), c.cntlid());
+    assert_eq!(id.sqes, 0x66);
+    assert_eq!(id.cqes, 0x44);
+    assert_eq!(id.mdts, 8);
+    assert_eq!(id.cntrltype, 1);
+    assert_eq!(id.ioccsz.get(), (64 + 8192) / 16);
+    assert_eq!(id.iorcsz.get(), 1);
+    assert_eq!(id.ver.get(), 0x0001_0300);
+    assert!(id.sgls.get() & 3 == 1, "SGLs supported");
+    assert_eq!(id.nn.get(), 32);
+    let ns = id_ns(&mut c, 1);
+    assert_eq!(ns.nsze.get(), 64 * 1024 * 1024 / 512);
+    assert_eq!(ns.lbaf[0].lbads, 9);
+    assert_ne!(ns.nguid, [0; 16]);
+    // Inactive NSID in range: zero-filled. NSID 0: invalid.
+    assert_eq!(id_ns(&mut c, 7).nsze.get(), 0);
+    let e = c.identify_namespace(0).expect_err("nsid 0");
+    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
+    assert_eq!(c.active_namespaces().expect("active list"), vec![1]);
+    let desc = c.ns_descriptors(1).expect("descriptors");
+    // EUI-64 (type 1, len 8), NGUID (type 2, len 16), UUID (type 3, len 16), then zeroes.
+    assert_eq!((desc[0], desc[1]), (1, 8));
+    assert_eq!((desc[12], desc[13]), (2, 16));
+    assert_eq!(&desc[16..32], &ns.nguid);
+    assert_eq!((desc[32], desc[33]), (3, 16));
+    assert_eq!(desc[52], 0);
+}
+
+fn id_ns(c: &mut Controller, nsid: u32) -> nvmf::spec::IdentifyNamespace {
+    c.identify_namespace(nsid).expect("identify namespace")
+}
+
+#[test]
+fn properties_features_and_log_pages() {
+    let t = TestTarget::start(TargetSpec::default());
+    let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let cap = c.property_get(reg::CAP, true).expect("CAP");
+    assert_eq!(cap & 0xffff, 127, "MQES");
+    assert_eq!(c.property_get(reg::VS, false).expect("VS"), 0x0001_0300);
+    assert_eq!(c.property_get(reg::CSTS, false).expect("CSTS") & 1, 1, "RDY after enable");
+    // An unknown property offset is an invalid field.
+    let e = c.property_get(0x50, false).expect_err("bad offset");
+    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_FIELD);
+    // Number of queues: ask for 8 SQs and 8 CQs (0's based 7).
+    let dw0 = c.set_features(0x07, 7 | 7 << 16).expect("set number of queues");
+    assert_eq!(dw0, 7 | 7 << 16);
+    assert_eq!(c.get_features(0x07, 0).expect("get number of queues"), 7 | 7 << 16);
+    // I/O queue 9 is now beyond what was granted.
+    let e = must_fail(c.connect_io_queue(9), "qid beyond the granted queues");
+    assert_eq!(e.status().expect("status").sc(), Cs::CONNECT_INVALID_PARAMETERS);
+    c.set_features(0x0f, 20_000).expect("set keep-alive timer");
+    assert_eq!(c.get_features(0x0f, 0).expect("get kato"), 20_000);
+    let e = c.get_features(0x99, 0).expect_err("unknown feature");
+    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_FIELD);
+    let smart = c.get_log_page(lid::SMART, 0xffff_ffff, 512, 0).expect("SMART");
+    assert_eq!(smart[3], 100, "available spare");
+    let err = c.get_log_page(lid::ERROR, 0, 64, 0).expect("error log");
+    assert!(err.iter().all(|&b| b == 0));
+    let e = c.get_log_page(0x42, 0, 512, 0).expect_err("unsupported log");
+    assert_eq!(e.status().expect("status").sc(), Cs::INVALID_LOG_PAGE);
+    c.keep_alive().expect("keep alive");
+    // Abort: accepted, command not aborted (DW0 bit 0 set).
+    let sqe = Sqe { opcode: 0x08, flags: 0x40, cdw10: (5u32 << 16).into(), ..Default::default() };
+    let cqe: Cqe = c.admin_raw(sqe, None, None).expect("abort");
+    assert!(cqe.is_success());
+    assert_eq!(cqe.dw0.get() & 1, 1);
+    c.shutdown().expect("shutdown");
+    assert_eq!((c.property_get(reg::CSTS, false).expect("CSTS") >> 2) & 3, 2, "SHST complete");
+}
+
+#[test]
+fn discovery_log_lists_allowed_subsystems_only() {
+    let allowed = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
+    let t = TestTarget::start(TargetSpec { allow_any_host: false, hosts: vec![allowed.into()], ..Default::default() });
+    let mut d = Controller::connect(t.addr, DISCOVERY_NQN, &host(allowed)).expect("discovery connect");
+    let id = d.identify_controller().expect("identify discovery");
+    assert_eq!(id.cntrltype, 2);
+    assert_eq!(id.subsystem_nqn(), DISCOVERY_NQN);
+    let (genctr, entries) = d.discovery_log().expect("discovery log");
+    assert!(genctr > 0);
+    let nvm: Vec<_> = entries.iter().filter(|e| e.subtype == subtype::NVME).collect();
+    assert_eq!(nvm.len(), 1);
+    assert_eq!(get_str(&nvm[0].subnqn), NQN);
+    assert_eq!(nvm[0].trtype, 3);
+    assert_eq!(nvm[0].adrfam, 1);
+    assert_eq!(get_str(&nvm[0].traddr), "127.0.0.1");
+    assert_eq!(get_str(&nvm[0].trsvcid), t.addr.port().to_string());
+    assert!(entries.iter().any(|e| e.subtype == subtype::CURRENT_DISCOVERY && get_str(&e.subnqn) == DISCOVERY_NQN));
+    // A host not on the list sees no NVM subsystem.
+    let other = "nqn.2014-08.org.nvmexpress:uuid:99999999-2222-3333-4444-555555555555";
+    let mut d2 = Controller::connect(t.addr, DISCOVERY_NQN, &host(other)).expect("discovery connect");
+    let (_, entries) = d2.discovery_log().expect("discovery log");
+    assert!(entries.iter().all(|e| e.subtype != subtype::NVME));
+    // ... and is refused by the subsystem itself with Connect Invalid Host.
+    let e = must_fail(Controller::connect(t.addr, NQN, &host(other)), "denied");
+    let st = e.status().expect("status");
+    assert_eq!((st.sct(), st.sc()), (1, Cs::CONNECT_INVALID_HOST));
+    // The allowed host gets in and can do I/O.
+    let mut c = Controller::connect(t.addr, NQN, &host(allowed)).expect("allowed host");
+    let mut q = c.connect_io_queue(1).expect("io queue");
+    q.write(1, 0, 1, &pattern(1, 0, 512)).expect("write");
+}
+
+#[test]
+fn connect_errors() {
+    let t = TestTarget::start(TargetSpec::default());
+    let e = must_fail(Controller::connect(t.addr, "nqn.2016-06.io.nvmf-rs:nope", &HostConfig::default()), "unknown subsystem");
+    match e {
+        HostError::Status { status, dw0 } => {
+            assert_eq!(status.sc(), Cs::CONNECT_INVALID_PARAMETERS);
+            assert_eq!(dw0, 256 | 1 << 16, "IATTR=1 (data), IPO=256 (SUBNQN)");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let _q1 = c.connect_io_queue(1).expect("qid 1");
+    let e = must_fail(c.connect_io_queue(1), "qid 1 twice");
+    assert_eq!(e.status().expect("status").sc(), Cs::CONNECT_INVALID_PARAMETERS);
+    // A different host cannot join this controller's I/O queues.
+    let other = HostConfig { hostnqn: "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001".into(), ..Default::default() };
+    let mut raw = nvmf::host::RawConnection::connect(t.addr).expect("raw");
+    raw.icreq(false, false).expect("icreq");
+    let cqe = raw.fabrics_connect(2, 31, c.cntlid(), NQN, &other).expect("connect response");
+    assert_eq!(cqe.status().sc(), Cs::CONNECT_INVALID_PARAMETERS);
+}
+
+#[test]
+fn keep_alive_timeout_tears_the_controller_down() {
+    let t = TestTarget::start(TargetSpec::default());
+    let cfg = HostConfig { kato_ms: 300, ..Default::default() };
+    let mut c = Controller::connect(t.addr, NQN, &cfg).expect("connect");
+    let mut q = c.connect_io_queue(1).expect("io queue");
+    // Keep-alives inside the timeout keep it alive.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(100));
+        c.keep_alive().expect("keep alive");
+    }
+    assert_eq!(t.subsystem.num_controllers(), 1);
+    // Then silence: the target tears the controller down and closes both queues.
+    assert!(t.wait_for(|t| t.subsystem.num_controllers() == 0), "controller not torn down");
+    assert!(t.wait_for(|t| t.connections() == 0), "connections not closed");
+    let mut buf = vec![0u8; 512];
+    assert!(q.read(1, 0, 1, &mut buf).is_err());
+    assert!(c.keep_alive().is_err());
+}
+
+#[test]
+fn namespace_hot_add_raises_an_async_event() {
+    let t = TestTarget::start(TargetSpec::default());
+    let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    // Enable Namespace Attribute Notices, then park an AER.
+    c.set_features(0x0b, 1 << 8).expect("async event config");
+    let aer = Sqe { opcode: 0x0c, flags: 0x40, ..Default::default() };
+    let sub = t.subsystem.clone();
+    let adder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let b = Arc::new(NullBdev::new("Null1", 1024, 4096).expect("null"));
+        sub.add_namespace(NamespaceConfig { nsid: Some(5), ..NamespaceConfig::new(b) }).expect("add ns")
+    });
+    let cqe = c.admin_raw(aer, None, None).expect("AER completes");
+    assert_eq!(adder.join().expect("join"), 5);
+    assert!(cqe.is_success());
+    // Notice (type 2), Namespace Attribute Changed (0), log page 04h.
+    assert_eq!(cqe.dw0.get(), 2 | 0x04 << 16);
+    let log = c.get_log_page(lid::CHANGED_NS_LIST, 0, 4096, 0).expect("changed ns list");
+    assert_eq!(u32::from_le_bytes(log[0..4].try_into().unwrap()), 5);
+    assert_eq!(u32::from_le_bytes(log[4..8].try_into().unwrap()), 0);
+    assert_eq!(c.active_namespaces().expect("list"), vec![1, 5]);
+    let ns = c.identify_namespace(5).expect("identify ns 5");
+    assert_eq!(ns.lbaf[0].lbads, 12);
+    // I/O to the new namespace works; after removal it is an invalid namespace.
+    let mut q = c.connect_io_queue(1).expect("io queue");
+    let mut b = vec![0xffu8; 4096];
+    q.read(5, 0, 1, &mut b).expect("read null");
+    assert!(b.iter().all(|&x| x == 0));
+    t.subsystem.remove_namespace(5).expect("remove");
+    let e = q.read(5, 0, 1, &mut b).expect_err("removed");
+    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
+    let _ = MallocBdev::new("unused", 8, 512);
+}
