@@ -6,6 +6,9 @@
 //! [`Controller::new_emulated`] with an [`emulator::EmulatedController`]. Each I/O thread takes
 //! its own [`IoQpair`] from [`Controller::alloc_io_qpair`].
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
 mod admin;
 pub mod controller;
 pub mod dma;
