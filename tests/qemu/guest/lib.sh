@@ -1,0 +1,122 @@
+# Helpers for the guest step scripts (busybox sh). Sourced by /init and by
+# each step: `. /qemu/lib.sh`. /qemu/config holds what the host passed in.
+[ -f /qemu/config ] && . /qemu/config
+
+say() { echo "-- $*"; }
+fail() { echo "FAIL: $*"; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
+# Echo a command, then run it.
+x() { echo "+ $*"; "$@"; }
+# Run a command; fail the step with a message if it fails.
+must() { echo "+ $*"; "$@" || fail "command failed (status $?): $*"; }
+
+# wait_until SECONDS COMMAND...: poll every 0.2s until COMMAND succeeds.
+wait_until() {
+  _t=$(($1 * 5)); shift
+  while [ $_t -gt 0 ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2; _t=$((_t - 1))
+  done
+  return 1
+}
+
+# PCI addresses of NVMe controllers (class 0x010802).
+nvme_pci_ctrls() {
+  for _d in /sys/bus/pci/devices/*; do
+    [ "$(cat "$_d/class")" = 0x010802 ] && echo "${_d##*/}"
+  done
+}
+
+module_loaded() { [ -d "/sys/module/$(echo "$1" | tr - _)" ]; }
+
+# Fabrics controller (nvmeN) connected to subsystem NQN, newest first; optional
+# second argument: traddr to match.
+nvmf_ctrl_by_nqn() {
+  for _c in $(ls -d /sys/class/nvme/nvme* 2>/dev/null | sort -t e -k3 -n -r); do
+    [ "$(cat "$_c/subsysnqn" 2>/dev/null)" = "$1" ] || continue
+    [ "$(cat "$_c/transport" 2>/dev/null)" = pcie ] && continue
+    if [ -n "$2" ] && ! grep -q "traddr=$2," "$_c/address" 2>/dev/null; then continue; fi
+    echo "${_c##*/}"; return 0
+  done
+  return 1
+}
+
+# Block device (/dev/nvmeXnY) of namespace NSID (default 1) of controller nvmeN.
+# With native multipath the controller has a path node nvmeXcNnY and the block
+# device is the head nvmeXnY.
+nvme_ns_blk() {
+  _ns=${2:-1}
+  for _p in /sys/class/nvme/"$1"/nvme*n"$_ns"; do
+    [ -e "$_p" ] || continue
+    _b=$(echo "${_p##*/}" | sed 's/c[0-9]*n/n/')
+    [ -b "/dev/$_b" ] && { echo "/dev/$_b"; return 0; }
+  done
+  return 1
+}
+
+# wait_ns_blk CTRL [NSID] [SECONDS]: wait for the namespace block device, print it.
+wait_ns_blk() {
+  wait_until "${3:-20}" nvme_ns_blk "$1" "${2:-1}" || return 1
+  nvme_ns_blk "$1" "${2:-1}"
+}
+
+# fio_verify DEV SIZE [extra fio args]: random writes of 4k..256k with crc32c
+# checksums, then read back and verify everything written.
+fio_verify() {
+  _dev=$1 _size=$2; shift 2
+  x fio --name=verify --filename="$_dev" --direct=1 --ioengine=libaio --iodepth=8 \
+    --rw=randwrite --bsrange=4k-256k --size="$_size" --verify=crc32c --verify_fatal=1 \
+    --do_verify=1 --verify_state_save=0 --group_reporting "$@" || fail "fio verify on $_dev"
+}
+
+# dd_verify DEV MIB: write MIB MiB of random data at offset 0 with O_DIRECT,
+# read it back with O_DIRECT and compare.
+dd_verify() {
+  _dev=$1 _mib=$2
+  head -c $((_mib * 1048576)) /dev/urandom >/tmp/dd-pattern
+  x dd if=/tmp/dd-pattern of="$_dev" bs=1M count="$_mib" oflag=direct conv=fsync 2>&1 || fail "dd write to $_dev"
+  x dd if="$_dev" of=/tmp/dd-readback bs=1M count="$_mib" iflag=direct 2>&1 || fail "dd read from $_dev"
+  cmp /tmp/dd-pattern /tmp/dd-readback || fail "data read back from $_dev differs from what was written"
+  echo "dd: ${_mib} MiB written and read back identical"
+  rm -f /tmp/dd-pattern /tmp/dd-readback
+}
+
+# Kernel NVMe target (nvmet) through configfs.
+NVMET=/sys/kernel/config/nvmet
+# nvmet_setup NQN TRADDR TRSVCID BLOCKDEV [PORTID]
+nvmet_setup() {
+  _nqn=$1 _addr=$2 _svc=$3 _dev=$4 _pid=${5:-1}
+  modprobe nvmet || return 1
+  modprobe nvmet-tcp || return 1
+  _s=$NVMET/subsystems/$_nqn
+  mkdir "$_s" || return 1
+  echo 1 >"$_s/attr_allow_any_host"
+  echo nvmf-rs-testbed >"$_s/attr_model" 2>/dev/null
+  mkdir "$_s/namespaces/1"
+  echo "$_dev" >"$_s/namespaces/1/device_path"
+  echo 1 >"$_s/namespaces/1/enable" || return 1
+  _p=$NVMET/ports/$_pid
+  mkdir "$_p"
+  echo tcp >"$_p/addr_trtype"
+  echo ipv4 >"$_p/addr_adrfam"
+  echo "$_addr" >"$_p/addr_traddr"
+  echo "$_svc" >"$_p/addr_trsvcid"
+  ln -s "$_s" "$_p/subsystems/$_nqn" || return 1
+  echo "nvmet: $_nqn on tcp $_addr:$_svc, namespace 1 = $_dev"
+}
+# nvmet_teardown NQN [PORTID]
+nvmet_teardown() {
+  _nqn=$1 _pid=${2:-1}
+  rm -f "$NVMET/ports/$_pid/subsystems/$_nqn" 2>/dev/null
+  rmdir "$NVMET/ports/$_pid" 2>/dev/null
+  [ -d "$NVMET/subsystems/$_nqn/namespaces/1" ] && echo 0 >"$NVMET/subsystems/$_nqn/namespaces/1/enable" 2>/dev/null
+  rmdir "$NVMET/subsystems/$_nqn/namespaces/1" 2>/dev/null
+  rmdir "$NVMET/subsystems/$_nqn" 2>/dev/null
+  return 0
+}
+
+# Memory-backed null_blk device (writes are kept, so data can be verified).
+null_blk_setup() {
+  module_loaded null_blk || modprobe null_blk nr_devices=1 gb="${1:-1}" memory_backed=1 || return 1
+  wait_until 5 test -b /dev/nullb0
+}

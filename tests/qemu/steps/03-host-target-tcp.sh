@@ -1,0 +1,46 @@
+#!/bin/sh
+# STEP: the Linux NVMe/TCP host in the guest against the target running on the host (10.0.2.2:$NVMF_TGT_PORT): discover, connect, id-ctrl, id-ns, fio crc32c verify, disconnect
+. /qemu/lib.sh
+
+[ "$HOST_TARGET" = 1 ] || skip "$HOST_TARGET_DESC"
+say "host target: $HOST_TARGET_DESC"
+ADDR=$HOST_ADDR
+PORT=$TARGET_PORT
+NQN=$TARGET_NQN
+
+cleanup() { nvme disconnect -n "$NQN" >/dev/null 2>&1; }
+trap cleanup EXIT
+
+# The target was ready on the host before the guest booted; allow for slow paths anyway.
+wait_until 30 nvme discover -t tcp -a "$ADDR" -s "$PORT" || echo "note: discovery kept failing for 30s"
+out=$(x nvme discover -t tcp -a "$ADDR" -s "$PORT" 2>&1); rc=$?
+echo "$out"
+[ $rc = 0 ] || fail "nvme discover against $ADDR:$PORT"
+echo "$out" | grep -q "subnqn: *$NQN" || fail "discovery log does not list $NQN"
+
+must nvme connect -t tcp -a "$ADDR" -s "$PORT" -n "$NQN"
+ctrl=$(nvmf_ctrl_by_nqn "$NQN" "$ADDR") || fail "no controller for $NQN after connect"
+echo "connected: $ctrl ($(cat /sys/class/nvme/$ctrl/address)), state $(cat /sys/class/nvme/$ctrl/state)"
+
+out=$(x nvme id-ctrl "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl /dev/$ctrl"; }
+echo "$out" | grep -E '^(vid|sn|mn|fr|mdts|cntlid|ver|nn|sgls|subnqn|ioccsz|iorcsz|icdoff|maxcmd) '
+echo "$out" | grep -q "^subnqn *: *$NQN" || fail "id-ctrl subnqn is not $NQN"
+
+dev=$(wait_ns_blk "$ctrl" 1 20) || fail "namespace 1 of $ctrl did not appear"
+out=$(x nvme id-ns "$dev" 2>&1) || { echo "$out"; fail "nvme id-ns $dev"; }
+echo "$out" | grep -E '^(nsze|ncap|nuse|nlbaf|flbas|lbaf  0) '
+nsze=$(echo "$out" | awk '/^nsze/{print $3}')
+[ -n "$nsze" ] && [ "$((nsze))" -gt 0 ] || fail "id-ns reports nsze=$nsze"
+must nvme list
+
+bytes=$(($(cat /sys/block/${dev#/dev/}/size) * 512))
+size=16M
+[ "$bytes" -lt $((16 * 1048576)) ] && size=$bytes
+fio_verify "$dev" "$size"
+
+out=$(x nvme disconnect -n "$NQN" 2>&1); rc=$?
+echo "$out"
+[ $rc = 0 ] || fail "nvme disconnect"
+echo "$out" | grep -q 'disconnected 1 controller' || fail "nvme disconnect did not disconnect 1 controller"
+trap - EXIT
+exit 0
