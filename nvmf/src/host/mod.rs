@@ -1,0 +1,69 @@
+//! NVMe/TCP host (initiator): what the tests and the perf tool use to talk to a target.
+//!
+//! Blocking and single-threaded per object: a [`Controller`] owns the admin queue's TCP
+//! connection, each [`IoQueue`] owns its own, so I/O queues can move to other threads. Every
+//! socket read and write is bounded by [`HostConfig::io_timeout`]. Nothing here panics on what a
+//! target sends: every length is checked before it is used, and any protocol violation closes
+//! the connection with [`HostError::Protocol`].
+//!
+//! [`RawConnection`] is the PDU-level escape hatch for sending malformed input.
+//!
+//! The host sends no keep-alives on its own (there is no background thread): call
+//! [`Controller::keep_alive`] within KATO, or connect with `kato_ms: 0`.
+
+mod admin;
+mod conn;
+mod error;
+mod io;
+pub mod pdu;
+mod queue;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+pub use admin::Controller;
+pub use error::{HostError, Result};
+pub use io::IoQueue;
+pub use queue::MAX_TRANSFER;
+pub use raw::RawConnection;
+
+use std::time::Duration;
+
+/// UUID in the default host NQN; [`HostConfig::default`]'s HOSTID holds the same 16 bytes.
+pub const DEFAULT_HOST_UUID: &str = "9d2f4c1e-7b8a-4e36-a5c0-3f1d6e2b8a47";
+const DEFAULT_HOSTID: [u8; 16] =
+    [0x9d, 0x2f, 0x4c, 0x1e, 0x7b, 0x8a, 0x4e, 0x36, 0xa5, 0xc0, 0x3f, 0x1d, 0x6e, 0x2b, 0x8a, 0x47];
+
+/// How the host connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Host NQN sent in every Connect.
+    pub hostnqn: String,
+    /// Host identifier (HOSTID) sent in every Connect.
+    pub hostid: [u8; 16],
+    /// Ask for header digests in the ICReq.
+    pub header_digest: bool,
+    /// Ask for data digests in the ICReq.
+    pub data_digest: bool,
+    /// Keep-alive timeout for the admin Connect, milliseconds (0: none).
+    pub kato_ms: u32,
+    /// I/O queue size in entries (1's based); SQSIZE in the Connect is one less, and at most
+    /// `queue_size - 1` commands are in flight.
+    pub queue_size: u16,
+    /// Socket read/write timeout: how long the host waits for the target to make progress.
+    pub io_timeout: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            hostnqn: format!("nqn.2014-08.org.nvmexpress:uuid:{DEFAULT_HOST_UUID}"),
+            hostid: DEFAULT_HOSTID,
+            header_digest: false,
+            data_digest: false,
+            kato_ms: 30_000,
+            queue_size: 128,
+            io_timeout: Duration::from_secs(10),
+        }
+    }
+}
