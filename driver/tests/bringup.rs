@@ -107,3 +107,34 @@ fn controller_is_sync_and_qpair_is_send() {
     sync::<Controller>();
     send::<nvme_driver::IoQpair>();
 }
+
+#[test]
+fn admin_passthrough_and_queue_creation_checks() {
+    use nvme_driver::spec::{fid, AdminOpcode, CommandSpecificStatus as Cs, NumberOfQueues, Sqe};
+    let (_emu, ctrl) = setup(EmulatorConfig { max_io_queues: 4, max_queue_entries: 64, ..Default::default() });
+    let mut get = Sqe { opcode: AdminOpcode::GetFeatures as u8, ..Default::default() };
+    get.cdw10.set(fid::NUMBER_OF_QUEUES as u32);
+    let cqe = ctrl.admin_command(get, None).unwrap();
+    assert_eq!(NumberOfQueues::from_dw(cqe.dw0.get()), NumberOfQueues { sq: 4, cq: 4 });
+
+    let q = ctrl.dma().alloc(64 * 64, 4096).unwrap();
+    let create_sq = |qid: u32, size: u32, cqid: u32| {
+        let mut s = Sqe { opcode: AdminOpcode::CreateIoSq as u8, ..Default::default() };
+        s.set_prps(q.iova(), 0);
+        s.cdw10.set((size - 1) << 16 | qid);
+        s.cdw11.set(cqid << 16 | 1);
+        ctrl.admin_command(s, None).unwrap_err().status().unwrap().sc()
+    };
+    assert_eq!(create_sq(1, 16, 3), Cs::COMPLETION_QUEUE_INVALID);
+    assert_eq!(create_sq(9, 16, 1), Cs::INVALID_QUEUE_IDENTIFIER);
+    let mut cq = Sqe { opcode: AdminOpcode::CreateIoCq as u8, ..Default::default() };
+    cq.set_prps(q.iova(), 0);
+    cq.cdw10.set(127 << 16 | 1);
+    cq.cdw11.set(1);
+    assert_eq!(ctrl.admin_command(cq, None).unwrap_err().status().unwrap().sc(), Cs::INVALID_QUEUE_SIZE);
+    // Number of Queues cannot change once I/O queues exist.
+    let _qp = ctrl.alloc_io_qpair().unwrap();
+    let mut set = Sqe { opcode: AdminOpcode::SetFeatures as u8, ..Default::default() };
+    set.cdw10.set(fid::NUMBER_OF_QUEUES as u32);
+    assert!(ctrl.admin_command(set, None).is_err());
+}
