@@ -4,7 +4,7 @@
 //! their physical address from `/proc/self/pagemap`.
 //!
 //! IOMMU mode goes through `vfio-ioctls`; no-IOMMU mode (`/dev/vfio/noiommu-N`), which that crate
-//! does not support, uses a handful of raw ioctls in [`noiommu`].
+//! does not support, uses a handful of raw ioctls (`noiommu.rs`).
 
 mod iommu;
 mod noiommu;
