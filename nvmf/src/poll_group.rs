@@ -103,7 +103,7 @@ impl PollGroup {
         }
         work += self.poll_bdevs();
         self.polls += 1;
-        if self.polls % 1024 == 0 {
+        if self.polls.is_multiple_of(1024) {
             self.ctx.reap_channels();
         }
         work

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// A control-path closure run on the acceptor thread.
+type CtlFn = Box<dyn FnOnce(&mut Target) + Send>;
+
 pub const NQN: &str = "nqn.2016-06.io.nvmf-rs:test";
 
 /// A running target. Dropping it stops every thread.
@@ -23,7 +26,7 @@ pub struct TestTarget {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// Run a closure against the target on the acceptor thread.
-    ctl: mpsc::Sender<Box<dyn FnOnce(&mut Target) + Send>>,
+    ctl: mpsc::Sender<CtlFn>,
 }
 
 /// How to build a test target.
@@ -110,7 +113,7 @@ impl TestTarget {
                     .expect("spawn"),
             );
         }
-        let (ctl_tx, ctl_rx) = mpsc::channel::<Box<dyn FnOnce(&mut Target) + Send>>();
+        let (ctl_tx, ctl_rx) = mpsc::channel::<CtlFn>();
         {
             let stop = stop.clone();
             threads.push(

@@ -208,3 +208,32 @@ fn namespace_hot_add_raises_an_async_event() {
     assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
     let _ = MallocBdev::new("unused", 8, 512);
 }
+
+#[test]
+fn disconnect_and_controller_reset_close_io_queues() {
+    let t = TestTarget::start(TargetSpec::default());
+    let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let q1 = c.connect_io_queue(1).expect("qid 1");
+    let mut q2 = c.connect_io_queue(2).expect("qid 2");
+    assert!(t.wait_for(|t| t.connections() == 3));
+    // Fabrics Disconnect on an I/O queue closes just that queue; its QID can be reused.
+    q1.disconnect().expect("disconnect");
+    assert!(t.wait_for(|t| t.connections() == 2), "disconnected queue still open");
+    let mut q1 = c.connect_io_queue(1).expect("qid 1 again");
+    q1.write(1, 0, 1, &pattern(4, 0, 512)).expect("write on the new qid 1");
+    // CC.EN 1 -> 0 resets the controller: its I/O queues close, CSTS.RDY clears.
+    let cc = c.property_get(reg::CC, false).expect("CC");
+    c.property_set(reg::CC, false, cc & !1).expect("CC.EN = 0");
+    assert_eq!(c.property_get(reg::CSTS, false).expect("CSTS") & 1, 0, "RDY cleared");
+    assert!(t.wait_for(|t| t.connections() == 1), "I/O queues survived the reset");
+    let mut b = vec![0u8; 512];
+    assert!(q2.read(1, 0, 1, &mut b).is_err());
+    // Admin commands other than fabrics are refused until the host enables again.
+    let e = c.identify_controller().expect_err("identify while disabled");
+    assert_eq!(e.status().expect("status").sc(), Gs::COMMAND_SEQUENCE_ERROR);
+    c.property_set(reg::CC, false, cc).expect("CC.EN = 1");
+    assert_eq!(c.property_get(reg::CSTS, false).expect("CSTS") & 1, 1);
+    let mut q = c.connect_io_queue(2).expect("qid 2 after reset");
+    q.read(1, 0, 1, &mut b).expect("read after reset");
+    assert_eq!(b, pattern(4, 0, 512), "data written before the reset is still there");
+}

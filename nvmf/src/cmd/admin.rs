@@ -101,7 +101,7 @@ fn get_log_page(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
             return Exec::Complete;
         }
     };
-    if args.offset > page.len() as u64 || args.offset % 4 != 0 {
+    if args.offset > page.len() as u64 || !args.offset.is_multiple_of(4) {
         cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
         return Exec::Complete;
     }
