@@ -3,6 +3,11 @@
 //! With no arguments it serves a 1 GiB RAM namespace as `nqn.2016-06.io.nvmf-rs:cnode1` on
 //! 127.0.0.1:4420 (plus the discovery subsystem) until Ctrl-C.
 
+mod config;
+mod reactor;
+mod rpc;
+mod state;
+
 use clap::Parser;
 use nvmf::bdev::{Bdev, FileBdev, MallocBdev, NullBdev};
 use nvmf::{NamespaceConfig, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
