@@ -141,6 +141,8 @@ pub(crate) struct TcpConn {
     need_buf: Vec<u16>,
     pub readable: bool,
     pub writable: bool,
+    /// Waiting for a pool buffer before the next PDU can be taken.
+    stalled: bool,
     /// Bdev I/Os not yet completed: the connection is kept until they drain.
     pub outstanding: usize,
 }
@@ -166,13 +168,14 @@ impl TcpConn {
             rx_tail: 0,
             rx_state: Rx::Header,
             rx_crc: 0,
-            tx: Vec::with_capacity(64 * 1024),
+            tx: Vec::with_capacity(16 * 1024),
             tx_head: 0,
             reqs: (0..MAX_SLOTS).map(|_| TcpReq::new()).collect(),
             free: (0..MAX_SLOTS as u16).rev().collect(),
             need_buf: Vec::with_capacity(MAX_SLOTS),
             readable: true,
             writable: true,
+            stalled: false,
             outstanding: 0,
         }
     }
@@ -255,8 +258,9 @@ impl TcpConn {
     /// Read and process everything the socket has. Returns the number of PDUs handled.
     pub fn on_readable(&mut self, ctx: &mut GroupCtx) -> usize {
         let mut work = 0;
+        self.stalled = false;
         while matches!(self.state, ConnState::AwaitIcReq | ConnState::Ready) {
-            if self.tx.len() - self.tx_head > TX_HIGH_WATER || !self.need_buf.is_empty() {
+            if self.tx.len() - self.tx_head > TX_HIGH_WATER || !self.need_buf.is_empty() || self.stalled {
                 break; // back-pressure: resume on a later poll
             }
             match self.process(ctx) {
@@ -500,8 +504,11 @@ impl TcpConn {
                     match ctx.bufs.get(data_len) {
                         Some(b) => Some(b),
                         None => {
+                            // Pool exhausted: leave the PDU in the buffer and retry on a later
+                            // poll, once other requests have returned their buffers.
                             self.free.push(slot);
-                            return Ok(0); // retried once buffers return
+                            self.stalled = true;
+                            return Ok(0);
                         }
                     }
                 } else {

@@ -36,7 +36,7 @@ impl Default for TcpTransportOpts {
             in_capsule_data_size: crate::IN_CAPSULE_DATA_SIZE as u32,
             allow_digests: true,
             c2h_success: true,
-            recv_buf_size: 64 * 1024,
+            recv_buf_size: 32 * 1024,
         }
     }
 }
