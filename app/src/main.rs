@@ -1,112 +1,161 @@
 //! nvmf_tgt: serve NVMe over Fabrics (NVMe/TCP) from RAM, null or file bdevs.
 //!
 //! With no arguments it serves a 1 GiB RAM namespace as `nqn.2016-06.io.nvmf-rs:cnode1` on
-//! 127.0.0.1:4420 (plus the discovery subsystem) until Ctrl-C.
+//! 127.0.0.1:4420 (plus the discovery subsystem) until Ctrl-C. `--json FILE` loads an SPDK
+//! JSON config instead, and the JSON-RPC socket (`-r`, default `/var/tmp/spdk.sock`) changes
+//! the configuration at run time.
+//!
+//! Threads: one reactor per selected core (`-m`/`--cpus`), pinned, each polling its own
+//! `PollGroup`; this (control) thread accepts connections and places them on reactors through
+//! lock-free queues, serves RPC and watches for SIGINT/SIGTERM.
 
+mod cli;
 mod config;
 mod reactor;
 mod rpc;
 mod state;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use cli::Args;
 use nvmf::bdev::{Bdev, FileBdev, MallocBdev, NullBdev};
 use nvmf::{NamespaceConfig, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
+use reactor::{ReactorOpts, Reactors};
+use state::AppState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Parser, Debug)]
-#[command(name = "nvmf_tgt", version, about = "NVMe over Fabrics target")]
-struct Args {
-    /// Address to listen on.
-    #[arg(short = 'a', long, default_value = "127.0.0.1")]
-    address: String,
-    /// TCP port to listen on.
-    #[arg(short = 'p', long, default_value_t = 4420)]
-    port: u16,
-    /// Subsystem NQN.
-    #[arg(long, default_value = "nqn.2016-06.io.nvmf-rs:cnode1")]
-    nqn: String,
-    /// Backing: "malloc" (RAM), "null", or a file / block device path.
-    #[arg(long, default_value = "malloc")]
-    bdev: String,
-    /// Size of a malloc or null bdev in MiB.
-    #[arg(long, default_value_t = 1024)]
-    size_mb: u64,
-    /// Logical block size in bytes.
-    #[arg(long, default_value_t = 512)]
-    block_size: u32,
-    /// Allow only these host NQNs (repeatable); without it any host may connect.
-    #[arg(long = "allow-host")]
-    allow_hosts: Vec<String>,
-    /// Sleep this many microseconds when a poll found no work (0 = always busy-poll).
-    #[arg(long, default_value_t = 50)]
-    idle_sleep_us: u64,
-}
+/// How long the control thread sleeps when a loop found nothing to do (it is not the I/O path).
+const CONTROL_IDLE_SLEEP: Duration = Duration::from_micros(500);
+/// How long reactors keep polling at shutdown for their connections to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    if let Err(e) = run(args) {
-        log::error!("{e}");
-        std::process::exit(1);
-    }
+    let code = match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    };
+    std::process::exit(code);
 }
 
-fn make_bdev(args: &Args) -> Result<Arc<dyn Bdev>, nvmf::Error> {
-    let blocks = args.size_mb * 1024 * 1024 / args.block_size as u64;
-    Ok(match args.bdev.as_str() {
-        "malloc" => Arc::new(MallocBdev::new("Malloc0", blocks, args.block_size)?),
-        "null" => Arc::new(NullBdev::new("Null0", blocks, args.block_size)?),
-        path => Arc::new(FileBdev::open("AIO0", path, args.block_size)?),
-    })
+fn make_bdev(args: &Args) -> Result<Arc<dyn Bdev>, String> {
+    let blocks = args.size_mb * 1024 * 1024 / args.block_size.max(1) as u64;
+    let r: Result<Arc<dyn Bdev>, nvmf::bdev::BdevError> = match args.bdev.as_str() {
+        "malloc" => MallocBdev::new("Malloc0", blocks, args.block_size).map(|b| Arc::new(b) as Arc<dyn Bdev>),
+        "null" => NullBdev::new("Null0", blocks, args.block_size).map(|b| Arc::new(b) as Arc<dyn Bdev>),
+        path => FileBdev::open("AIO0", path, args.block_size).map(|b| Arc::new(b) as Arc<dyn Bdev>),
+    };
+    r.map_err(|e| format!("bdev {}: {e}", args.bdev))
 }
 
-fn run(args: Args) -> Result<(), nvmf::Error> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| nvmf::Error::InvalidParam(format!("signal handler: {e}")))?;
-    }
-    let mut target = Target::new();
-    target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
+/// The embedded quick-start configuration: one bdev as one namespace of one subsystem.
+fn create_default(args: &Args, state: &mut AppState) -> Result<(), String> {
     let addr = TransportAddr::tcp(&args.address, args.port);
-    target.listen(&addr)?;
-    let addr = target.listen_addrs().pop().unwrap_or(addr);
+    state.target.listen(&addr).map_err(|e| format!("listen on {}:{}: {e}", args.address, args.port))?;
+    // The real port when 0 was asked for.
+    let addr = state.target.listen_addrs().into_iter().find(|a| a.traddr == addr.traddr).unwrap_or(addr);
     let mut cfg = SubsystemConfig::new(&args.nqn);
     cfg.allow_any_host = args.allow_hosts.is_empty();
-    let sub = target.add_subsystem(cfg)?;
+    let sub = state.target.add_subsystem(cfg).map_err(|e| e.to_string())?;
     for h in &args.allow_hosts {
-        sub.add_host(h)?;
+        sub.add_host(h).map_err(|e| e.to_string())?;
     }
-    sub.add_listener(addr.clone())?;
-    let bdev = make_bdev(&args)?;
+    sub.add_listener(addr.clone()).map_err(|e| e.to_string())?;
+    let bdev = make_bdev(args)?;
     log::info!("bdev {}: {} blocks of {} bytes", bdev.name(), bdev.num_blocks(), bdev.block_size());
-    sub.add_namespace(NamespaceConfig::new(bdev))?;
-    log::info!("serving {} on {addr}; Ctrl-C to stop", args.nqn);
+    sub.add_namespace(NamespaceConfig::new(bdev.clone())).map_err(|e| e.to_string())?;
+    state.bdevs.insert(bdev.name().to_string(), bdev);
+    log::info!("serving {} on {addr}", args.nqn);
+    Ok(())
+}
 
-    let mut group = target.create_poll_group();
-    let mut idle = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        target.accept(|q| {
-            log::info!("accepted {} on {}", q.peer(), q.listener());
-            group.add(q)
-        });
-        if group.poll() == 0 {
-            idle += 1;
-            if args.idle_sleep_us > 0 && idle > 1000 {
-                std::thread::sleep(Duration::from_micros(args.idle_sleep_us));
-            }
-        } else {
-            idle = 0;
+/// Identity of the registered transports, to notice when RPC changes them.
+fn transport_ids(target: &Target) -> Vec<usize> {
+    target.transports().iter().map(|t| Arc::as_ptr(t) as *const () as usize).collect()
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let cores = args.cores()?;
+    for ignored in [("-i/--shm-id", &args.shm_id), ("-e/--tpoint-group-mask", &args.tpoint_group_mask), ("-s/--mem-size", &args.mem_size)]
+    {
+        if ignored.1.is_some() {
+            log::warn!("{} is accepted for SPDK compatibility and ignored", ignored.0);
         }
     }
-    log::info!("shutting down: disconnecting {} connections", group.num_connections());
-    group.close_all();
-    for _ in 0..100_000 {
-        if group.num_connections() == 0 {
-            break;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
+    }
+
+    let mut state = AppState::new(Target::new());
+    if let Some(path) = &args.json {
+        config::load_json(path, &mut state).map_err(|e| format!("{}: {e}", path.display()))?;
+        log::info!("loaded config {}", path.display());
+    } else if !args.no_default {
+        // SPDK needs nvmf_create_transport first; the quick start has it implied.
+        state.target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
+        create_default(&args, &mut state)?;
+    }
+
+    let mut rpc = rpc::RpcServer::bind(&args.rpc_socket).map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?;
+    log::info!("JSON-RPC on {}", args.rpc_socket.display());
+
+    let opts =
+        ReactorOpts { placement: args.placement, idle_backoff: Duration::from_micros(args.idle_backoff_us), drain_timeout: DRAIN_TIMEOUT };
+    let mut reactors = {
+        let target = &state.target;
+        Reactors::start(&cores, opts, || target.create_poll_group()).map_err(|e| format!("start reactors: {e}"))?
+    };
+    let mut transports = transport_ids(&state.target);
+    log::info!(
+        "{} reactor(s) on core(s) {:?}, {} placement, {}",
+        reactors.len(),
+        cores,
+        args.placement.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+        if args.idle_backoff_us == 0 { "busy polling".to_string() } else { format!("idle backoff {} us", args.idle_backoff_us) }
+    );
+
+    while !stop.load(Ordering::Relaxed) {
+        let accepted = state.target.accept(|q| reactors.place(q));
+        reactors.info_into(&mut state.reactors);
+        let handled = rpc.poll(&mut state);
+        let now = transport_ids(&state.target);
+        if now != transports {
+            // A transport was added or replaced: reactors need poll groups with it.
+            let target = &state.target;
+            reactors.add_poll_groups(|| target.create_poll_group());
+            transports = now;
         }
-        group.poll();
+        if accepted + handled == 0 {
+            std::thread::sleep(CONTROL_IDLE_SLEEP);
+        }
+    }
+
+    log::info!("shutting down");
+    for addr in state.target.listen_addrs() {
+        if let Err(e) = state.target.stop_listening(&addr) {
+            log::warn!("stop listening on {addr}: {e}");
+        }
+    }
+    let stuck = reactors.shutdown();
+    // Close the RPC listener before removing its socket file.
+    #[allow(clippy::drop_non_drop)]
+    drop(rpc);
+    match std::fs::remove_file(&args.rpc_socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("remove {}: {e}", args.rpc_socket.display()),
+    }
+    // Bdev writes were synchronous (File bdev: pwrite before the completion), so everything
+    // acknowledged is already in the file; dropping the bdevs closes them.
+    drop(state);
+    if stuck > 0 {
+        log::warn!("{stuck} reactor(s) did not drain cleanly");
     }
     log::info!("stopped");
     Ok(())
