@@ -8,11 +8,13 @@ mod buf;
 pub mod file;
 pub mod malloc;
 pub mod null;
+pub mod nvme;
 
 pub use buf::{BufPool, IoBuf};
 pub use file::FileBdev;
 pub use malloc::MallocBdev;
 pub use null::NullBdev;
+pub use nvme::NvmeBdev;
 
 /// Errors creating or opening a bdev (never on the I/O path: I/O errors are `BdevStatus`).
 #[derive(Debug, thiserror::Error)]

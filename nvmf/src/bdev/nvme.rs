@@ -1,0 +1,999 @@
+//! Direct mode: a bdev backed by a PCIe NVMe namespace through the userspace driver
+//! (`nvme_driver`), so NVMe-oF I/O is forwarded to the device with no kernel in the path.
+//!
+//! Why it is shaped this way:
+//! - One hardware queue pair per channel. Each poll group opens its own channel, so each reactor
+//!   thread owns its own `IoQpair` (Send, not Sync) and its own `DmaPool`: no lock on the I/O
+//!   path. The `Controller` is shared (`Arc`) only for the control path.
+//! - Data crosses one copy: the transport's `IoBuf` is copied into a DMA buffer before a
+//!   Write/Compare and out of it after a Read. Removing it means letting the transport receive
+//!   into (and send from) DMA buffers; see docs.
+//! - An I/O larger than a DMA buffer (buffer size = min(max transfer, `max_buf_size`), a multiple
+//!   of the block size) is split into several NVMe commands, so devices with a small MDTS work and
+//!   the pinned memory per poll group stays bounded (queue depth x buffer size).
+//! - When no command slot or DMA buffer is free, the I/O waits in a FIFO and continues from
+//!   `poll` as completions free resources. The in-flight tables and the FIFO are allocated once
+//!   (they only grow to the high-water mark), so steady-state I/O allocates nothing.
+//! - `submit` only writes SQEs; `poll` rings the SQ doorbell once for everything queued since the
+//!   last poll, then reaps completions (one CQ head doorbell per poll).
+//! - Nothing from the device can panic this code: unknown tokens are logged and ignored, and
+//!   every NVMe status maps to a `BdevStatus`. Buffers of commands that timed out, or that were
+//!   outstanding when the controller failed, are never reused (the device may still write them).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use nvme_driver::spec::identify::oncs;
+use nvme_driver::spec::{CommandSpecificStatus as Cs, GenericStatus as Gs, MediaStatus, Status, StatusCodeType};
+use nvme_driver::{Controller, DmaPool, IoQpair, PoolBuf};
+
+use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf};
+
+/// Default upper bound of one DMA buffer (and so of one NVMe data command).
+pub const DEFAULT_MAX_BUF_SIZE: usize = 128 << 10;
+/// Write Zeroes NLB limit (16-bit 0's based field).
+const MAX_WZ_BLOCKS: u64 = 0x1_0000;
+/// Dataset Management ranges per command.
+const MAX_DSM_RANGES: usize = 256;
+/// Initial capacity of the waiting FIFO and the immediate-completion queue.
+const QUEUE_CAPACITY: usize = 256;
+
+/// Per-channel resources of an [`NvmeBdev`].
+#[derive(Clone, Debug)]
+pub struct NvmeBdevOpts {
+    /// Entries of each channel's hardware queue pair (one fewer can be outstanding); `None` uses
+    /// the controller's `ControllerOptions::io_queue_entries`.
+    pub queue_entries: Option<u16>,
+    /// Upper bound of a DMA buffer; the real size is also capped by the controller's maximum
+    /// transfer and rounded down to a multiple of the block size.
+    pub max_buf_size: usize,
+    /// DMA buffers per channel; `None` = the queue depth (every command slot can carry data).
+    pub num_bufs: Option<usize>,
+}
+
+impl Default for NvmeBdevOpts {
+    fn default() -> Self {
+        NvmeBdevOpts { queue_entries: None, max_buf_size: DEFAULT_MAX_BUF_SIZE, num_bufs: None }
+    }
+}
+
+/// A namespace of a userspace-driven NVMe controller ("NVMe disk"). Share it as `Arc<dyn Bdev>`.
+pub struct NvmeBdev {
+    name: String,
+    ctrl: Arc<Controller>,
+    nsid: u32,
+    block_size: u32,
+    num_blocks: u64,
+    oncs: u16,
+    vwc: bool,
+    buf_size: usize,
+    opts: NvmeBdevOpts,
+}
+
+impl std::fmt::Debug for NvmeBdev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvmeBdev")
+            .field("name", &self.name)
+            .field("nsid", &self.nsid)
+            .field("block_size", &self.block_size)
+            .field("num_blocks", &self.num_blocks)
+            .field("oncs", &self.oncs)
+            .field("vwc", &self.vwc)
+            .field("buf_size", &self.buf_size)
+            .finish()
+    }
+}
+
+impl NvmeBdev {
+    /// A bdev on namespace `nsid` of `ctrl` with default per-channel resources.
+    pub fn new(name: &str, ctrl: Arc<Controller>, nsid: u32) -> Result<NvmeBdev, BdevError> {
+        Self::with_opts(name, ctrl, nsid, NvmeBdevOpts::default())
+    }
+
+    /// A bdev on namespace `nsid` of `ctrl`.
+    pub fn with_opts(name: &str, ctrl: Arc<Controller>, nsid: u32, opts: NvmeBdevOpts) -> Result<NvmeBdev, BdevError> {
+        let ns = ctrl
+            .namespace(nsid)
+            .ok_or_else(|| BdevError::InvalidParam(format!("controller has no active namespace {nsid}")))?;
+        super::malloc::check_geometry(ns.block_size, ns.blocks)?;
+        let bs = ns.block_size as usize;
+        let max = ctrl.max_transfer_bytes().min(opts.max_buf_size);
+        let buf_size = max / bs * bs;
+        if buf_size == 0 {
+            return Err(BdevError::InvalidParam(format!(
+                "maximum transfer {max} bytes is smaller than the block size {bs}"
+            )));
+        }
+        if opts.num_bufs == Some(0) {
+            return Err(BdevError::InvalidParam("num_bufs is 0".into()));
+        }
+        let id = ctrl.identify();
+        Ok(NvmeBdev {
+            name: name.to_owned(),
+            nsid,
+            block_size: ns.block_size,
+            num_blocks: ns.blocks,
+            oncs: id.oncs.get(),
+            vwc: id.vwc & 1 != 0,
+            buf_size,
+            opts,
+            ctrl,
+        })
+    }
+
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.ctrl
+    }
+    pub fn nsid(&self) -> u32 {
+        self.nsid
+    }
+    /// Bytes of one DMA buffer (the largest single NVMe data command this bdev issues).
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+}
+
+fn io_error(name: &str, op: &'static str, e: nvme_driver::Error) -> BdevError {
+    BdevError::Io { op, path: name.to_owned(), source: std::io::Error::other(e) }
+}
+
+impl Bdev for NvmeBdev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn product_name(&self) -> &'static str {
+        "NVMe disk"
+    }
+    fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    fn num_blocks(&self) -> u64 {
+        self.num_blocks
+    }
+    fn supports(&self, op: BdevOp) -> bool {
+        match op {
+            // Write Zeroes and Compare are emulated (Write of zeroes, Read + compare) when the
+            // controller lacks them.
+            BdevOp::Read | BdevOp::Write | BdevOp::Compare | BdevOp::Flush | BdevOp::WriteZeroes => true,
+            BdevOp::Unmap => self.oncs & oncs::DATASET_MANAGEMENT != 0,
+        }
+    }
+    fn volatile_write_cache(&self) -> bool {
+        self.vwc
+    }
+    fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
+        Ok(Box::new(self.open()?))
+    }
+}
+
+impl NvmeBdev {
+    fn open(&self) -> Result<NvmeChannel, BdevError> {
+        let qp = match self.opts.queue_entries {
+            Some(n) => self.ctrl.alloc_io_qpair_with(n),
+            None => self.ctrl.alloc_io_qpair(),
+        }
+        .map_err(|e| io_error(&self.name, "allocate I/O queue pair", e))?;
+        let depth = qp.depth();
+        let nbufs = self.opts.num_bufs.unwrap_or(depth);
+        let pool = self
+            .ctrl
+            .dma()
+            .alloc_pool(self.buf_size, nbufs)
+            .map_err(|e| io_error(&self.name, "allocate DMA buffers", e))?;
+        Ok(NvmeChannel {
+            qp,
+            pool,
+            nsid: self.nsid,
+            block_size: self.block_size,
+            num_blocks: self.num_blocks,
+            buf_blocks: (self.buf_size / self.block_size as usize) as u64,
+            native_compare: self.oncs & oncs::COMPARE != 0,
+            native_write_zeroes: self.oncs & oncs::WRITE_ZEROES != 0,
+            dsm: self.oncs & oncs::DATASET_MANAGEMENT != 0,
+            ios: Vec::with_capacity(depth),
+            free_ios: Vec::with_capacity(depth),
+            cmds: (0..depth).map(|_| None).collect(),
+            free_cmds: (0..depth as u32).rev().collect(),
+            waiting: VecDeque::with_capacity(QUEUE_CAPACITY),
+            done: VecDeque::with_capacity(QUEUE_CAPACITY),
+            quarantine: Vec::new(),
+            dead: false,
+            name: self.name.clone(),
+        })
+    }
+}
+
+/// A bdev I/O being executed as one or more NVMe commands.
+struct Io {
+    tag: u64,
+    op: BdevOp,
+    offset_blocks: u64,
+    buf: Option<IoBuf>,
+    /// Units issued so far and in all: blocks (Read/Write/Compare/WriteZeroes), ranges (Unmap),
+    /// or 1 (Flush).
+    next: u64,
+    total: u64,
+    /// NVMe commands submitted and not yet completed.
+    inflight: u32,
+    /// First failure wins.
+    status: BdevStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Copy the DMA buffer into the IoBuf on success.
+    Read,
+    /// Read issued for a Compare the controller does not support: compare on completion.
+    CompareByRead,
+    /// Nothing to copy back.
+    Other,
+}
+
+/// One NVMe command in flight; its index in `cmds` is the driver token.
+struct Cmd {
+    io: u32,
+    dma: Option<PoolBuf>,
+    /// Byte range of the IoBuf this command covers (data commands).
+    off: usize,
+    len: usize,
+    kind: Kind,
+}
+
+enum Step {
+    /// Issued one command; more remain.
+    More,
+    /// Every command of the I/O is issued (or issuing stopped on an error).
+    AllIssued,
+    /// No command slot or DMA buffer free: try again after completions.
+    Blocked,
+}
+
+struct NvmeChannel {
+    // Declared first so it drops first: the SQ/CQ are deleted on the controller before any DMA
+    // buffer still referenced by an outstanding command goes back to the pool.
+    qp: IoQpair,
+    pool: DmaPool,
+    nsid: u32,
+    block_size: u32,
+    num_blocks: u64,
+    buf_blocks: u64,
+    native_compare: bool,
+    native_write_zeroes: bool,
+    dsm: bool,
+    ios: Vec<Option<Io>>,
+    free_ios: Vec<u32>,
+    cmds: Vec<Option<Cmd>>,
+    free_cmds: Vec<u32>,
+    /// I/Os with commands still to issue, oldest first.
+    waiting: VecDeque<u32>,
+    /// Completions decided without the device (validation, dead channel).
+    done: VecDeque<BdevCompletion>,
+    /// DMA buffers the device may still write (timed-out commands, controller failure).
+    quarantine: Vec<PoolBuf>,
+    /// The queue pair failed (controller fatal, reset or shut down): every I/O fails.
+    dead: bool,
+    name: String,
+}
+
+/// The status for an I/O that failed without a more specific NVMe status (submission error,
+/// timeout, dead controller): reads and compares fail as reads, everything else as writes.
+fn failure(op: BdevOp) -> BdevStatus {
+    match op {
+        BdevOp::Read | BdevOp::Compare => BdevStatus::ReadError,
+        _ => BdevStatus::WriteError,
+    }
+}
+
+/// Map an NVMe completion status from the device to a bdev status (which the target maps back
+/// to an NVMe status for the host).
+pub fn map_status(status: Status, op: BdevOp) -> BdevStatus {
+    if status.is_success() {
+        return BdevStatus::Success;
+    }
+    let sct = status.sct();
+    let sc = status.sc();
+    if sct == StatusCodeType::MediaDataIntegrity as u8 {
+        return match sc {
+            MediaStatus::UNRECOVERED_READ_ERROR => BdevStatus::ReadError,
+            MediaStatus::WRITE_FAULT => BdevStatus::WriteError,
+            MediaStatus::COMPARE_FAILURE => BdevStatus::CompareMismatch,
+            _ => failure(op),
+        };
+    }
+    if sct == StatusCodeType::Generic as u8 {
+        return match sc {
+            Gs::LBA_OUT_OF_RANGE => BdevStatus::OutOfRange,
+            Gs::CAPACITY_EXCEEDED => BdevStatus::NoSpace,
+            Gs::INVALID_OPCODE => BdevStatus::Unsupported,
+            Gs::INVALID_FIELD
+            | Gs::INVALID_NAMESPACE_OR_FORMAT
+            | Gs::DATA_SGL_LENGTH_INVALID
+            | Gs::INVALID_PRP_OFFSET
+            | Gs::INVALID_NUM_SGL_DESCRIPTORS
+            | Gs::INVALID_SGL_SEG_DESCRIPTOR
+            | Gs::SGL_DESCRIPTOR_TYPE_INVALID
+            | Gs::INVALID_SGL_OFFSET => BdevStatus::InvalidArg,
+            // Internal error, data transfer error, aborts, namespace not ready, write protected...
+            _ => failure(op),
+        };
+    }
+    if sct == StatusCodeType::CommandSpecific as u8 {
+        return match sc {
+            Cs::CONFLICTING_ATTRIBUTES | Cs::INVALID_PROTECTION_INFO => BdevStatus::InvalidArg,
+            _ => failure(op),
+        };
+    }
+    // Path-related and vendor-specific statuses.
+    failure(op)
+}
+
+impl NvmeChannel {
+    fn alloc_io(&mut self, io: Io) -> u32 {
+        match self.free_ios.pop() {
+            Some(i) => {
+                self.ios[i as usize] = Some(io);
+                i
+            }
+            None => {
+                self.ios.push(Some(io));
+                (self.ios.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Remove a finished I/O and build its completion.
+    fn finish(ios: &mut [Option<Io>], free_ios: &mut Vec<u32>, idx: u32) -> Option<BdevCompletion> {
+        let io = ios.get_mut(idx as usize)?.take()?;
+        free_ios.push(idx);
+        Some(BdevCompletion { tag: io.tag, status: io.status, buf: io.buf })
+    }
+
+    /// Issue the next command of I/O `idx`.
+    fn issue(&mut self, idx: u32) -> Step {
+        let Some(io) = self.ios.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return Step::AllIssued;
+        };
+        if io.status != BdevStatus::Success {
+            // A command of this I/O already failed: issue no more.
+            io.next = io.total;
+        }
+        if io.next >= io.total {
+            return Step::AllIssued;
+        }
+        let Some(&ci) = self.free_cmds.last() else { return Step::Blocked };
+        let remaining = io.total - io.next;
+        let needs_buf = match io.op {
+            BdevOp::Read | BdevOp::Write | BdevOp::Compare => true,
+            BdevOp::WriteZeroes => !self.native_write_zeroes,
+            BdevOp::Flush | BdevOp::Unmap => false,
+        };
+        let dma = if needs_buf {
+            match self.pool.get() {
+                Some(b) => Some(b),
+                None => return Step::Blocked,
+            }
+        } else {
+            None
+        };
+        let bs = self.block_size as usize;
+        let lba = io.offset_blocks + io.next;
+        let (mut off, mut len, mut kind) = (0, 0, Kind::Other);
+        let nsid = self.nsid;
+        let token = ci as u64;
+        let (units, result) = match (io.op, dma.as_ref()) {
+            (BdevOp::Read | BdevOp::Write | BdevOp::Compare, Some(d)) => {
+                let blocks = remaining.min(self.buf_blocks);
+                off = io.next as usize * bs;
+                len = blocks as usize * bs;
+                let r = match io.op {
+                    BdevOp::Read => {
+                        kind = Kind::Read;
+                        self.qp.read(nsid, lba, blocks as u32, d, token)
+                    }
+                    BdevOp::Compare if !self.native_compare => {
+                        kind = Kind::CompareByRead;
+                        self.qp.read(nsid, lba, blocks as u32, d, token)
+                    }
+                    op => {
+                        // The one copy left on the data path (see the module docs).
+                        match io.buf.as_ref().and_then(|b| b.as_slice().get(off..off + len)) {
+                            Some(src) => d.write(0, src),
+                            None => {
+                                io.status = BdevStatus::InvalidArg;
+                                return Step::More;
+                            }
+                        }
+                        if op == BdevOp::Write {
+                            self.qp.write(nsid, lba, blocks as u32, d, token)
+                        } else {
+                            self.qp.compare(nsid, lba, blocks as u32, d, token)
+                        }
+                    }
+                };
+                (blocks, r)
+            }
+            (BdevOp::WriteZeroes, Some(d)) => {
+                let blocks = remaining.min(self.buf_blocks);
+                d.fill(0, blocks as usize * bs, 0);
+                (blocks, self.qp.write(nsid, lba, blocks as u32, d, token))
+            }
+            (BdevOp::WriteZeroes, None) => {
+                let blocks = remaining.min(MAX_WZ_BLOCKS);
+                (blocks, self.qp.write_zeroes(nsid, lba, blocks as u32, token))
+            }
+            (BdevOp::Flush, _) => (1, self.qp.flush(nsid, token)),
+            (BdevOp::Unmap, _) => {
+                let mut ranges = [(0u64, 0u32); MAX_DSM_RANGES];
+                let first = io.next as usize;
+                let n = (remaining as usize).min(MAX_DSM_RANGES);
+                let src = io.buf.as_ref().map_or(&[][..], |b| b.as_slice());
+                let src = src.get(first * 16..(first + n) * 16).unwrap_or(&[]);
+                for (dst, r) in ranges.iter_mut().zip(super::dsm_ranges(src)) {
+                    *dst = r;
+                }
+                (n as u64, self.qp.deallocate(nsid, &ranges[..n], token))
+            }
+            (_, None) => {
+                // Unreachable: data ops always got a buffer above.
+                io.status = BdevStatus::InvalidArg;
+                return Step::More;
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.free_cmds.pop();
+                self.cmds[ci as usize] = Some(Cmd { io: idx, dma, off, len, kind });
+                io.next += units;
+                io.inflight += 1;
+                if io.next >= io.total {
+                    Step::AllIssued
+                } else {
+                    Step::More
+                }
+            }
+            // Driver slots held by commands lost after a timeout: wait for completions.
+            Err(nvme_driver::Error::QueueFull) => Step::Blocked,
+            Err(e) => {
+                if matches!(e, nvme_driver::Error::QpairInvalidated | nvme_driver::Error::ControllerFatal) {
+                    self.dead = true;
+                }
+                log::error!("bdev {}: submitting {:?}: {e}", self.name, io.op);
+                io.status = failure(io.op);
+                Step::More
+            }
+        }
+    }
+
+    /// Issue commands for waiting I/Os, oldest first, until resources run out.
+    fn pump(&mut self) {
+        while let Some(&idx) = self.waiting.front() {
+            match self.issue(idx) {
+                Step::More => {}
+                Step::Blocked => return,
+                Step::AllIssued => {
+                    self.waiting.pop_front();
+                    if self.ios.get(idx as usize).and_then(Option::as_ref).is_some_and(|io| io.inflight == 0) {
+                        if let Some(c) = Self::finish(&mut self.ios, &mut self.free_ios, idx) {
+                            self.done.push_back(c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The queue pair is unusable: fail every I/O. Buffers of outstanding commands are kept out
+    /// of the pool for good (the device may still write them).
+    fn fail_all(&mut self, e: &nvme_driver::Error) {
+        log::error!(
+            "bdev {}: queue pair failed: {e}; failing {} I/Os",
+            self.name,
+            self.ios.len() - self.free_ios.len()
+        );
+        self.dead = true;
+        for c in self.cmds.iter_mut() {
+            if let Some(dma) = c.take().and_then(|c| c.dma) {
+                self.quarantine.push(dma);
+            }
+        }
+        self.waiting.clear();
+        for idx in 0..self.ios.len() as u32 {
+            if let Some(io) = self.ios[idx as usize].as_mut() {
+                if io.status == BdevStatus::Success {
+                    io.status = failure(io.op);
+                }
+                if let Some(c) = Self::finish(&mut self.ios, &mut self.free_ios, idx) {
+                    self.done.push_back(c);
+                }
+            }
+        }
+    }
+}
+
+impl BdevChannel for NvmeChannel {
+    fn submit(&mut self, io: BdevIo) {
+        let status = match check_io(&io, self.block_size, self.num_blocks) {
+            Err(s) => Some(s),
+            Ok(_) if io.op == BdevOp::Unmap && !self.dsm => Some(BdevStatus::Unsupported),
+            Ok(_) if self.dead => Some(failure(io.op)),
+            Ok(_) => None,
+        };
+        if let Some(status) = status {
+            self.done.push_back(BdevCompletion { tag: io.tag, status, buf: io.buf });
+            return;
+        }
+        let total = match io.op {
+            BdevOp::Flush => 1,
+            BdevOp::Unmap => io.buf.as_ref().map_or(0, |b| b.len() / 16) as u64,
+            _ => io.num_blocks,
+        };
+        if total == 0 {
+            self.done.push_back(BdevCompletion { tag: io.tag, status: BdevStatus::Success, buf: io.buf });
+            return;
+        }
+        let idx = self.alloc_io(Io {
+            tag: io.tag,
+            op: io.op,
+            offset_blocks: io.offset_blocks,
+            buf: io.buf,
+            next: 0,
+            total,
+            inflight: 0,
+            status: BdevStatus::Success,
+        });
+        self.waiting.push_back(idx);
+        // Queue SQEs only when nothing older waits (FIFO); the doorbell is rung by `poll`.
+        if self.waiting.len() == 1 {
+            self.pump();
+        }
+    }
+
+    fn poll(&mut self, out: &mut Vec<BdevCompletion>) -> usize {
+        let before = out.len();
+        if !self.dead {
+            let max = self.qp.depth();
+            let NvmeChannel { qp, cmds, free_cmds, ios, free_ios, quarantine, name, .. } = self;
+            let r = qp.poll(max, |token, result| {
+                let Some(cmd) = cmds.get_mut(token as usize).and_then(Option::take) else {
+                    log::warn!("bdev {name}: completion for unknown token {token}");
+                    return;
+                };
+                free_cmds.push(token as u32);
+                let Some(io) = ios.get_mut(cmd.io as usize).and_then(Option::as_mut) else {
+                    log::warn!("bdev {name}: completion for a finished I/O");
+                    return;
+                };
+                io.inflight = io.inflight.saturating_sub(1);
+                match result {
+                    Ok(_) => match (cmd.kind, cmd.dma.as_ref(), io.buf.as_mut()) {
+                        (Kind::Read, Some(d), Some(b)) => {
+                            if let Some(dst) = b.as_mut_slice().get_mut(cmd.off..cmd.off + cmd.len) {
+                                d.read(0, dst);
+                            }
+                        }
+                        (Kind::CompareByRead, Some(d), Some(b)) => {
+                            let same = b.as_slice().get(cmd.off..cmd.off + cmd.len).zip(d.as_slice().get(..cmd.len));
+                            if same.is_none_or(|(x, y)| x != y) && io.status == BdevStatus::Success {
+                                io.status = BdevStatus::CompareMismatch;
+                            }
+                        }
+                        _ => {}
+                    },
+                    Err(e) => {
+                        let s = match &e {
+                            nvme_driver::Error::Nvme { status, .. } => map_status(*status, io.op),
+                            nvme_driver::Error::Timeout { .. } => {
+                                // The device may still own the buffer: never reuse it.
+                                if let Some(d) = cmd.dma {
+                                    quarantine.push(d);
+                                }
+                                failure(io.op)
+                            }
+                            _ => failure(io.op),
+                        };
+                        log::debug!("bdev {name}: {:?} failed: {e}", io.op);
+                        if io.status == BdevStatus::Success {
+                            io.status = s;
+                        }
+                    }
+                }
+                if io.inflight == 0 && io.next >= io.total {
+                    if let Some(c) = NvmeChannel::finish(ios, free_ios, cmd.io) {
+                        out.push(c);
+                    }
+                }
+            });
+            if let Err(e) = r {
+                self.fail_all(&e);
+            }
+        }
+        if self.dead && self.ios.len() > self.free_ios.len() {
+            let e = nvme_driver::Error::QpairInvalidated;
+            self.fail_all(&e);
+        }
+        // Freed slots and buffers let waiting I/Os continue; their SQEs go out with one doorbell.
+        self.pump();
+        if !self.dead {
+            self.qp.ring();
+        }
+        out.extend(self.done.drain(..));
+        out.len() - before
+    }
+
+    fn outstanding(&self) -> usize {
+        self.ios.len() - self.free_ios.len() + self.done.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
+    use nvme_driver::ControllerOptions;
+    use std::time::{Duration, Instant};
+
+    const BS: u32 = 512;
+    const BLOCKS: u64 = 8192;
+
+    fn setup(mdts: u8, opts: NvmeBdevOpts) -> (Arc<EmulatedController>, NvmeBdev) {
+        let emu = EmulatedController::new(EmulatorConfig {
+            namespaces: vec![(BS, BLOCKS), (4096, 256)],
+            mdts,
+            ..Default::default()
+        });
+        let ctrl = Arc::new(Controller::new_emulated(&emu, ControllerOptions::default()).expect("bring-up"));
+        let b = NvmeBdev::with_opts("Nvme0n1", ctrl, 1, opts).expect("bdev");
+        (emu, b)
+    }
+
+    fn small() -> NvmeBdevOpts {
+        NvmeBdevOpts { queue_entries: Some(32), ..Default::default() }
+    }
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
+    }
+
+    /// Poll until `n` completions arrived (bounded).
+    fn wait(ch: &mut dyn BdevChannel, n: usize) -> Vec<BdevCompletion> {
+        let mut out = Vec::new();
+        let start = Instant::now();
+        while out.len() < n {
+            ch.poll(&mut out);
+            assert!(start.elapsed() < Duration::from_secs(10), "only {} of {n} completions", out.len());
+        }
+        out
+    }
+
+    fn run(ch: &mut dyn BdevChannel, op: BdevOp, off: u64, nb: u64, buf: Option<IoBuf>) -> BdevCompletion {
+        ch.submit(BdevIo { op, offset_blocks: off, num_blocks: nb, buf, tag: 0x77 });
+        let mut out = wait(ch, 1);
+        assert_eq!(ch.outstanding(), 0);
+        let c = out.pop().unwrap();
+        assert_eq!(c.tag, 0x77);
+        c
+    }
+
+    fn read(ch: &mut dyn BdevChannel, off: u64, nb: u64) -> Vec<u8> {
+        let c = run(ch, BdevOp::Read, off, nb, Some(IoBuf::from(vec![0x5a; nb as usize * BS as usize])));
+        assert_eq!(c.status, BdevStatus::Success);
+        c.buf.unwrap().as_slice().to_vec()
+    }
+
+    fn disk(emu: &EmulatedController, off: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        assert!(emu.read_disk(1, off, &mut v));
+        v
+    }
+
+    fn dsm(ranges: &[(u64, u32)]) -> IoBuf {
+        let mut v = Vec::new();
+        for &(slba, nlb) in ranges {
+            v.extend_from_slice(&0u32.to_le_bytes());
+            v.extend_from_slice(&nlb.to_le_bytes());
+            v.extend_from_slice(&slba.to_le_bytes());
+        }
+        IoBuf::from(v)
+    }
+
+    #[test]
+    fn geometry_and_capabilities() {
+        let (_emu, b) = setup(9, NvmeBdevOpts::default());
+        assert_eq!(b.name(), "Nvme0n1");
+        assert_eq!(b.product_name(), "NVMe disk");
+        assert_eq!((b.block_size(), b.num_blocks()), (BS, BLOCKS));
+        assert_eq!(b.buf_size(), DEFAULT_MAX_BUF_SIZE);
+        let id = b.controller().identify();
+        assert_eq!(b.volatile_write_cache(), id.vwc & 1 != 0);
+        assert_eq!(b.supports(BdevOp::Unmap), id.oncs.get() & oncs::DATASET_MANAGEMENT != 0);
+        assert!(b.supports(BdevOp::Unmap), "the emulator reports DSM");
+        let ns2 = NvmeBdev::new("n2", b.controller().clone(), 2).unwrap();
+        assert_eq!((ns2.block_size(), ns2.num_blocks()), (4096, 256));
+        assert!(matches!(NvmeBdev::new("x", b.controller().clone(), 3), Err(BdevError::InvalidParam(_))));
+        assert!(matches!(NvmeBdev::new("x", b.controller().clone(), 0), Err(BdevError::InvalidParam(_))));
+        let tiny = NvmeBdevOpts { max_buf_size: 100, ..Default::default() };
+        assert!(matches!(NvmeBdev::with_opts("x", b.controller().clone(), 1, tiny), Err(BdevError::InvalidParam(_))));
+    }
+
+    #[test]
+    fn write_read_compare_flush_with_data_checks() {
+        let (emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        assert_eq!(read(&mut *ch, 0, 16), vec![0; 16 * 512]);
+        let data = pattern(24 * 512, 3);
+        let c = run(&mut *ch, BdevOp::Write, 100, 24, Some(IoBuf::from(data.clone())));
+        assert_eq!(c.status, BdevStatus::Success);
+        assert_eq!(c.buf.unwrap().as_slice(), &data[..], "write hands its buffer back intact");
+        assert_eq!(disk(&emu, 100 * 512, data.len()), data, "data reached the device");
+        assert_eq!(read(&mut *ch, 100, 24), data);
+        assert_eq!(read(&mut *ch, 99, 1), vec![0; 512]);
+        assert_eq!(
+            run(&mut *ch, BdevOp::Compare, 100, 24, Some(IoBuf::from(data.clone()))).status,
+            BdevStatus::Success
+        );
+        let mut other = data.clone();
+        other[24 * 512 - 1] ^= 1;
+        assert_eq!(
+            run(&mut *ch, BdevOp::Compare, 100, 24, Some(IoBuf::from(other))).status,
+            BdevStatus::CompareMismatch
+        );
+        assert_eq!(run(&mut *ch, BdevOp::Flush, 0, 0, None).status, BdevStatus::Success);
+        // Last block of the namespace.
+        let last = pattern(512, 9);
+        assert_eq!(
+            run(&mut *ch, BdevOp::Write, BLOCKS - 1, 1, Some(IoBuf::from(last.clone()))).status,
+            BdevStatus::Success
+        );
+        assert_eq!(read(&mut *ch, BLOCKS - 1, 1), last);
+    }
+
+    #[test]
+    fn large_io_is_split_into_several_commands() {
+        // MDTS 2: 16 KiB per command; a 1 MiB write is 64 commands, more than the 31 slots.
+        let (emu, b) = setup(2, small());
+        assert_eq!(b.buf_size(), 16 << 10);
+        let mut ch = b.open_channel().unwrap();
+        let data = pattern(1 << 20, 5);
+        let before = emu.stats();
+        assert_eq!(
+            run(&mut *ch, BdevOp::Write, 1000, 2048, Some(IoBuf::from(data.clone()))).status,
+            BdevStatus::Success
+        );
+        assert_eq!(emu.stats().io_commands - before.io_commands, 64);
+        assert_eq!(disk(&emu, 1000 * 512, 1 << 20), data);
+        assert_eq!(read(&mut *ch, 1000, 2048), data);
+        let mut other = data.clone();
+        other[(1 << 20) - 1] ^= 0x10;
+        assert_eq!(
+            run(&mut *ch, BdevOp::Compare, 1000, 2048, Some(IoBuf::from(other))).status,
+            BdevStatus::CompareMismatch
+        );
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 1000, 2048, Some(IoBuf::from(data))).status, BdevStatus::Success);
+    }
+
+    #[test]
+    fn write_zeroes_and_deallocate() {
+        let (emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        let data = pattern(64 * 512, 1);
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, 64, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, 2, 3, None).status, BdevStatus::Success);
+        let c = run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(10, 1), (20, 4), (63, 1)])));
+        assert_eq!(c.status, BdevStatus::Success);
+        assert_eq!(c.buf.unwrap().len(), 48);
+        let got = read(&mut *ch, 0, 64);
+        assert_eq!(disk(&emu, 0, 64 * 512), got);
+        for blk in 0..64usize {
+            let r = blk * 512..(blk + 1) * 512;
+            let zeroed = (2..5).contains(&blk) || blk == 10 || (20..24).contains(&blk) || blk == 63;
+            if zeroed {
+                assert_eq!(&got[r], &[0u8; 512][..], "block {blk}");
+            } else {
+                assert_eq!(&got[r.clone()], &data[r], "block {blk}");
+            }
+        }
+        // Write Zeroes over more than 65536 blocks is split; on namespace 1 (8192 blocks) the
+        // whole namespace works in one command.
+        assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, 0, BLOCKS, None).status, BdevStatus::Success);
+        assert_eq!(disk(&emu, 0, 64 * 512), vec![0; 64 * 512]);
+        // More than 256 ranges: two DSM commands.
+        let data = pattern(512, 4);
+        assert_eq!(run(&mut *ch, BdevOp::Write, 299, 1, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        assert_eq!(run(&mut *ch, BdevOp::Write, 300, 1, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        let ranges: Vec<(u64, u32)> = (0..300).map(|i| (i, 1)).collect();
+        assert_eq!(run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&ranges))).status, BdevStatus::Success);
+        assert_eq!(read(&mut *ch, 299, 1), vec![0; 512]);
+        assert_eq!(read(&mut *ch, 300, 1), data);
+    }
+
+    #[test]
+    fn compare_and_write_zeroes_are_emulated_without_oncs_support() {
+        let (emu, b) = setup(2, small());
+        let mut ch = b.open().unwrap();
+        ch.native_compare = false;
+        ch.native_write_zeroes = false;
+        let ch: &mut dyn BdevChannel = &mut ch;
+        let data = pattern(64 << 10, 8);
+        assert_eq!(run(ch, BdevOp::Write, 0, 128, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        let before = emu.stats().io_commands;
+        assert_eq!(run(ch, BdevOp::Compare, 0, 128, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        let mut other = data.clone();
+        other[40000] ^= 4;
+        assert_eq!(run(ch, BdevOp::Compare, 0, 128, Some(IoBuf::from(other))).status, BdevStatus::CompareMismatch);
+        assert_eq!(emu.stats().io_commands - before, 8, "compares were 16 KiB reads");
+        assert_eq!(run(ch, BdevOp::WriteZeroes, 8, 100, None).status, BdevStatus::Success);
+        let got = read(ch, 0, 128);
+        assert_eq!(&got[..8 * 512], &data[..8 * 512]);
+        assert!(got[8 * 512..108 * 512].iter().all(|&x| x == 0));
+        assert_eq!(&got[108 * 512..], &data[108 * 512..]);
+    }
+
+    #[test]
+    fn bad_requests_complete_without_the_device() {
+        let (emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        let before = emu.stats().io_commands;
+        for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare] {
+            assert_eq!(run(&mut *ch, op, BLOCKS - 1, 2, Some(IoBuf::new(1024))).status, BdevStatus::OutOfRange);
+            assert_eq!(run(&mut *ch, op, u64::MAX, 2, Some(IoBuf::new(1024))).status, BdevStatus::OutOfRange);
+            assert_eq!(run(&mut *ch, op, 0, 1, Some(IoBuf::new(511))).status, BdevStatus::InvalidArg);
+            assert_eq!(run(&mut *ch, op, 0, 1, None).status, BdevStatus::InvalidArg);
+        }
+        assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, BLOCKS, 1, None).status, BdevStatus::OutOfRange);
+        assert_eq!(run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(BLOCKS, 1)]))).status, BdevStatus::OutOfRange);
+        assert_eq!(run(&mut *ch, BdevOp::Unmap, 0, 0, None).status, BdevStatus::InvalidArg);
+        assert_eq!(emu.stats().io_commands, before, "nothing reached the device");
+    }
+
+    #[test]
+    fn injected_media_errors_map_to_read_and_write_errors() {
+        let (emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        let data = pattern(8 * 512, 2);
+        assert_eq!(run(&mut *ch, BdevOp::Write, 40, 8, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        emu.inject_media_error(1, 43, 1);
+        let c = run(&mut *ch, BdevOp::Read, 40, 8, Some(IoBuf::new(8 * 512)));
+        assert_eq!(c.status, BdevStatus::ReadError);
+        assert!(c.buf.is_some(), "the buffer comes back on failure too");
+        assert_eq!(read(&mut *ch, 40, 8), data, "the fault was one-shot");
+        emu.inject_media_error(1, 44, 1);
+        assert_eq!(run(&mut *ch, BdevOp::Write, 44, 1, Some(IoBuf::new(512))).status, BdevStatus::WriteError);
+        assert_eq!(read(&mut *ch, 40, 8), data, "a failed write changed nothing");
+        // A split I/O with one failing chunk fails as a whole; no buffer or slot leaks.
+        let (emu, b) = setup(2, small());
+        let mut ch = b.open_channel().unwrap();
+        emu.inject_media_error(1, 100, 1);
+        let c = run(&mut *ch, BdevOp::Read, 0, 512, Some(IoBuf::new(512 * 512)));
+        assert_eq!(c.status, BdevStatus::ReadError);
+        for _ in 0..3 {
+            assert_eq!(run(&mut *ch, BdevOp::Read, 0, 512, Some(IoBuf::new(512 * 512))).status, BdevStatus::Success);
+        }
+    }
+
+    #[test]
+    fn status_mapping() {
+        use BdevOp::*;
+        let m = |s: Status, op| map_status(s, op);
+        assert_eq!(m(Status::SUCCESS, Read), BdevStatus::Success);
+        assert_eq!(m(Status::media(MediaStatus::UNRECOVERED_READ_ERROR).dnr(), Read), BdevStatus::ReadError);
+        assert_eq!(m(Status::media(MediaStatus::WRITE_FAULT), Write), BdevStatus::WriteError);
+        assert_eq!(m(Status::media(MediaStatus::COMPARE_FAILURE), Compare), BdevStatus::CompareMismatch);
+        assert_eq!(m(Status::media(MediaStatus::GUARD_CHECK_ERROR), Read), BdevStatus::ReadError);
+        assert_eq!(m(Status::media(MediaStatus::GUARD_CHECK_ERROR), Write), BdevStatus::WriteError);
+        assert_eq!(m(Status::generic(Gs::LBA_OUT_OF_RANGE), Read), BdevStatus::OutOfRange);
+        assert_eq!(m(Status::generic(Gs::CAPACITY_EXCEEDED), Write), BdevStatus::NoSpace);
+        assert_eq!(m(Status::generic(Gs::INVALID_OPCODE), Unmap), BdevStatus::Unsupported);
+        assert_eq!(m(Status::generic(Gs::INVALID_FIELD), Read), BdevStatus::InvalidArg);
+        assert_eq!(m(Status::generic(Gs::INTERNAL_ERROR), Flush), BdevStatus::WriteError);
+        assert_eq!(m(Status::generic(Gs::DATA_TRANSFER_ERROR), Read), BdevStatus::ReadError);
+        assert_eq!(m(Status::command_specific(Cs::ATTEMPTED_WRITE_TO_RO_RANGE), Write), BdevStatus::WriteError);
+        assert_eq!(m(Status::from_raw(0x7ff), Read), BdevStatus::ReadError, "vendor specific");
+    }
+
+    #[test]
+    fn many_ios_wait_for_slots_and_buffers_in_order() {
+        // 8 command slots and 4 DMA buffers; 200 writes then 200 reads queued at once.
+        let opts = NvmeBdevOpts { queue_entries: Some(9), num_bufs: Some(4), ..Default::default() };
+        let (emu, b) = setup(9, opts);
+        let mut ch = b.open_channel().unwrap();
+        for i in 0..200u64 {
+            ch.submit(BdevIo {
+                op: BdevOp::Write,
+                offset_blocks: i * 2,
+                num_blocks: 2,
+                buf: Some(IoBuf::from(pattern(1024, i as u8))),
+                tag: i,
+            });
+        }
+        assert_eq!(ch.outstanding(), 200);
+        let out = wait(&mut *ch, 200);
+        for (i, c) in out.iter().enumerate() {
+            assert_eq!((c.tag, c.status), (i as u64, BdevStatus::Success), "FIFO order");
+        }
+        for i in 0..200u64 {
+            let buf = IoBuf::new(1024);
+            ch.submit(BdevIo { op: BdevOp::Read, offset_blocks: i * 2, num_blocks: 2, buf: Some(buf), tag: 1000 + i });
+        }
+        let out = wait(&mut *ch, 200);
+        for c in out {
+            let i = c.tag - 1000;
+            assert_eq!(c.status, BdevStatus::Success);
+            assert_eq!(c.buf.unwrap().as_slice(), &pattern(1024, i as u8)[..], "read {i}");
+        }
+        assert_eq!(ch.outstanding(), 0);
+        assert_eq!(disk(&emu, 199 * 1024, 1024), pattern(1024, 199));
+    }
+
+    #[test]
+    fn batching_rings_once_per_poll() {
+        let (emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        let before = emu.stats();
+        for i in 0..16u64 {
+            ch.submit(BdevIo {
+                op: BdevOp::Write,
+                offset_blocks: i,
+                num_blocks: 1,
+                buf: Some(IoBuf::from(vec![i as u8; 512])),
+                tag: i,
+            });
+        }
+        assert_eq!(emu.stats().sq_doorbells, before.sq_doorbells, "submit only queues");
+        let out = wait(&mut *ch, 16);
+        assert!(out.iter().all(|c| c.status == BdevStatus::Success));
+        let after = emu.stats();
+        assert_eq!(after.io_commands - before.io_commands, 16);
+        assert_eq!(after.sq_doorbells - before.sq_doorbells, 1, "one doorbell for the batch");
+    }
+
+    #[test]
+    fn two_channels_on_two_threads() {
+        let (emu, b) = setup(9, small());
+        let b: Arc<dyn Bdev> = Arc::new(b);
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let b = b.clone();
+                s.spawn(move || {
+                    let mut ch = b.open_channel().unwrap();
+                    for i in 0..64u64 {
+                        let lba = t * 2048 + i * 8;
+                        ch.submit(BdevIo {
+                            op: BdevOp::Write,
+                            offset_blocks: lba,
+                            num_blocks: 8,
+                            buf: Some(IoBuf::from(pattern(4096, (t * 64 + i) as u8))),
+                            tag: i,
+                        });
+                    }
+                    assert!(wait(&mut *ch, 64).iter().all(|c| c.status == BdevStatus::Success));
+                    for i in 0..64u64 {
+                        let lba = t * 2048 + i * 8;
+                        assert_eq!(read(&mut *ch, lba, 8), pattern(4096, (t * 64 + i) as u8));
+                    }
+                });
+            }
+        });
+        for t in 0..2u64 {
+            for i in 0..64u64 {
+                let lba = t * 2048 + i * 8;
+                assert_eq!(disk(&emu, lba * 512, 4096), pattern(4096, (t * 64 + i) as u8));
+            }
+        }
+    }
+
+    #[test]
+    fn controller_failure_fails_io_instead_of_hanging() {
+        let (emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, 1, Some(IoBuf::new(512))).status, BdevStatus::Success);
+        b.controller().reset().expect("reset");
+        let c = run(&mut *ch, BdevOp::Read, 0, 1, Some(IoBuf::new(512)));
+        assert_eq!(c.status, BdevStatus::ReadError);
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, 1, Some(IoBuf::new(512))).status, BdevStatus::WriteError);
+        drop(ch);
+        // A fresh channel after the reset works.
+        let mut ch = b.open_channel().unwrap();
+        assert_eq!(run(&mut *ch, BdevOp::Write, 1, 1, Some(IoBuf::from(vec![7; 512]))).status, BdevStatus::Success);
+        assert_eq!(disk(&emu, 512, 512), vec![7; 512]);
+    }
+}
