@@ -1,0 +1,129 @@
+//! Framework methods: reactors, version, method list, and `save_config`.
+
+use super::bdev::bdev_uuid;
+use super::nvmf::{listen_address_json, transport_infos, transport_json, TICK_RATE};
+use super::{format_uuid, hex_upper, parse_params, RpcError};
+use crate::state::{AppState, BdevKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+pub fn get_reactors(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let _: NoParams = parse_params(params)?;
+    let reactors: Vec<Value> = state
+        .reactors
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "lcore": r.core,
+                "busy": 0,
+                "idle": 0,
+                "in_interrupt": false,
+                "connections": r.connections,
+                "lw_threads": [{
+                    "name": format!("nvmf_tgt_poll_group_{i:03}"),
+                    "id": i,
+                    "cpumask": format!("{:x}", 1u128.checked_shl(r.core as u32).unwrap_or(0)),
+                    "elapsed": 0,
+                }],
+            })
+        })
+        .collect();
+    Ok(json!({"tick_rate": TICK_RATE, "pid": std::process::id(), "reactors": reactors}))
+}
+
+pub fn get_version(_state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let _: NoParams = parse_params(params)?;
+    let num = |s: &str| s.parse::<u64>().unwrap_or(0);
+    Ok(json!({
+        "version": format!("nvmf-rs {}", env!("CARGO_PKG_VERSION")),
+        "fields": {
+            "major": num(env!("CARGO_PKG_VERSION_MAJOR")),
+            "minor": num(env!("CARGO_PKG_VERSION_MINOR")),
+            "patch": num(env!("CARGO_PKG_VERSION_PATCH")),
+            "suffix": env!("CARGO_PKG_VERSION_PRE"),
+        }
+    }))
+}
+
+pub fn get_methods(_state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        #[serde(default)]
+        current: bool,
+        #[serde(default)]
+        include_aliases: bool,
+    }
+    let p: P = parse_params(params)?;
+    let _ = (p.current, p.include_aliases);
+    Ok(json!(super::method_names().collect::<Vec<_>>()))
+}
+
+/// The SPDK JSON config document that recreates the current state (bdevs, transports,
+/// subsystems with their listeners, hosts and namespaces).
+pub fn config_document(state: &AppState) -> Value {
+    let mut bdev = Vec::new();
+    for (name, b) in &state.bdevs {
+        let kind = state.bdev_meta.get(name).map(|m| m.kind.clone()).unwrap_or_else(|| match b.product_name() {
+            "Null disk" => BdevKind::Null,
+            _ => BdevKind::Malloc,
+        });
+        let uuid = bdev_uuid(state, name);
+        bdev.push(match kind {
+            BdevKind::Malloc => json!({"method": "bdev_malloc_create", "params": {
+                "name": name, "num_blocks": b.num_blocks(), "block_size": b.block_size(), "uuid": uuid}}),
+            BdevKind::Null => json!({"method": "bdev_null_create", "params": {
+                "name": name, "num_blocks": b.num_blocks(), "block_size": b.block_size(), "uuid": uuid}}),
+            BdevKind::Aio { filename } => json!({"method": "bdev_aio_create", "params": {
+                "name": name, "filename": filename, "block_size": b.block_size()}}),
+        });
+    }
+    let mut nvmf = Vec::new();
+    for t in transport_infos(state) {
+        nvmf.push(json!({"method": "nvmf_create_transport", "params": transport_json(&t)}));
+    }
+    for s in state.target.subsystems() {
+        if !s.is_discovery() {
+            nvmf.push(json!({"method": "nvmf_create_subsystem", "params": {
+                "nqn": s.nqn,
+                "serial_number": s.serial,
+                "model_number": s.model,
+                "allow_any_host": s.allow_any_host(),
+                "max_namespaces": s.max_namespaces,
+            }}));
+        }
+        for l in s.listeners() {
+            nvmf.push(json!({"method": "nvmf_subsystem_add_listener", "params": {
+                "nqn": s.nqn, "listen_address": listen_address_json(&l)}}));
+        }
+        if s.is_discovery() {
+            continue;
+        }
+        for h in s.hosts() {
+            nvmf.push(json!({"method": "nvmf_subsystem_add_host", "params": {"nqn": s.nqn, "host": h}}));
+        }
+        for ns in s.namespaces() {
+            nvmf.push(json!({"method": "nvmf_subsystem_add_ns", "params": {"nqn": s.nqn, "namespace": {
+                "nsid": ns.nsid,
+                "bdev_name": ns.bdev.name(),
+                "nguid": hex_upper(&ns.nguid),
+                "eui64": hex_upper(&ns.eui64),
+                "uuid": format_uuid(&ns.uuid),
+            }}}));
+        }
+    }
+    json!({"subsystems": [
+        {"subsystem": "bdev", "config": bdev},
+        {"subsystem": "nvmf", "config": nvmf},
+    ]})
+}
+
+pub fn save_config(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let _: NoParams = parse_params(params)?;
+    Ok(config_document(state))
+}

@@ -1,0 +1,607 @@
+//! nvmf_* methods: transports, subsystems, namespaces, listeners, hosts, statistics.
+
+use super::error::EEXIST;
+use super::{format_uuid, hex_upper, parse_hex, parse_params, parse_uuid, string_or_number, opt_string_or_number, RpcError};
+use crate::state::{AppState, TransportInfo};
+use nvmf::subsystem::MAX_NAMESPACES;
+use nvmf::{NamespaceConfig, SubsystemConfig, TcpTransport, TcpTransportOpts, TransportAddr, TransportType};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// SPDK's defaults for subsystems created by RPC.
+const DEFAULT_SERIAL: &str = "00000000000000000000";
+const DEFAULT_MODEL: &str = "SPDK bdev Controller";
+/// Controller ID range (all of it: min_cntlid/max_cntlid are accepted only at these values).
+const MIN_CNTLID: u16 = 1;
+const MAX_CNTLID: u16 = 0xffef;
+
+// ---- transports ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransportParams {
+    trtype: String,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+    max_queue_depth: Option<u32>,
+    #[serde(alias = "max_qpairs_per_ctrlr")]
+    max_io_qpairs_per_ctrlr: Option<u32>,
+    in_capsule_data_size: Option<u32>,
+    max_io_size: Option<u32>,
+    io_unit_size: Option<u32>,
+    max_aq_depth: Option<u32>,
+    c2h_success: Option<bool>,
+    // Accepted for compatibility with rpc.py and SPDK configs; they tune SPDK internals
+    // (shared buffer pools, socket priority, zero copy) that have no counterpart here.
+    num_shared_buffers: Option<u32>,
+    buf_cache_size: Option<u32>,
+    dif_insert_or_strip: Option<bool>,
+    sock_priority: Option<u32>,
+    abort_timeout_sec: Option<u32>,
+    acceptor_poll_rate: Option<u32>,
+    zcopy: Option<bool>,
+    control_msg_num: Option<u32>,
+    ack_timeout: Option<u32>,
+    data_wr_pool_size: Option<u32>,
+    disable_command_passthru: Option<bool>,
+    kas: Option<u32>,
+}
+
+fn trtype_of(s: &str) -> Result<TransportType, RpcError> {
+    match s.to_ascii_uppercase().as_str() {
+        "TCP" => Ok(TransportType::Tcp),
+        "RDMA" => Err(RpcError::invalid_params("transport type RDMA is not supported (TCP only)")),
+        _ => Err(RpcError::invalid_params(format!("Invalid transport type {s:?}"))),
+    }
+}
+
+pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: TransportParams = parse_params(params)?;
+    let tt = trtype_of(&p.trtype)?;
+    let _ = (p.num_shared_buffers, p.buf_cache_size, p.dif_insert_or_strip, p.sock_priority, p.abort_timeout_sec);
+    let _ = (p.acceptor_poll_rate, p.zcopy, p.control_msg_num, p.ack_timeout, p.data_wr_pool_size, p.disable_command_passthru, p.kas);
+    if state.target.transports().iter().any(|t| t.trtype() == tt) {
+        return Err(RpcError::new(EEXIST, format!("Transport type '{}' already exists", tt.name())));
+    }
+    let d = TcpTransportOpts::default();
+    // Identify Controller advertises MDTS = MAX_IO_SIZE and IOCCSZ = IN_CAPSULE_DATA_SIZE, so the
+    // transport must accept at least those; smaller requests are raised to them.
+    let max_io = nvmf::MAX_IO_SIZE as u32;
+    let icd_min = nvmf::IN_CAPSULE_DATA_SIZE as u32;
+    let mut opts = d.clone();
+    if let Some(v) = p.max_io_size {
+        if v == 0 || v > max_io {
+            return Err(RpcError::invalid_params(format!("max_io_size {v} must be 1..={max_io}")));
+        }
+        if v < max_io {
+            log::info!("max_io_size {v}: using {max_io} (the MDTS this target advertises)");
+        }
+    }
+    opts.max_io_size = max_io;
+    if let Some(v) = p.in_capsule_data_size {
+        if v > max_io || v % 16 != 0 {
+            return Err(RpcError::invalid_params(format!("in_capsule_data_size {v} must be a multiple of 16, at most {max_io}")));
+        }
+        opts.in_capsule_data_size = v.max(icd_min);
+    }
+    if let Some(v) = p.io_unit_size {
+        if !(4096..=max_io).contains(&v) || v % 4 != 0 {
+            return Err(RpcError::invalid_params(format!("io_unit_size {v} must be a multiple of 4 in 4096..={max_io}")));
+        }
+        opts.max_h2c_data = v;
+    }
+    if let Some(v) = p.c2h_success {
+        opts.c2h_success = v;
+    }
+    for (name, v) in [("max_queue_depth", p.max_queue_depth), ("max_aq_depth", p.max_aq_depth), ("max_io_qpairs_per_ctrlr", p.max_io_qpairs_per_ctrlr)] {
+        if v == Some(0) || v.is_some_and(|v| v > 65536) {
+            return Err(RpcError::invalid_params(format!("{name} must be 1..=65536")));
+        }
+    }
+    let info = TransportInfo {
+        trtype: tt.name().to_string(),
+        max_queue_depth: p.max_queue_depth.unwrap_or(128),
+        max_io_qpairs_per_ctrlr: p.max_io_qpairs_per_ctrlr.unwrap_or(127),
+        in_capsule_data_size: opts.in_capsule_data_size,
+        max_io_size: opts.max_io_size,
+        io_unit_size: opts.max_h2c_data,
+        max_aq_depth: p.max_aq_depth.unwrap_or(128),
+        c2h_success: opts.c2h_success,
+    };
+    state.target.add_transport(Arc::new(TcpTransport::new(opts)));
+    state.transports.insert(info.trtype.clone(), info);
+    log::info!("created transport {}", tt.name());
+    Ok(json!(true))
+}
+
+pub(crate) fn transport_json(t: &TransportInfo) -> Value {
+    json!({
+        "trtype": t.trtype,
+        "max_queue_depth": t.max_queue_depth,
+        "max_io_qpairs_per_ctrlr": t.max_io_qpairs_per_ctrlr,
+        "in_capsule_data_size": t.in_capsule_data_size,
+        "max_io_size": t.max_io_size,
+        "io_unit_size": t.io_unit_size,
+        "max_aq_depth": t.max_aq_depth,
+        "c2h_success": t.c2h_success,
+    })
+}
+
+/// Every transport of the target: the ones made by RPC with their options, others (added by
+/// the application itself) with the library defaults.
+pub(crate) fn transport_infos(state: &AppState) -> Vec<TransportInfo> {
+    state
+        .target
+        .transports()
+        .iter()
+        .map(|t| {
+            let name = t.trtype().name();
+            state.transports.get(name).cloned().unwrap_or_else(|| {
+                let d = TcpTransportOpts::default();
+                TransportInfo {
+                    trtype: name.to_string(),
+                    max_queue_depth: 128,
+                    max_io_qpairs_per_ctrlr: 127,
+                    in_capsule_data_size: d.in_capsule_data_size,
+                    max_io_size: d.max_io_size,
+                    io_unit_size: d.max_h2c_data,
+                    max_aq_depth: 128,
+                    c2h_success: d.c2h_success,
+                }
+            })
+        })
+        .collect()
+}
+
+pub fn get_transports(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        trtype: Option<String>,
+        #[allow(dead_code)]
+        tgt_name: Option<String>,
+    }
+    let p: P = parse_params(params)?;
+    let all = transport_infos(state);
+    match p.trtype {
+        Some(t) => {
+            let tt = trtype_of(&t)?;
+            let found: Vec<Value> = all.iter().filter(|i| i.trtype == tt.name()).map(transport_json).collect();
+            if found.is_empty() {
+                return Err(RpcError::invalid_params(format!("Transport type '{t}' not found")));
+            }
+            Ok(Value::Array(found))
+        }
+        None => Ok(Value::Array(all.iter().map(transport_json).collect())),
+    }
+}
+
+// ---- subsystems ----
+
+fn nvm_subsystem(state: &AppState, nqn: &str) -> Result<Arc<nvmf::Subsystem>, RpcError> {
+    match state.target.subsystem(nqn) {
+        Some(s) if !s.is_discovery() => Ok(s),
+        Some(_) => Err(RpcError::invalid_params(format!("{nqn} is the discovery subsystem: not allowed here"))),
+        None => Err(RpcError::no_subsystem(nqn)),
+    }
+}
+
+fn any_subsystem(state: &AppState, nqn: &str) -> Result<Arc<nvmf::Subsystem>, RpcError> {
+    state.target.subsystem(nqn).ok_or_else(|| RpcError::no_subsystem(nqn))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSubsystemParams {
+    nqn: String,
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    serial_number: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    model_number: Option<String>,
+    #[serde(default)]
+    allow_any_host: bool,
+    #[serde(default)]
+    max_namespaces: u32,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+    #[serde(default)]
+    ana_reporting: bool,
+    min_cntlid: Option<u16>,
+    max_cntlid: Option<u16>,
+}
+
+fn check_id_string(s: &str, what: &str, max: usize) -> Result<(), RpcError> {
+    if s.is_empty() || s.len() > max || !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(RpcError::invalid_params(format!("Invalid {what} {s:?}: 1 to {max} printable ASCII characters")));
+    }
+    Ok(())
+}
+
+pub fn create_subsystem(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: CreateSubsystemParams = parse_params(params)?;
+    if !nvmf::subsystem::valid_nqn(&p.nqn) || p.nqn == nvmf::spec::fabrics::DISCOVERY_NQN {
+        return Err(RpcError::invalid_params(format!("Invalid NQN {:?}", p.nqn)));
+    }
+    if state.target.subsystem(&p.nqn).is_some() {
+        return Err(RpcError::new(EEXIST, format!("Subsystem {} already exists", p.nqn)));
+    }
+    let serial = p.serial_number.unwrap_or_else(|| DEFAULT_SERIAL.into());
+    let model = p.model_number.unwrap_or_else(|| DEFAULT_MODEL.into());
+    check_id_string(&serial, "serial_number", 20)?;
+    check_id_string(&model, "model_number", 40)?;
+    if p.max_namespaces > MAX_NAMESPACES {
+        return Err(RpcError::invalid_params(format!("max_namespaces {} exceeds {MAX_NAMESPACES}", p.max_namespaces)));
+    }
+    if p.ana_reporting {
+        return Err(RpcError::invalid_params("ana_reporting is not supported"));
+    }
+    if p.min_cntlid.unwrap_or(MIN_CNTLID) != MIN_CNTLID || p.max_cntlid.unwrap_or(MAX_CNTLID) != MAX_CNTLID {
+        return Err(RpcError::invalid_params(format!("min_cntlid/max_cntlid other than {MIN_CNTLID}/{MAX_CNTLID} are not supported")));
+    }
+    let mut cfg = SubsystemConfig::new(&p.nqn);
+    cfg.serial = serial;
+    cfg.model = model;
+    cfg.allow_any_host = p.allow_any_host;
+    if p.max_namespaces != 0 {
+        cfg.max_namespaces = p.max_namespaces;
+    }
+    state.target.add_subsystem(cfg)?;
+    log::info!("created subsystem {}", p.nqn);
+    Ok(json!(true))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NqnParams {
+    nqn: String,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+}
+
+pub fn delete_subsystem(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: NqnParams = parse_params(params)?;
+    nvm_subsystem(state, &p.nqn)?;
+    state.target.remove_subsystem(&p.nqn)?;
+    release_listeners(state);
+    log::info!("deleted subsystem {}", p.nqn);
+    Ok(json!(true))
+}
+
+// ---- namespaces ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NsParams {
+    bdev_name: String,
+    #[serde(default)]
+    nsid: u32,
+    nguid: Option<String>,
+    eui64: Option<String>,
+    uuid: Option<String>,
+    ptpl_file: Option<String>,
+    anagrpid: Option<u32>,
+    #[serde(default)]
+    no_auto_visible: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNsParams {
+    nqn: String,
+    namespace: NsParams,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+}
+
+pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: AddNsParams = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    let ns = p.namespace;
+    let bdev = state.bdevs.get(&ns.bdev_name).cloned().ok_or_else(|| RpcError::no_bdev(&ns.bdev_name))?;
+    if let Some((nqn, nsid)) = super::bdev::users(state, &ns.bdev_name).first() {
+        return Err(RpcError::invalid_params(format!(
+            "bdev {} is already claimed by namespace {nsid} of {nqn}",
+            ns.bdev_name
+        )));
+    }
+    if ns.ptpl_file.is_some() || ns.no_auto_visible || ns.anagrpid.is_some_and(|g| g > 1) {
+        return Err(RpcError::invalid_params("ptpl_file, anagrpid > 1 and no_auto_visible are not supported"));
+    }
+    if ns.nsid > sub.max_namespaces {
+        return Err(RpcError::invalid_params(format!("nsid {} exceeds max_namespaces {} of {}", ns.nsid, sub.max_namespaces, p.nqn)));
+    }
+    if ns.nsid != 0 && sub.namespace(ns.nsid).is_some() {
+        return Err(RpcError::invalid_params(format!("nsid {} is already in use in {}", ns.nsid, p.nqn)));
+    }
+    let mut cfg = NamespaceConfig::new(bdev);
+    cfg.nsid = (ns.nsid != 0).then_some(ns.nsid);
+    if let Some(g) = &ns.nguid {
+        cfg.nguid = parse_hex::<16>(g, "NGUID")?;
+    }
+    if let Some(e) = &ns.eui64 {
+        cfg.eui64 = parse_hex::<8>(e, "EUI-64")?;
+    }
+    if let Some(u) = &ns.uuid {
+        cfg.uuid = parse_uuid(u)?;
+    }
+    let nsid = sub.add_namespace(cfg)?;
+    log::info!("added namespace {nsid} ({}) to {}", ns.bdev_name, p.nqn);
+    Ok(json!(nsid))
+}
+
+pub fn remove_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        nqn: String,
+        nsid: u32,
+        #[allow(dead_code)]
+        tgt_name: Option<String>,
+    }
+    let p: P = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    if sub.namespace(p.nsid).is_none() {
+        return Err(RpcError::invalid_params(format!("namespace {} not found in {}", p.nsid, p.nqn)));
+    }
+    sub.remove_namespace(p.nsid)?;
+    log::info!("removed namespace {} from {}", p.nsid, p.nqn);
+    Ok(json!(true))
+}
+
+// ---- listeners ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenAddress {
+    trtype: String,
+    adrfam: Option<String>,
+    traddr: String,
+    #[serde(deserialize_with = "string_or_number")]
+    trsvcid: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenerParams {
+    nqn: String,
+    listen_address: ListenAddress,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+    #[serde(default)]
+    secure_channel: bool,
+    ana_state: Option<String>,
+    anagrpid: Option<u32>,
+}
+
+fn transport_addr(a: &ListenAddress) -> Result<TransportAddr, RpcError> {
+    let trtype = trtype_of(&a.trtype)?;
+    let ip: std::net::IpAddr = a.traddr.parse().map_err(|_| RpcError::invalid_params(format!("Invalid traddr {:?}: an IPv4 or IPv6 address", a.traddr)))?;
+    if let Some(f) = &a.adrfam {
+        let ok = match f.to_ascii_lowercase().as_str() {
+            "ipv4" => ip.is_ipv4(),
+            "ipv6" => ip.is_ipv6(),
+            _ => return Err(RpcError::invalid_params(format!("Invalid adrfam {f:?}: IPv4 or IPv6"))),
+        };
+        if !ok {
+            return Err(RpcError::invalid_params(format!("adrfam {f} does not match traddr {}", a.traddr)));
+        }
+    }
+    let port: u16 = a.trsvcid.parse().map_err(|_| RpcError::invalid_params(format!("Invalid trsvcid {:?}: a TCP port", a.trsvcid)))?;
+    Ok(TransportAddr { trtype, traddr: ip.to_string(), trsvcid: port.to_string() })
+}
+
+pub(crate) fn listen_address_json(a: &TransportAddr) -> Value {
+    json!({
+        "trtype": a.trtype.name(),
+        "adrfam": if a.traddr.contains(':') { "IPv6" } else { "IPv4" },
+        "traddr": a.traddr,
+        "trsvcid": a.trsvcid,
+    })
+}
+
+pub fn add_listener(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ListenerParams = parse_params(params)?;
+    let sub = any_subsystem(state, &p.nqn)?;
+    let mut addr = transport_addr(&p.listen_address)?;
+    if p.secure_channel || p.ana_state.is_some() || p.anagrpid.is_some() {
+        return Err(RpcError::invalid_params("secure_channel, ana_state and anagrpid are not supported"));
+    }
+    if !state.target.transports().iter().any(|t| t.trtype() == addr.trtype) {
+        return Err(RpcError::invalid_params(format!(
+            "Unable to find {} transport: create it with nvmf_create_transport first",
+            addr.trtype.name()
+        )));
+    }
+    if sub.listeners().contains(&addr) {
+        return Err(RpcError::new(EEXIST, format!("{} already listens on {addr}", p.nqn)));
+    }
+    // Like SPDK: make the target listen there first if it does not yet.
+    let mut started = false;
+    if !state.target.listen_addrs().contains(&addr) {
+        let before = state.target.listen_addrs();
+        state.target.listen(&addr).map_err(|e| RpcError::internal(format!("Unable to listen on {addr}: {e}")))?;
+        started = true;
+        if addr.trsvcid == "0" {
+            // An ephemeral port: record the one the system picked.
+            if let Some(real) = state.target.listen_addrs().into_iter().find(|a| !before.contains(a)) {
+                addr = real;
+            }
+        }
+        state.rpc_listeners.push(addr.clone());
+    }
+    if let Err(e) = sub.add_listener(addr.clone()) {
+        if started {
+            let _ = state.target.stop_listening(&addr);
+            state.rpc_listeners.retain(|a| a != &addr);
+        }
+        return Err(e.into());
+    }
+    log::info!("{} listening on {addr}", p.nqn);
+    Ok(json!(true))
+}
+
+/// Stop target listeners started by `add_listener` that no subsystem uses any more.
+fn release_listeners(state: &mut AppState) {
+    let used: Vec<TransportAddr> = state.target.subsystems().iter().flat_map(|s| s.listeners()).collect();
+    let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut state.rpc_listeners).into_iter().partition(|a| used.contains(a));
+    state.rpc_listeners = keep;
+    for a in drop {
+        match state.target.stop_listening(&a) {
+            Ok(()) => log::info!("stopped listening on {a}"),
+            Err(e) => log::warn!("stop listening on {a}: {e}"),
+        }
+    }
+}
+
+pub fn remove_listener(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: ListenerParams = parse_params(params)?;
+    let sub = any_subsystem(state, &p.nqn)?;
+    let addr = transport_addr(&p.listen_address)?;
+    if !sub.listeners().contains(&addr) {
+        return Err(RpcError::invalid_params(format!("{} does not listen on {addr}", p.nqn)));
+    }
+    sub.remove_listener(&addr)?;
+    release_listeners(state);
+    log::info!("{} no longer listening on {addr}", p.nqn);
+    Ok(json!(true))
+}
+
+// ---- hosts ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostParams {
+    nqn: String,
+    host: String,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+    psk: Option<String>,
+    dhchap_key: Option<String>,
+    dhchap_ctrlr_key: Option<String>,
+}
+
+pub fn add_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: HostParams = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    if p.psk.is_some() || p.dhchap_key.is_some() || p.dhchap_ctrlr_key.is_some() {
+        return Err(RpcError::invalid_params("psk and DH-HMAC-CHAP keys are not supported"));
+    }
+    if !nvmf::subsystem::valid_nqn(&p.host) {
+        return Err(RpcError::invalid_params(format!("Invalid host NQN {:?}", p.host)));
+    }
+    if sub.hosts().contains(&p.host) {
+        return Err(RpcError::new(EEXIST, format!("host {} is already allowed on {}", p.host, p.nqn)));
+    }
+    sub.add_host(&p.host)?;
+    Ok(json!(true))
+}
+
+pub fn remove_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: HostParams = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    if p.psk.is_some() || p.dhchap_key.is_some() || p.dhchap_ctrlr_key.is_some() {
+        return Err(RpcError::invalid_params("psk and DH-HMAC-CHAP keys are not supported"));
+    }
+    if !sub.hosts().contains(&p.host) {
+        return Err(RpcError::invalid_params(format!("host {} not found in {}", p.host, p.nqn)));
+    }
+    sub.remove_host(&p.host)?;
+    Ok(json!(true))
+}
+
+pub fn allow_any_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        nqn: String,
+        allow_any_host: bool,
+        #[allow(dead_code)]
+        tgt_name: Option<String>,
+    }
+    let p: P = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    sub.set_allow_any_host(p.allow_any_host);
+    Ok(json!(true))
+}
+
+// ---- queries ----
+
+pub(crate) fn subsystem_json(s: &nvmf::Subsystem) -> Value {
+    let mut v = json!({
+        "nqn": s.nqn,
+        "subtype": if s.is_discovery() { "Discovery" } else { "NVMe" },
+        "listen_addresses": s.listeners().iter().map(listen_address_json).collect::<Vec<_>>(),
+        "allow_any_host": s.allow_any_host(),
+        "hosts": s.hosts().iter().map(|h| json!({"nqn": h})).collect::<Vec<_>>(),
+    });
+    if !s.is_discovery() {
+        v["serial_number"] = json!(s.serial);
+        v["model_number"] = json!(s.model);
+        v["max_namespaces"] = json!(s.max_namespaces);
+        v["min_cntlid"] = json!(MIN_CNTLID);
+        v["max_cntlid"] = json!(MAX_CNTLID);
+        v["namespaces"] = s
+            .namespaces()
+            .iter()
+            .map(|ns| {
+                json!({
+                    "nsid": ns.nsid,
+                    "bdev_name": ns.bdev.name(),
+                    "name": ns.bdev.name(),
+                    "nguid": hex_upper(&ns.nguid),
+                    "eui64": hex_upper(&ns.eui64),
+                    "uuid": format_uuid(&ns.uuid),
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+pub fn get_subsystems(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        nqn: Option<String>,
+        #[allow(dead_code)]
+        tgt_name: Option<String>,
+    }
+    let p: P = parse_params(params)?;
+    let subs = state.target.subsystems();
+    if let Some(n) = &p.nqn {
+        let s = subs.iter().find(|s| &s.nqn == n).ok_or_else(|| RpcError::no_subsystem(n))?;
+        return Ok(json!([subsystem_json(s)]));
+    }
+    Ok(Value::Array(subs.iter().map(|s| subsystem_json(s)).collect()))
+}
+
+/// Ticks per second of the counters reported (nanoseconds).
+pub(crate) const TICK_RATE: u64 = 1_000_000_000;
+
+pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        #[allow(dead_code)]
+        tgt_name: Option<String>,
+    }
+    let _: P = parse_params(params)?;
+    let transports: Vec<Value> = state.target.transports().iter().map(|t| json!({"trtype": t.trtype().name()})).collect();
+    let groups: Vec<Value> = state
+        .reactors
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "name": format!("nvmf_tgt_poll_group_{i:03}"),
+                "core": r.core,
+                "current_io_qpairs": r.connections,
+                "connections": r.connections,
+                "transports": transports,
+            })
+        })
+        .collect();
+    Ok(json!({"tick_rate": TICK_RATE, "poll_groups": groups}))
+}
+
