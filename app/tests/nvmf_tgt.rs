@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+const SEC: Duration = Duration::from_secs(1);
+
 fn host_cfg() -> HostConfig {
     HostConfig { io_timeout: Duration::from_secs(10), ..Default::default() }
 }
@@ -34,7 +36,7 @@ fn default_run_serves_a_namespace_and_exits_0_on_sigterm() {
         q.read(1, lba, blocks, &mut back).expect("read");
         assert!(back == data, "read-back differs at lba {lba}");
     }
-    assert_eq!(t.count_log("-> reactor 0 (core 0)"), 2, "admin and I/O queue on the only reactor");
+    assert_eq!(t.wait_count("-> reactor 0 (core 0)", 2, SEC), 2, "admin and I/O queue on the only reactor");
 
     // Hosts still connected: SIGTERM disconnects them and exits 0.
     t.terminate(Duration::from_secs(15));
@@ -87,11 +89,13 @@ fn two_reactors_least_loaded_eight_hosts_verified_io() {
         }
     });
     // 8 admin + 16 I/O connections, spread by load.
+    t.wait_count("] accepted ", 24, SEC);
     let r0 = t.count_log("-> reactor 0 (core 0)");
     let r1 = t.count_log("-> reactor 1 (core 1)");
     assert_eq!(r0 + r1, 24, "every connection placed once");
     assert!(r0 >= 8 && r1 >= 8, "least-loaded placement is lopsided: {r0} / {r1}");
-    let pinned = t.count_log("started on core");
+    // Each reactor says whether it pinned itself (done before it served anything).
+    let pinned = t.wait_count("started on core", 2, SEC);
     let unpinned = t.count_log("cannot pin");
     assert_eq!(pinned + unpinned, 2, "two reactors started");
     t.terminate(Duration::from_secs(15));
@@ -104,6 +108,7 @@ fn round_robin_alternates_and_cpumask_selects_cores() {
     let mut t = Tgt::start(&["-m", "0x3", "--idle-backoff-us", "50", "--size-mb", "16"]);
     let mut c = Controller::connect(t.addr(), DEFAULT_NQN, &host_cfg()).expect("connect");
     let qs: Vec<_> = (1..=3).map(|qid| c.connect_io_queue(qid).expect("io queue")).collect();
+    t.wait_count("] accepted ", 4, SEC);
     assert_eq!(t.count_log("-> reactor 0 (core 0)"), 2);
     assert_eq!(t.count_log("-> reactor 1 (core 1)"), 2);
     drop(qs);

@@ -97,6 +97,19 @@ impl Tgt {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|l| l.contains(s)).count()
     }
 
+    /// Wait (bounded) until at least `n` log lines contain `s` (the log is read by another
+    /// thread, so a line the target printed may not be here yet). Returns the count.
+    pub fn wait_count(&self, s: &str, n: usize, timeout: Duration) -> usize {
+        let end = Instant::now() + timeout;
+        loop {
+            let c = self.count_log(s);
+            if c >= n || Instant::now() >= end {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Wait (bounded) until some log line contains `s`.
     pub fn wait_log(&self, s: &str, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
