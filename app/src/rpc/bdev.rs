@@ -237,8 +237,9 @@ pub fn get_bdevs(state: &mut AppState, params: Option<Value>) -> Result<Value, R
     }
 }
 
-/// `bdev_nvme_attach_controller`: direct mode. The parameters are checked; the attach itself
-/// needs an NVMe bdev in the `nvmf` library, which this build does not have.
+/// `bdev_nvme_attach_controller`: direct mode. The parameters are checked; attaching needs
+/// `nvme_driver::Controller::open_vfio` + `nvmf::bdev::NvmeBdev`, and the app crate does not
+/// depend on `nvme-driver` yet, so this answers with a clear error.
 pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
     // rpc.py sends many optional knobs (multipath, timeouts, digests...): only the required
     // ones are checked here.
@@ -256,8 +257,9 @@ pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Re
         Err(RpcError::new(
             EOPNOTSUPP,
             format!(
-                "direct mode (PCIe) not available: this build of nvmf-rs has no NVMe bdev (nvmf::bdev::nvme), \
-                 so controller {} at {} cannot be attached; use bdev_malloc_create, bdev_null_create or bdev_aio_create",
+                "direct mode (PCIe) not available: nvmf_tgt is not built with the nvme-driver VFIO controller \
+                 (nvme_driver::Controller::open_vfio), so controller {} at {} cannot be attached; \
+                 use bdev_malloc_create, bdev_null_create or bdev_aio_create",
                 p.name, p.traddr
             ),
         ))

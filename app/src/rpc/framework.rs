@@ -69,10 +69,17 @@ pub fn get_methods(_state: &mut AppState, params: Option<Value>) -> Result<Value
 pub fn config_document(state: &AppState) -> Value {
     let mut bdev = Vec::new();
     for (name, b) in &state.bdevs {
-        let kind = state.bdev_meta.get(name).map(|m| m.kind.clone()).unwrap_or_else(|| match b.product_name() {
-            "Null disk" => BdevKind::Null,
-            _ => BdevKind::Malloc,
-        });
+        let kind = match (state.bdev_meta.get(name), b.product_name()) {
+            (Some(m), _) => m.kind.clone(),
+            (None, "Null disk") => BdevKind::Null,
+            (None, "Malloc disk") => BdevKind::Malloc,
+            (None, other) => {
+                // Made outside the RPC layer (e.g. an AIO or NVMe bdev from the command line):
+                // no method here recreates it.
+                log::warn!("save_config: bdev {name} ({other}) was not created by RPC; not saved");
+                continue;
+            }
+        };
         let uuid = bdev_uuid(state, name);
         bdev.push(match kind {
             BdevKind::Malloc => json!({"method": "bdev_malloc_create", "params": {
