@@ -1,7 +1,7 @@
 //! Command line: SPDK-compatible application flags (`-m`, `--json`, `-r`) plus the options of
 //! the embedded quick-start configuration.
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Default JSON-RPC socket, as SPDK's.
@@ -16,9 +16,15 @@ pub const DEFAULT_RPC_SOCKET: &str = "/var/tmp/spdk.sock";
         With no --json and no --no-default it serves the embedded default: a 1 GiB RAM \
         namespace (Malloc0) as nqn.2016-06.io.nvmf-rs:cnode1 on 127.0.0.1:4420, any host \
         allowed. --json FILE loads an SPDK JSON config instead; the JSON-RPC socket (-r) \
-        configures it at run time."
+        configures it at run time.\n\n\
+        `nvmf_tgt rpc METHOD [--param value ...]` calls a method on a running target \
+        (`nvmf_tgt rpc --help`).",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     // ---- Application (SPDK-compatible) ----
     /// Cores to run reactors on, as a hex mask (`0x3`) or an SPDK list (`[0,1]`, `[0-3]`).
     #[arg(short = 'm', long = "cpumask", conflicts_with = "cpus", help_heading = "Application")]
@@ -74,6 +80,19 @@ pub struct Args {
     /// Allow only these host NQNs (repeatable); without it any host may connect.
     #[arg(long = "allow-host", help_heading = "Embedded default")]
     pub allow_hosts: Vec<String>,
+}
+
+/// Subcommands (without one, `nvmf_tgt` runs the target).
+#[derive(Subcommand, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// JSON-RPC client: call METHOD on a running nvmf_tgt and print the result (like SPDK's
+    /// scripts/rpc.py). `nvmf_tgt rpc --help` lists its options.
+    #[command(disable_help_flag = true)]
+    Rpc {
+        /// [-s SOCKET] [-t SECS] METHOD [--PARAM VALUE ...], passed to the RPC client as is.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 /// Reactor choice for a new connection.
@@ -199,5 +218,18 @@ mod tests {
         assert!(Args::try_parse_from(["nvmf_tgt", "-m", "0x3", "--cpus", "0"]).is_err());
         let a = Args::try_parse_from(["nvmf_tgt", "--cpus", "1,0,1"]).unwrap();
         assert_eq!(a.cores().unwrap(), vec![0, 1]);
+        assert_eq!(a.command, None);
+    }
+
+    #[test]
+    fn rpc_subcommand_passes_its_arguments_through() {
+        let a = Args::try_parse_from(["nvmf_tgt", "rpc", "-s", "/tmp/x.sock", "bdev_malloc_create", "--num-blocks", "8", "-h"])
+            .unwrap();
+        let want = ["-s", "/tmp/x.sock", "bdev_malloc_create", "--num-blocks", "8", "-h"];
+        assert_eq!(a.command, Some(Command::Rpc { args: want.iter().map(|s| s.to_string()).collect() }));
+        let a = Args::try_parse_from(["nvmf_tgt", "rpc", "--help"]).unwrap();
+        assert_eq!(a.command, Some(Command::Rpc { args: vec!["--help".into()] }));
+        let a = Args::try_parse_from(["nvmf_tgt", "rpc"]).unwrap();
+        assert_eq!(a.command, Some(Command::Rpc { args: vec![] }));
     }
 }

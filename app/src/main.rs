@@ -31,8 +31,11 @@ const CONTROL_IDLE_SLEEP: Duration = Duration::from_micros(500);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
+    let mut args = Args::parse();
+    if let Some(cli::Command::Rpc { args }) = args.command.take() {
+        std::process::exit(rpc::client_main(args));
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = Args::parse();
     let code = match run(args) {
         Ok(()) => 0,
         Err(e) => {

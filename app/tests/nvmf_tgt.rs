@@ -115,6 +115,80 @@ fn round_robin_alternates_and_cpumask_selects_cores() {
     t.terminate(Duration::from_secs(15));
 }
 
+#[test]
+fn framework_get_reactors_over_the_rpc_subcommand() {
+    let _g = serial();
+    let mut t = Tgt::start(&["--cpus", "0,1", "--idle-backoff-us", "50", "--size-mb", "16"]);
+    let mut c = Controller::connect(t.addr(), DEFAULT_NQN, &host_cfg()).expect("connect");
+    let _q = c.connect_io_queue(1).expect("io queue");
+    // Reactors publish their counts after a poll: wait for them.
+    let end = Instant::now() + Duration::from_secs(5);
+    let reactors = loop {
+        let (code, out, _) = t.rpc(&["framework_get_reactors"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+        let r = v["reactors"].as_array().expect("reactors").clone();
+        let conns: u64 = r.iter().map(|x| x["connections"].as_u64().unwrap_or(0)).sum();
+        if conns == 2 || Instant::now() > end {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lcores: Vec<u64> = reactors.iter().map(|x| x["lcore"].as_u64().expect("lcore")).collect();
+    assert_eq!(lcores, vec![0, 1]);
+    let conns: Vec<u64> = reactors.iter().map(|x| x["connections"].as_u64().expect("connections")).collect();
+    assert_eq!(conns, vec![1, 1], "round-robin: admin queue on reactor 0, I/O queue on reactor 1");
+    let (code, _, _) = t.rpc(&["no_such_method"]);
+    assert_ne!(code, 0);
+    t.terminate(Duration::from_secs(15));
+}
+
+/// Configured only over RPC: the TCP transport is created after the reactors started, so they
+/// get new poll groups with it.
+#[test]
+fn no_default_configured_over_rpc_serves_io() {
+    let _g = serial();
+    let mut t = Tgt::start_empty(&["--cpus", "0,1", "--idle-backoff-us", "50"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let nqn = "nqn.2016-06.io.nvmf-rs:rpc-made";
+    let port_s = port.to_string();
+    for args in [
+        vec!["nvmf_create_transport", "--trtype", "TCP"],
+        vec!["bdev_malloc_create", "--name", "Malloc7", "--num_blocks", "32768", "--block_size", "512"],
+        vec!["nvmf_create_subsystem", "--nqn", nqn, "--allow_any_host", "true"],
+        vec!["nvmf_subsystem_add_ns", "--nqn", nqn, "--namespace.bdev_name", "Malloc7"],
+        vec![
+            "nvmf_subsystem_add_listener",
+            "--nqn",
+            nqn,
+            "--listen_address.trtype",
+            "TCP",
+            "--listen_address.adrfam",
+            "IPv4",
+            "--listen_address.traddr",
+            "127.0.0.1",
+            "--str",
+            "listen_address.trsvcid",
+            &port_s,
+        ],
+    ] {
+        let (code, _, err) = t.rpc(&args);
+        assert_eq!(code, 0, "rpc {args:?}: {err}");
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut c = Controller::connect(addr, nqn, &host_cfg()).expect("connect");
+    let mut qa = c.connect_io_queue(1).expect("io queue 1");
+    let mut qb = c.connect_io_queue(2).expect("io queue 2");
+    let data = pattern(7, 64, 64 * 512);
+    qa.write(1, 64, 64, &data).expect("write");
+    let mut back = vec![0u8; data.len()];
+    qb.read(1, 64, 64, &mut back).expect("read");
+    assert!(back == data);
+    assert_eq!(t.wait_count("] accepted ", 3, SEC), 3);
+    assert_eq!(t.count_log("dropping connection"), 0);
+    t.terminate(Duration::from_secs(15));
+}
+
 /// Writes acknowledged before SIGTERM survive a restart on the same file.
 #[test]
 fn shutdown_under_load_loses_no_acknowledged_write() {

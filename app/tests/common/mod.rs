@@ -35,8 +35,20 @@ pub struct Tgt {
 }
 
 impl Tgt {
-    /// Start with `--port 0 -r <temp socket>` plus `extra`, and wait until it serves.
+    /// Start with `--port 0 -r <temp socket>` plus `extra`, and wait until it serves the
+    /// embedded default.
     pub fn start(extra: &[&str]) -> Tgt {
+        Self::start_until(extra, true)
+    }
+
+    /// Start with `--no-default` (port 0 unused) and wait until its reactors run.
+    pub fn start_empty(extra: &[&str]) -> Tgt {
+        let mut args = vec!["--no-default"];
+        args.extend_from_slice(extra);
+        Self::start_until(&args, false)
+    }
+
+    fn start_until(extra: &[&str], serving: bool) -> Tgt {
         let rpc_socket = temp_path("rpc.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_nvmf_tgt"))
             .args(["--port", "0", "-r"])
@@ -57,6 +69,9 @@ impl Tgt {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     eprintln!("[nvmf_tgt] {line}");
+                    if !serving && line.contains("reactor(s) on core(s)") {
+                        let _ = tx.send(0);
+                    }
                     if line.contains("] serving ") {
                         if let Some(p) = line.split("trsvcid:").nth(1).and_then(|r| r.split_whitespace().next()) {
                             if let Ok(p) = p.parse::<u16>() {
@@ -81,6 +96,20 @@ impl Tgt {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `nvmf_tgt rpc -s <socket> ARGS...`: (exit code, stdout, stderr).
+    pub fn rpc(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_nvmf_tgt"))
+            .arg("rpc")
+            .arg("-s")
+            .arg(&self.rpc_socket)
+            .args(args)
+            .output()
+            .expect("run nvmf_tgt rpc");
+        let r = (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        eprintln!("rpc {args:?} -> {}: {}{}", r.0, r.1, r.2);
+        r
     }
 
     pub fn pid(&self) -> u32 {
