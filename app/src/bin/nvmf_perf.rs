@@ -1,0 +1,2 @@
+//! nvmf-perf: placeholder, being written (issue 6).
+fn main() {}
