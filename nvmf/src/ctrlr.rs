@@ -117,7 +117,13 @@ impl Controller {
             csts = csts.with_rdy(false).with_shst(0);
         }
         if new.shn() != 0 && old.shn() == 0 {
-            // Nothing is cached in the target: acknowledged writes are already in the bdev.
+            // Shutdown notification: make acknowledged writes durable (file page cache, device
+            // write caches), then report shutdown complete.
+            for ns in self.subsys.namespaces() {
+                if let Err(e) = ns.bdev.flush_blocking() {
+                    log::error!("controller {}: flush of {} on shutdown: {e}", self.cntlid, ns.bdev.name());
+                }
+            }
             csts = csts.with_shst(2);
         } else if new.shn() == 0 && new.en() && !old.en() {
             csts = csts.with_shst(0);

@@ -237,3 +237,28 @@ fn disconnect_and_controller_reset_close_io_queues() {
     q.read(1, 0, 1, &mut b).expect("read after reset");
     assert_eq!(b, pattern(4, 0, 512), "data written before the reset is still there");
 }
+
+#[test]
+fn controller_to_host_buffers_never_leak_other_data() {
+    let t = TestTarget::start(TargetSpec { poll_groups: 1, ..Default::default() });
+    let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let mut q = c.connect_io_queue(1).expect("io queue");
+    // Fill pool buffers with a recognisable pattern through reads and writes.
+    let junk = vec![0xa5u8; 4096];
+    for i in 0..8 {
+        q.write(1, i * 8, 8, &junk).expect("write");
+        let mut b = vec![0u8; 4096];
+        q.read(1, i * 8, 8, &mut b).expect("read");
+    }
+    // Get Features Host Identifier with a 4 KiB buffer: the HOSTID, then zeroes.
+    let mut sqe = Sqe { opcode: 0x0a, flags: 0x40, ..Default::default() };
+    sqe.cdw10.set(0x81);
+    let mut data = vec![0xffu8; 4096];
+    let cqe = c.admin_raw(sqe, None, Some(&mut data)).expect("get features");
+    assert!(cqe.is_success());
+    assert_eq!(&data[..16], &HostConfig::default().hostid);
+    assert!(data[16..].iter().all(|&b| b == 0), "stale pool data leaked");
+    // The same for an error log longer than the page.
+    let log = c.get_log_page(lid::ERROR, 0, 4096, 0).expect("error log");
+    assert!(log.iter().all(|&b| b == 0));
+}

@@ -287,3 +287,75 @@ fn garbage_streams_never_take_the_target_down() {
     assert!(t.wait_for(|t| t.connections() == 2), "only the bystander's two connections remain");
     let _ = HostError::Closed;
 }
+
+#[test]
+fn capsule_with_padding_but_no_data_and_early_last_pdu() {
+    let t = TestTarget::start(TargetSpec::default());
+    let mut b = Bystander::new(&t);
+    // PLEN beyond the header with PDO = PLEN: no data at all.
+    let mut r = connected_raw(&t, false, false);
+    let sqe = Sqe { opcode: 0x18, flags: 0x40, ..Default::default() };
+    let mut p = hdr(pdu_type::CAPSULE_CMD, 0, 72, 80, 80);
+    p.extend_from_slice(sqe.as_bytes());
+    p.resize(80, 0);
+    r.send(&p).unwrap();
+    expect_term(&mut r, fes::INVALID_PDU_HEADER_FIELD, Some(4), &p);
+
+    // LAST_PDU on an H2CData that does not end the transfer.
+    let mut host = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let mut r = RawConnection::connect(t.addr).expect("connect");
+    r.icreq(false, false).expect("icreq");
+    assert!(r.fabrics_connect(1, 31, host.cntlid(), NQN, &HostConfig::default()).expect("io connect").is_success());
+    r.send_capsule(&write_sqe(4, 0, 8, SglDescriptor::transport(4096)), &[]).unwrap();
+    let (_, r2t) = r.recv_pdu().expect("R2T");
+    let ttag = u16::from_le_bytes([r2t[10], r2t[11]]);
+    let mut p = hdr(pdu_type::H2C_DATA, 0x04, 24, 24, 24 + 512);
+    p.extend_from_slice(&4u16.to_le_bytes());
+    p.extend_from_slice(&ttag.to_le_bytes());
+    p.extend_from_slice(&0u32.to_le_bytes());
+    p.extend_from_slice(&512u32.to_le_bytes());
+    p.extend_from_slice(&[0; 4]);
+    r.send(&p).unwrap();
+    let _ = r.send(&[0u8; 512]);
+    expect_term(&mut r, fes::INVALID_PDU_HEADER_FIELD, Some(1), &p);
+    let _ = host.keep_alive();
+    b.check();
+}
+
+#[test]
+fn commands_beyond_the_queue_size_or_before_connect_are_refused() {
+    let t = TestTarget::start(TargetSpec::default());
+    let mut b = Bystander::new(&t);
+    // Two write capsules before any Connect.
+    let mut r = raw(&t);
+    let sqe = write_sqe(1, 0, 8, SglDescriptor::transport(4096));
+    let mut p = hdr(pdu_type::CAPSULE_CMD, 0, 72, 0, 72);
+    p.extend_from_slice(sqe.as_bytes());
+    let mut two = p.clone();
+    two.extend_from_slice(&p);
+    r.send(&two).unwrap();
+    // Neither is a Connect: both are answered with Command Sequence Error at once, without an
+    // R2T (no buffer is spent on a queue that is not connected).
+    for _ in 0..2 {
+        let cqe = r.recv_capsule_resp().expect("answered without R2T");
+        assert_eq!(cqe.status().sc(), Gs::COMMAND_SEQUENCE_ERROR);
+    }
+
+    // An I/O queue of SQSIZE 2 (0's based 1): a third outstanding command is a protocol error.
+    let mut host = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
+    let mut r = RawConnection::connect(t.addr).expect("connect");
+    r.icreq(false, false).expect("icreq");
+    assert!(r.fabrics_connect(1, 1, host.cntlid(), NQN, &HostConfig::default()).expect("io connect").is_success());
+    for cid in 10..12u16 {
+        r.send_capsule(&write_sqe(cid, 0, 8, SglDescriptor::transport(4096)), &[]).unwrap();
+        let (ch, _) = r.recv_pdu().expect("R2T");
+        assert_eq!(ch.pdu_type, pdu_type::R2T);
+    }
+    let third = write_sqe(12, 0, 8, SglDescriptor::transport(4096));
+    let mut p = hdr(pdu_type::CAPSULE_CMD, 0, 72, 0, 72);
+    p.extend_from_slice(third.as_bytes());
+    r.send(&p).unwrap();
+    expect_term(&mut r, fes::PDU_SEQUENCE_ERROR, None, &p);
+    let _ = host.keep_alive();
+    b.check();
+}

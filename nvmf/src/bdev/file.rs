@@ -101,6 +101,9 @@ impl Bdev for FileBdev {
     fn volatile_write_cache(&self) -> bool {
         true
     }
+    fn flush_blocking(&self) -> Result<(), BdevError> {
+        self.file.sync_data().map_err(|source| BdevError::Io { op: "fdatasync", path: self.path.clone(), source })
+    }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
         let file = self.file.try_clone().map_err(|source| BdevError::Io {
             op: "dup",

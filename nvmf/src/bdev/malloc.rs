@@ -86,6 +86,9 @@ impl Bdev for MallocBdev {
     fn supports(&self, _op: BdevOp) -> bool {
         true
     }
+    fn deallocated_reads_zeroes(&self) -> bool {
+        true
+    }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
         Ok(Box::new(MallocChannel {
             mem: Arc::clone(&self.mem),

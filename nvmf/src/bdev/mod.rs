@@ -100,6 +100,14 @@ pub trait Bdev: Send + Sync {
     fn volatile_write_cache(&self) -> bool {
         false
     }
+    /// Whether deallocated blocks read back as zeroes (reported in Identify Namespace DLFEAT).
+    fn deallocated_reads_zeroes(&self) -> bool {
+        false
+    }
+    /// Make completed writes durable, blocking (control path only: controller shutdown).
+    fn flush_blocking(&self) -> Result<(), BdevError> {
+        Ok(())
+    }
     /// Open a channel for one poll group (one thread).
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError>;
 }

@@ -62,9 +62,9 @@ pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     } else {
         None
     };
-    if !ev.ns_change_pending {
-        ctrl.event_flag.store(false, Ordering::Release);
-    }
+    // Nothing deliverable now (delivered, masked or disabled): clear the flag; reading the
+    // changed namespace log or changing the configuration sets it again.
+    ctrl.event_flag.store(false, Ordering::Release);
     result
 }
 
@@ -93,6 +93,9 @@ fn get_log_page(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
             if !args.rae {
                 ev.changed_ns.clear();
                 ev.ns_change_masked = false;
+                if ev.ns_change_pending {
+                    ctrl.event_flag.store(true, Ordering::Release);
+                }
             }
             list.as_bytes().to_vec()
         }

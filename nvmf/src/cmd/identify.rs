@@ -123,8 +123,8 @@ pub(crate) fn identify_namespace(ns: &crate::subsystem::Namespace) -> IdentifyNa
     id.lbaf[0] = LbaFormat::new(ns.bdev.block_size().trailing_zeros() as u8, 0);
     id.nguid = ns.nguid;
     id.eui64 = ns.eui64;
-    if ns.bdev.supports(crate::bdev::BdevOp::Unmap) {
-        // DLFEAT: deallocated blocks read as zeroes (bits 2:0 = 001b); NSFEAT bit 0 thin provisioning.
+    if ns.bdev.supports(crate::bdev::BdevOp::Unmap) && ns.bdev.deallocated_reads_zeroes() {
+        // DLFEAT bits 2:0 = 001b: deallocated blocks read as zeroes.
         id.dlfeat = 1;
     }
     id

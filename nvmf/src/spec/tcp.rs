@@ -28,7 +28,7 @@ pub mod pdu_flags {
     pub const SUCCESS: u8 = 0x08;
 }
 
-/// Fatal Error Status of a TermReq (section 3.6.2.3/3.6.2.4, Figure 28).
+/// Fatal Error Status of a TermReq (sections 3.6.2.4-3.6.2.5).
 pub mod fes {
     pub const INVALID_PDU_HEADER_FIELD: u16 = 0x01;
     pub const PDU_SEQUENCE_ERROR: u16 = 0x02;
@@ -39,7 +39,7 @@ pub mod fes {
     pub const UNSUPPORTED_PARAMETER: u16 = 0x06;
 }
 
-/// DGST bits of ICReq/ICResp (section 3.6.2.1).
+/// DGST bits of ICReq/ICResp (sections 3.6.2.2-3.6.2.3).
 pub mod dgst {
     pub const HEADER: u8 = 0x01;
     pub const DATA: u8 = 0x02;

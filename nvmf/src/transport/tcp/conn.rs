@@ -246,7 +246,11 @@ impl TcpConn {
         let mut n = 0;
         while let Some(&slot) = self.need_buf.first() {
             let len = self.reqs[slot as usize].xfer_len as usize;
-            let Some(buf) = ctx.bufs.get(len) else { break };
+            let Some(mut buf) = ctx.bufs.get(len) else { break };
+            let r = &self.reqs[slot as usize];
+            if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
+                buf.as_mut_slice().fill(0);
+            }
             self.need_buf.remove(0);
             self.reqs[slot as usize].buf = Some(buf);
             self.start_transfer(slot, ctx);
@@ -264,6 +268,7 @@ impl TcpConn {
                 break; // back-pressure: resume on a later poll
             }
             match self.process(ctx) {
+                Ok(0) if self.stalled => break, // retried on the next poll
                 Ok(0) => {}
                 Ok(n) => {
                     work += n;
@@ -494,8 +499,18 @@ impl TcpConn {
                 Err((Fatal::Close("host terminated the connection"), 0))
             }
             pdu_type::CAPSULE_CMD => {
+                if has_data && data_len == 0 {
+                    // PLEN claims bytes beyond the header but carries no data.
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
+                }
                 if data_len > self.icd_size as usize {
                     return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 0, hdr_show);
+                }
+                // In flight: one command (the Connect) before the queue is connected, then at
+                // most SQSIZE; a host that exceeds it has broken the protocol.
+                let limit = if self.q.is_connected() { self.q.sqsize as usize } else { 1 };
+                if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
+                    return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
                 }
                 let Some(slot) = self.free.pop() else {
                     return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
@@ -552,6 +567,10 @@ impl TcpConn {
                 if data_len != datal as usize {
                     return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
                 }
+                // One R2T covers the whole transfer, so LAST_PDU marks its final bytes.
+                if ch.flags & pdu_flags::LAST_PDU != 0 && datao + datal != r.xfer_len {
+                    return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
+                }
                 self.rx_head += hlen + hd;
                 self.rx_crc = 0;
                 let last = ch.flags & pdu_flags::LAST_PDU != 0;
@@ -595,8 +614,14 @@ impl TcpConn {
             self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx);
             return;
         }
-        let sgl = r.sqe.sgl1();
         r.dir = direction(&r.sqe);
+        let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
+        if !self.q.is_connected() && !is_connect {
+            // Nothing but Connect before the queue is connected: no buffers, no R2T.
+            r.dir = Dir::None;
+            return self.fail_req(slot, Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr(), ctx);
+        }
+        let sgl = r.sqe.sgl1();
         let len = sgl.length.get();
         let in_capsule = r.buf.as_ref().map_or(0, |b| b.len());
         let ty = sgl.sgl_type();
@@ -635,7 +660,12 @@ impl TcpConn {
         }
         r.xfer_len = len;
         match ctx.bufs.get(len as usize) {
-            Some(b) => {
+            Some(mut b) => {
+                // Pool buffers hold earlier I/O's data: anything but a read that the bdev
+                // fills completely is zeroed so a short answer never leaks it.
+                if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
+                    b.as_mut_slice().fill(0);
+                }
                 r.buf = Some(b);
                 self.start_transfer(slot, ctx);
             }
@@ -764,6 +794,12 @@ impl TcpConn {
             self.tx_head = 0;
         }
         written
+    }
+
+    /// Unparsed bytes are buffered (e.g. after a stall): process them even without a new
+    /// readiness event.
+    pub fn rx_pending(&self) -> bool {
+        self.rx_head < self.rx_tail
     }
 
     pub fn tx_pending(&self) -> bool {

@@ -86,7 +86,7 @@ impl TransportPollGroup for TcpPollGroup {
             let Some(c) = slot.as_mut() else { continue };
             if c.state != ConnState::Closed {
                 work += c.retry_need_buf(ctx);
-                if c.readable {
+                if c.readable || c.rx_pending() {
                     work += c.on_readable(ctx);
                 }
                 work += c.poll_events(ctx);
