@@ -1,0 +1,184 @@
+//! Command line of nvmf-perf (flags as in SPDK's spdk_nvme_perf where they exist).
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "nvmf-perf",
+    version,
+    about = "NVMe/TCP benchmark client (IOPS, bandwidth, latency percentiles)",
+    long_about = "NVMe/TCP benchmark client in the spirit of spdk_nvme_perf.\n\n\
+        One thread per I/O queue pair (-c), each with its own TCP connection, keeping -q commands \
+        in flight through the host's pipelined API.\n\n\
+        --ceiling runs the same workload a second time against a trivial NVMe/TCP responder \
+        (no NVMe processing, no bdev) and prints target IOPS / ceiling IOPS. \
+        `nvmf-perf --ceiling-server ADDR` runs only that responder."
+)]
+pub struct Args {
+    /// Transport ID: 'trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:NQN'.
+    #[arg(short = 'r', long = "transport", default_value = "trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.nvmf-rs:cnode1")]
+    pub trid: String,
+    /// Commands in flight per queue pair.
+    #[arg(short = 'q', long = "queue-depth", default_value_t = 32)]
+    pub qd: usize,
+    /// I/O size in bytes (a multiple of the block size).
+    #[arg(short = 'o', long = "io-size", default_value_t = 4096)]
+    pub io_size: usize,
+    /// Workload.
+    #[arg(short = 'w', long = "workload", value_enum, default_value_t = Workload::Randread)]
+    pub workload: Workload,
+    /// Read percentage for rw/randrw.
+    #[arg(short = 'M', long = "rwmixread", default_value_t = 50)]
+    pub read_pct: u32,
+    /// Measured run time in seconds.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    /// Queue pairs (one thread and one TCP connection each).
+    #[arg(short = 'c', long = "qpairs", default_value_t = 1)]
+    pub qpairs: usize,
+    /// Pin the queue-pair threads to these cores, round-robin (e.g. `1` or `1,2-3`).
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Namespaces to spread I/O over (the first N active ones).
+    #[arg(short = 'n', long = "namespaces", default_value_t = 1)]
+    pub namespaces: usize,
+    /// Ask for header digests.
+    #[arg(long)]
+    pub hdgst: bool,
+    /// Ask for data digests.
+    #[arg(long)]
+    pub ddgst: bool,
+    /// Warm-up seconds before measuring.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Write a pattern, check it on read (disjoint LBA ranges per queue pair; prefills them).
+    #[arg(long)]
+    pub verify: bool,
+    /// Limit the LBA range used, in MiB per namespace (default: all of it).
+    #[arg(long = "range-mb")]
+    pub range_mb: Option<u64>,
+    /// Print the result as JSON (progress lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Also measure the ceiling (trivial responder) and print target/ceiling.
+    #[arg(long)]
+    pub ceiling: bool,
+    /// Use a responder started elsewhere (`nvmf-perf --ceiling-server ADDR`) for --ceiling
+    /// instead of one on a thread of this process.
+    #[arg(long = "ceiling-addr", value_name = "ADDR")]
+    pub ceiling_addr: Option<SocketAddr>,
+    /// Core for the in-process responder thread (use the target's core).
+    #[arg(long = "ceiling-core", value_name = "CORE")]
+    pub ceiling_core: Option<usize>,
+    /// Only run the trivial responder on ADDR (until killed).
+    #[arg(long = "ceiling-server", value_name = "ADDR")]
+    pub ceiling_server: Option<SocketAddr>,
+    /// No progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Read,
+    Write,
+    Randread,
+    Randwrite,
+    Rw,
+    Randrw,
+}
+
+impl Workload {
+    pub fn random(self) -> bool {
+        matches!(self, Workload::Randread | Workload::Randwrite | Workload::Randrw)
+    }
+    /// Percentage of reads.
+    pub fn read_pct(self, mix: u32) -> u32 {
+        match self {
+            Workload::Read | Workload::Randread => 100,
+            Workload::Write | Workload::Randwrite => 0,
+            Workload::Rw | Workload::Randrw => mix.min(100),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Read => "read",
+            Workload::Write => "write",
+            Workload::Randread => "randread",
+            Workload::Randwrite => "randwrite",
+            Workload::Rw => "rw",
+            Workload::Randrw => "randrw",
+        }
+    }
+}
+
+/// A parsed transport ID.
+#[derive(Debug, Clone)]
+pub struct Trid {
+    pub addr: SocketAddr,
+    pub subnqn: String,
+}
+
+pub fn parse_trid(s: &str) -> Result<Trid, String> {
+    let (mut traddr, mut trsvcid, mut subnqn) = (None, "4420".to_string(), None);
+    for kv in s.split_whitespace() {
+        let (k, v) = kv.split_once(':').ok_or_else(|| format!("bad transport ID field {kv:?}"))?;
+        match k.to_ascii_lowercase().as_str() {
+            "trtype" if v.eq_ignore_ascii_case("tcp") => {}
+            "trtype" => return Err(format!("trtype {v}: only tcp is supported")),
+            "adrfam" if v.eq_ignore_ascii_case("ipv4") || v.eq_ignore_ascii_case("ipv6") => {}
+            "traddr" => traddr = Some(v.to_string()),
+            "trsvcid" => trsvcid = v.to_string(),
+            "subnqn" => subnqn = Some(v.to_string()),
+            _ => return Err(format!("unknown transport ID key {k:?}")),
+        }
+    }
+    let traddr = traddr.ok_or("transport ID needs traddr")?;
+    let host = if traddr.contains(':') { format!("[{traddr}]") } else { traddr };
+    let addr = format!("{host}:{trsvcid}").parse().map_err(|e| format!("address {host}:{trsvcid}: {e}"))?;
+    Ok(Trid { addr, subnqn: subnqn.unwrap_or_else(|| "nqn.2016-06.io.nvmf-rs:cnode1".into()) })
+}
+
+/// `1,3-5` -> [1, 3, 4, 5].
+pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let mut v = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("bad core list {s:?}");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                v.extend(a..=b);
+            }
+            None => v.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    if v.is_empty() {
+        return Err(format!("empty core list {s:?}"));
+    }
+    Ok(v)
+}
+
+/// Pin the calling thread to `core` (best effort).
+pub fn pin(core: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trid() {
+        let t = parse_trid("trtype:tcp traddr:127.0.0.1 trsvcid:4421 subnqn:nqn.x:y").unwrap();
+        assert_eq!(t.addr.port(), 4421);
+        assert_eq!(t.subnqn, "nqn.x:y");
+        assert!(parse_trid("trtype:rdma traddr:1.2.3.4").is_err());
+        assert_eq!(parse_cores("1,3-4").unwrap(), vec![1, 3, 4]);
+    }
+}

@@ -1,0 +1,289 @@
+//! nvmf-perf: the orchestration. Connect, spread the namespaces over the queue pairs, run the
+//! workers (warm-up, measure), print; with --ceiling, the same against the trivial responder.
+
+pub mod args;
+pub mod ceiling;
+pub mod hist;
+pub mod pattern;
+pub mod report;
+pub mod worker;
+
+use args::{parse_cores, parse_trid, Args, Trid};
+use nvmf::host::{Controller, HostConfig, IoQueue};
+use report::Line;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use worker::{Job, NsRange, Shared, Stats, Worker};
+
+/// What the target phase learned and the ceiling phase reuses.
+struct Geometry {
+    block_size: u32,
+    /// (NSID, size in blocks) of the namespaces used.
+    ns: Vec<(u32, u64)>,
+    in_capsule: usize,
+    qd: usize,
+    cfg: HostConfig,
+}
+
+pub struct PhaseResult {
+    pub lines: Vec<Line>,
+    pub total: Line,
+    pub ok: bool,
+}
+
+fn host_cfg(a: &Args, queue_size: u16) -> HostConfig {
+    HostConfig { header_digest: a.hdgst, data_digest: a.ddgst, queue_size, ..HostConfig::default() }
+}
+
+fn connect_target(a: &Args, t: &Trid) -> Result<(Controller, Geometry), String> {
+    let want = (a.qd + 1).min(u16::MAX as usize) as u16;
+    let e = |e: nvmf::host::HostError| format!("{}: {e}", t.addr);
+    let mut ctrl = Controller::connect(t.addr, &t.subnqn, &host_cfg(a, want)).map_err(e)?;
+    let max = ctrl.cap().max_queue_entries().min(u16::MAX as u32) as u16;
+    if want > max {
+        eprintln!("nvmf-perf: the controller allows {max} queue entries: {} commands in flight per queue pair, not {}", max - 1, a.qd);
+        let _ = ctrl.disconnect();
+        ctrl = Controller::connect(t.addr, &t.subnqn, &host_cfg(a, max)).map_err(e)?;
+    }
+    ctrl.identify_controller().map_err(e)?;
+    let ids = ctrl.active_namespaces().map_err(e)?;
+    if ids.len() < a.namespaces.max(1) {
+        return Err(format!("{} has {} active namespaces, -n {}", t.subnqn, ids.len(), a.namespaces));
+    }
+    let mut ns = Vec::new();
+    let mut block_size = 0;
+    for &id in &ids[..a.namespaces.max(1)] {
+        let idn = ctrl.identify_namespace(id).map_err(e)?;
+        let bs = idn.block_size();
+        if block_size != 0 && bs != block_size {
+            return Err("namespaces with different block sizes".into());
+        }
+        block_size = bs;
+        ns.push((id, idn.nsze.get()));
+    }
+    if block_size == 0 || a.io_size == 0 || !a.io_size.is_multiple_of(block_size as usize) {
+        return Err(format!("I/O size {} is not a multiple of the block size {block_size}", a.io_size));
+    }
+    let cfg = ctrl.config().clone();
+    let qd = a.qd.min(cfg.queue_size as usize - 1).max(1);
+    // The in-capsule size is what the first I/O queue reports; connect one to learn it.
+    Ok((ctrl, Geometry { block_size, ns, in_capsule: 0, qd, cfg }))
+}
+
+fn jobs(a: &Args, g: &Geometry) -> Result<Vec<Job>, String> {
+    let c = a.qpairs.max(1);
+    let nlb = (a.io_size / g.block_size as usize) as u64;
+    let mut jobs = Vec::new();
+    for i in 0..c {
+        let mut ns = Vec::new();
+        for &(nsid, nsze) in &g.ns {
+            let limit = a.range_mb.map_or(nsze, |mb| (mb << 20) / g.block_size as u64).min(nsze);
+            let slice = limit / nlb / c as u64;
+            if slice == 0 || (a.verify && slice < g.qd as u64) {
+                return Err(format!("namespace {nsid}: {limit} blocks are too few for {c} queue pairs of {}-byte I/O", a.io_size));
+            }
+            ns.push(NsRange { nsid, start: i as u64 * slice * nlb, units: slice });
+        }
+        jobs.push(Job {
+            index: i,
+            qd: g.qd,
+            io_size: a.io_size,
+            block_size: g.block_size,
+            read_pct: a.workload.read_pct(a.read_pct),
+            random: a.workload.random(),
+            verify: a.verify,
+            ns,
+        });
+    }
+    Ok(jobs)
+}
+
+fn progress(a: &Args, label: &str, secs: u64, ios: u64, last: &mut u64, dt: f64) {
+    if a.quiet {
+        return;
+    }
+    let iops = (ios - *last) as f64 / dt;
+    *last = ios;
+    let line = format!("[{label} {secs:>3} s] {iops:>10.0} IOPS {:>9.1} MiB/s", iops * a.io_size as f64 / (1 << 20) as f64);
+    if a.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// Run the workload on `queues` (one thread each): prefill (--verify), warm-up, measure.
+fn run_phase(a: &Args, label: &str, queues: Vec<IoQueue>, jobs: Vec<Job>, mut ctrl: Option<&mut Controller>) -> Result<PhaseResult, String> {
+    let cores = a.cores.as_deref().map(parse_cores).transpose()?;
+    let n = queues.len();
+    let shared = Arc::new(Shared { phase: AtomicU8::new(worker::WARMUP), done: (0..n).map(|_| Default::default()).collect() });
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let mut handles = Vec::new();
+    for (i, (q, job)) in queues.into_iter().zip(jobs).enumerate() {
+        let (shared, barrier) = (shared.clone(), barrier.clone());
+        let core = cores.as_ref().map(|c| c[i % c.len()]);
+        let h = std::thread::Builder::new()
+            .name(format!("qpair-{}", i + 1))
+            .spawn(move || -> Result<Stats, String> {
+                if let Some(c) = core {
+                    args::pin(c);
+                }
+                let mut w = Worker::new(job, q);
+                let pre = if w.verifies() { w.prefill() } else { Ok(()) };
+                barrier.wait();
+                pre?;
+                w.run(&shared)
+            })
+            .map_err(|e| e.to_string())?;
+        handles.push((h, core));
+    }
+    barrier.wait();
+    let total_done = |s: &Shared| s.done.iter().map(|d| d.0.load(Ordering::Relaxed)).sum::<u64>();
+    let mut last = 0;
+    let tick = |secs: u64, label: &str, ctrl: &mut Option<&mut Controller>, last: &mut u64, t: &mut Instant| {
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
+        let dt = t.elapsed().as_secs_f64();
+        *t = Instant::now();
+        progress(a, label, secs, total_done(&shared), last, dt);
+        if let Some(c) = ctrl.as_mut() {
+            let _ = c.keep_alive();
+        }
+    };
+    let mut t = Instant::now();
+    for s in 1..=a.warmup {
+        tick(s, &format!("{label} warm-up"), &mut ctrl, &mut last, &mut t);
+    }
+    shared.phase.store(worker::MEASURE, Ordering::Relaxed);
+    for s in 1..=a.time.max(1) {
+        tick(s, label, &mut ctrl, &mut last, &mut t);
+    }
+    shared.phase.store(worker::STOP, Ordering::Relaxed);
+    let mut lines = Vec::new();
+    let mut total = Stats::default();
+    let mut ok = true;
+    let mut iops = 0.0;
+    for (i, (h, core)) in handles.into_iter().enumerate() {
+        let st = h.join().map_err(|_| "worker panicked".to_string())??;
+        let name = match core {
+            Some(c) => format!("qpair {} (core {c})", i + 1),
+            None => format!("qpair {}", i + 1),
+        };
+        let l = Line::new(name, &st, st.elapsed.as_secs_f64(), a.io_size);
+        iops += l.iops;
+        ok &= st.errors == 0 && st.miscompares == 0;
+        lines.push(l);
+        total.ios += st.ios;
+        total.errors += st.errors;
+        total.miscompares += st.miscompares;
+        total.hist.merge(&st.hist);
+    }
+    let mut tl = Line::new(format!("{label} total"), &total, 1.0, a.io_size);
+    tl.iops = iops;
+    tl.mibs = iops * a.io_size as f64 / (1 << 20) as f64;
+    Ok(PhaseResult { lines, total: tl, ok })
+}
+
+fn connect_ceiling(addr: SocketAddr, g: &Geometry, n: usize) -> Result<Vec<IoQueue>, String> {
+    (0..n)
+        .map(|i| IoQueue::connect(addr, "nqn.2016-06.io.nvmf-rs:ceiling", 1, i as u16 + 1, &g.cfg, g.in_capsule).map_err(|e| format!("ceiling {addr}: {e}")))
+        .collect()
+}
+
+pub fn main(a: Args) -> i32 {
+    if let Some(addr) = a.ceiling_server {
+        return match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                println!("nvmf-perf ceiling responder listening on {}", l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+                ceiling::serve(l, Arc::new(AtomicBool::new(false)));
+                0
+            }
+            Err(e) => {
+                eprintln!("nvmf-perf: bind {addr}: {e}");
+                1
+            }
+        };
+    }
+    match run(&a) {
+        Ok(true) => 0,
+        Ok(false) => 2,
+        Err(e) => {
+            eprintln!("nvmf-perf: {e}");
+            1
+        }
+    }
+}
+
+fn run(a: &Args) -> Result<bool, String> {
+    let trid = parse_trid(&a.trid)?;
+    let (mut ctrl, mut g) = connect_target(a, &trid)?;
+    let jobs = jobs(a, &g)?;
+    let mut queues = Vec::new();
+    for i in 0..a.qpairs.max(1) {
+        let q = ctrl.connect_io_queue(i as u16 + 1).map_err(|e| format!("connect I/O queue {}: {e}", i + 1))?;
+        g.in_capsule = q.in_capsule_size();
+        queues.push(q);
+    }
+    let desc = format!(
+        "{} {} B, QD {}, {} qpair(s), {} namespace(s){}{}",
+        a.workload.name(),
+        a.io_size,
+        g.qd,
+        a.qpairs.max(1),
+        g.ns.len(),
+        if a.hdgst { ", hdgst" } else { "" },
+        if a.ddgst { ", ddgst" } else { "" }
+    );
+    if !a.json {
+        println!("nvmf-perf: {} {} -- {desc}", trid.addr, trid.subnqn);
+    }
+    let target = run_phase(a, "target", queues, jobs.clone(), Some(&mut ctrl))?;
+    let _ = ctrl.disconnect();
+    let ceiling = if a.ceiling {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, handle) = match a.ceiling_addr {
+            Some(addr) => (addr, None),
+            None => {
+                let (addr, h) = ceiling::spawn("127.0.0.1:0".parse().expect("addr"), a.ceiling_core, stop.clone()).map_err(|e| format!("ceiling responder: {e}"))?;
+                (addr, Some(h))
+            }
+        };
+        let queues = connect_ceiling(addr, &g, a.qpairs.max(1))?;
+        let mut a2 = a.clone();
+        a2.verify = false; // the responder returns zeros
+        let r = run_phase(&a2, "ceiling", queues, jobs.into_iter().map(|mut j| { j.verify = false; j }).collect(), None);
+        stop.store(true, Ordering::Relaxed);
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        Some(r?)
+    } else {
+        None
+    };
+    let eff = ceiling.as_ref().map(|c| target.total.iops / c.total.iops.max(1e-9));
+    if a.json {
+        let phase = |p: &PhaseResult| json!({ "qpairs": p.lines.iter().map(Line::json).collect::<Vec<_>>(), "total": p.total.json() });
+        let v = json!({
+            "transport": { "traddr": trid.addr.ip().to_string(), "trsvcid": trid.addr.port(), "subnqn": trid.subnqn },
+            "workload": a.workload.name(), "io_size": a.io_size, "queue_depth": g.qd, "qpairs": a.qpairs.max(1),
+            "namespaces": g.ns.len(), "read_pct": a.workload.read_pct(a.read_pct), "time_s": a.time, "warmup_s": a.warmup,
+            "hdgst": a.hdgst, "ddgst": a.ddgst, "verify": a.verify,
+            "target": phase(&target),
+            "ceiling": ceiling.as_ref().map(phase),
+            "efficiency": eff,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!();
+        report::print_table(&format!("Target ({desc})"), &target.lines, &target.total);
+        if let Some(c) = &ceiling {
+            println!();
+            report::print_table("Ceiling (trivial responder, same workload)", &c.lines, &c.total);
+            println!();
+            println!("Efficiency: {:.0} / {:.0} IOPS = {:.3}", target.total.iops, c.total.iops, eff.unwrap_or(0.0));
+        }
+    }
+    Ok(target.ok && ceiling.as_ref().is_none_or(|c| c.ok))
+}
