@@ -1,5 +1,7 @@
-//! IOMMU (Type1v2) mode through `vfio-ioctls`: the container maps DMA memory with IOVA = VA.
+//! IOMMU (Type1v2) mode through `vfio-ioctls`: the container maps DMA memory at IOVAs allocated
+//! from the IOMMU's usable ranges (see `iova.rs`; IOVA = VA does not fit a 39-bit IOMMU).
 
+use super::iova::{parse_iova_ranges, IovaSpace, FALLBACK_RANGES};
 use super::{vfio_err, with_bus_master, RegionInfo, PCI_COMMAND};
 use crate::dma::{DmaMapper, Translation};
 use crate::error::Result;
@@ -12,19 +14,33 @@ use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
 /// Maps DMA memory into a VFIO container's IOMMU domain.
 pub struct IommuMapper {
     container: Arc<VfioContainer>,
+    iova: Arc<IovaSpace>,
 }
 
 impl DmaMapper for IommuMapper {
-    unsafe fn map(&self, va: usize, len: usize, _page_size: usize) -> Result<Translation> {
+    unsafe fn map(&self, va: usize, len: usize, page_size: usize) -> Result<Translation> {
+        let align = page_size.max(4096) as u64;
+        let iova = self
+            .iova
+            .alloc(len as u64, align)
+            .ok_or_else(|| vfio_err("DMA map", format!("no free IOVA space for {len} bytes")))?;
         // SAFETY: the caller guarantees va..va+len stays mapped until `unmap`, and the driver only
         // accesses this memory through raw-pointer copies and volatile operations.
-        unsafe { self.container.vfio_dma_map(va as u64, len, va as *mut u8) }
-            .map_err(|e| vfio_err("DMA map", e.to_string()))?;
-        Ok(Translation::Linear { iova: va as u64 })
+        if let Err(e) = unsafe { self.container.vfio_dma_map(iova, len, va as *mut u8) } {
+            self.iova.free(iova, len as u64);
+            return Err(vfio_err("DMA map", format!("{len} bytes at IOVA {iova:#x}: {e}")));
+        }
+        Ok(Translation::Linear { iova })
     }
-    fn unmap(&self, va: usize, len: usize, _t: &Translation) {
-        if let Err(e) = self.container.vfio_dma_unmap(va as u64, len) {
-            log::error!("VFIO DMA unmap of {len} bytes at {va:#x}: {e}");
+    fn unmap(&self, va: usize, len: usize, t: &Translation) {
+        let Translation::Linear { iova } = *t else {
+            log::error!("VFIO DMA unmap of {len} bytes at {va:#x}: not an IOMMU mapping");
+            return;
+        };
+        match self.container.vfio_dma_unmap(iova, len) {
+            Ok(()) => self.iova.free(iova, len as u64),
+            // The range stays reserved: the device may still reach it.
+            Err(e) => log::error!("VFIO DMA unmap of {len} bytes at IOVA {iova:#x} (VA {va:#x}): {e}"),
         }
     }
     fn name(&self) -> &'static str {
@@ -34,6 +50,7 @@ impl DmaMapper for IommuMapper {
 
 pub(super) struct IommuDevice {
     container: Arc<VfioContainer>,
+    iova: Arc<IovaSpace>,
     device: VfioDevice,
     pub(super) bar0: (u64, usize),
 }
@@ -43,7 +60,7 @@ impl IommuDevice {
         self.device.as_raw_fd()
     }
     pub(super) fn mapper(&self) -> IommuMapper {
-        IommuMapper { container: self.container.clone() }
+        IommuMapper { container: self.container.clone(), iova: self.iova.clone() }
     }
 }
 
@@ -57,5 +74,36 @@ pub(super) fn open(sysfs: &Path) -> Result<IommuDevice> {
     device.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut cmd, PCI_COMMAND);
     let new = with_bus_master(u16::from_le_bytes(cmd));
     device.region_write(VFIO_PCI_CONFIG_REGION_INDEX, &new.to_le_bytes(), PCI_COMMAND);
-    Ok(IommuDevice { container, device, bar0 })
+    let ranges = iova_ranges(container.as_raw_fd());
+    let iova = if ranges.is_empty() {
+        log::warn!("VFIO reports no IOVA ranges; assuming a 39-bit IOMMU");
+        Arc::new(IovaSpace::new(&FALLBACK_RANGES))
+    } else {
+        log::info!("IOVA ranges: {}", ranges.iter().map(|(s, e)| format!("{s:#x}-{e:#x}")).collect::<Vec<_>>().join(", "));
+        Arc::new(IovaSpace::new(&ranges))
+    };
+    Ok(IommuDevice { container, iova, device, bar0 })
+}
+
+vmm_sys_util::ioctl_io_nr!(
+    VFIO_IOMMU_GET_INFO,
+    vfio_bindings::bindings::vfio::VFIO_TYPE as u32,
+    vfio_bindings::bindings::vfio::VFIO_BASE + 12
+);
+
+/// The container's usable IOVA ranges (VFIO_IOMMU_GET_INFO, IOVA-range capability); empty when
+/// the kernel does not say.
+fn iova_ranges(container_fd: std::os::fd::RawFd) -> Vec<(u64, u64)> {
+    let mut buf = vec![0u64; 512];
+    let bytes = buf.len() * 8;
+    // argsz
+    buf[0] = bytes as u64;
+    // SAFETY: the kernel writes at most argsz (= the buffer's size) bytes into our buffer.
+    let ret = unsafe { libc::ioctl(container_fd, VFIO_IOMMU_GET_INFO() as _, buf.as_mut_ptr()) };
+    if ret < 0 {
+        log::warn!("VFIO_IOMMU_GET_INFO: {}", std::io::Error::last_os_error());
+        return Vec::new();
+    }
+    let raw: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    parse_iova_ranges(&raw)
 }

@@ -120,3 +120,53 @@ null_blk_setup() {
   module_loaded null_blk || modprobe null_blk nr_devices=1 gb="${1:-1}" memory_backed=1 || return 1
   wait_until 5 test -b /dev/nullb0
 }
+
+# Driver bound to PCI device BDF (empty when none).
+pci_driver() {
+  [ -e "/sys/bus/pci/devices/$1/driver" ] && basename "$(readlink "/sys/bus/pci/devices/$1/driver")"
+}
+# IOMMU group number of PCI device BDF (also set up in no-IOMMU mode once vfio-pci bound it).
+pci_group() {
+  [ -e "/sys/bus/pci/devices/$1/iommu_group" ] && basename "$(readlink "/sys/bus/pci/devices/$1/iommu_group")"
+}
+# The VFIO group node of BDF: /dev/vfio/N (IOMMU) or /dev/vfio/noiommu-N.
+vfio_node() {
+  _g=$(pci_group "$1") || return 1
+  for _n in /dev/vfio/$_g /dev/vfio/noiommu-$_g; do [ -e "$_n" ] && { echo "$_n"; return 0; }; done
+  return 1
+}
+# The block devices (nvmeXnY) of the PCIe controller at BDF bound to nvme.
+pci_nvme_blk() {
+  for _p in /sys/bus/pci/devices/"$1"/nvme/nvme*/nvme*n*; do
+    [ -e "$_p" ] || continue
+    _b=$(echo "${_p##*/}" | sed 's/c[0-9]*n/n/')
+    [ -b "/dev/$_b" ] && { echo "/dev/$_b"; return 0; }
+  done
+  return 1
+}
+# vfio_bind BDF [HUGEMEM_MB]: hugepage-setup config for BDF only (with --noiommu in the
+# no-IOMMU profile), then check the binding and the group node.
+vfio_bind() {
+  _extra=
+  [ "$IOMMU_PROFILE" = noiommu ] && _extra=--noiommu
+  must hugepage-setup config --hugemem "${2:-256}" --pci-allowed "$1" $_extra
+  [ "$(pci_driver "$1")" = vfio-pci ] || fail "$1 is on '$(pci_driver "$1")', not vfio-pci"
+  wait_until 5 vfio_node "$1" || fail "no /dev/vfio node for $1 (group $(pci_group "$1"))"
+  echo "$1: driver vfio-pci, group node $(vfio_node "$1")"
+}
+# nvme_rebind BDF: give BDF back to the kernel nvme driver (hugepages kept), wait for its disk.
+nvme_rebind() {
+  must hugepage-setup reset --pci-allowed "$1" --keep-hugepages
+  wait_until 20 pci_nvme_blk "$1" || fail "no block device for $1 after re-binding to nvme"
+  echo "$1: driver $(pci_driver "$1"), disk $(pci_nvme_blk "$1")"
+}
+# The first emulated NVMe controller (the one the test bed gives the guest).
+test_ctrl() {
+  _c=$(nvme_pci_ctrls | head -1)
+  [ -n "$_c" ] || fail "no PCI NVMe controller (class 0x010802)"
+  echo "$_c"
+}
+# Our binaries the step needs: skip when one is missing (not built on the host).
+need_bins() {
+  for _b in "$@"; do command -v "$_b" >/dev/null 2>&1 || skip "$_b is not in the guest (build it with cargo build --release first)"; done
+}
