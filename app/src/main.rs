@@ -17,8 +17,8 @@ mod state;
 
 use clap::{Parser, ValueEnum};
 use cli::Args;
-use nvmf::bdev::{Bdev, FileBdev, MallocBdev, NullBdev};
-use nvmf::{NamespaceConfig, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
+use nvmf::{SubsystemConfig, Target};
+use serde_json::json;
 use reactor::{ReactorOpts, Reactors};
 use state::AppState;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,33 +46,54 @@ fn main() {
     std::process::exit(code);
 }
 
-fn make_bdev(args: &Args) -> Result<Arc<dyn Bdev>, String> {
-    let blocks = args.size_mb * 1024 * 1024 / args.block_size.max(1) as u64;
-    let r: Result<Arc<dyn Bdev>, nvmf::bdev::BdevError> = match args.bdev.as_str() {
-        "malloc" => MallocBdev::new("Malloc0", blocks, args.block_size).map(|b| Arc::new(b) as Arc<dyn Bdev>),
-        "null" => NullBdev::new("Null0", blocks, args.block_size).map(|b| Arc::new(b) as Arc<dyn Bdev>),
-        path => FileBdev::open("AIO0", path, args.block_size).map(|b| Arc::new(b) as Arc<dyn Bdev>),
-    };
-    r.map_err(|e| format!("bdev {}: {e}", args.bdev))
-}
-
-/// The embedded quick-start configuration: one bdev as one namespace of one subsystem.
+/// The embedded quick-start configuration: one bdev as one namespace of one subsystem, made
+/// through the RPC methods (as if a script had called them) so that `nvmf_get_transports`,
+/// `bdev_get_bdevs` and `save_config` see it like any other configuration.
 fn create_default(args: &Args, state: &mut AppState) -> Result<(), String> {
-    let addr = TransportAddr::tcp(&args.address, args.port);
-    state.target.listen(&addr).map_err(|e| format!("listen on {}:{}: {e}", args.address, args.port))?;
-    // The real port when 0 was asked for.
-    let addr = state.target.listen_addrs().into_iter().find(|a| a.traddr == addr.traddr).unwrap_or(addr);
-    let mut cfg = SubsystemConfig::new(&args.nqn);
-    cfg.allow_any_host = args.allow_hosts.is_empty();
-    let sub = state.target.add_subsystem(cfg).map_err(|e| e.to_string())?;
+    let mut call = |method: &str, params: serde_json::Value| {
+        rpc::dispatch(state, method, Some(params)).map_err(|e| format!("embedded default: {method}: {}", e.message))
+    };
+    // SPDK needs nvmf_create_transport first; the quick start has it implied.
+    call("nvmf_create_transport", json!({"trtype": "TCP"}))?;
+    let bs = args.block_size;
+    let blocks = args.size_mb * 1024 * 1024 / bs.max(1) as u64;
+    let bdev = match args.bdev.as_str() {
+        "malloc" => {
+            call("bdev_malloc_create", json!({"name": "Malloc0", "num_blocks": blocks, "block_size": bs}))?;
+            "Malloc0"
+        }
+        "null" => {
+            call("bdev_null_create", json!({"name": "Null0", "num_blocks": blocks, "block_size": bs}))?;
+            "Null0"
+        }
+        path => {
+            call("bdev_aio_create", json!({"name": "AIO0", "filename": path, "block_size": bs}))?;
+            "AIO0"
+        }
+    };
+    // The library's identity strings, as before this went through RPC.
+    let lib = SubsystemConfig::new(&args.nqn);
+    call(
+        "nvmf_create_subsystem",
+        json!({"nqn": args.nqn, "serial_number": lib.serial, "model_number": lib.model,
+               "allow_any_host": args.allow_hosts.is_empty()}),
+    )?;
     for h in &args.allow_hosts {
-        sub.add_host(h).map_err(|e| e.to_string())?;
+        call("nvmf_subsystem_add_host", json!({"nqn": args.nqn, "host": h}))?;
     }
-    sub.add_listener(addr.clone()).map_err(|e| e.to_string())?;
-    let bdev = make_bdev(args)?;
-    log::info!("bdev {}: {} blocks of {} bytes", bdev.name(), bdev.num_blocks(), bdev.block_size());
-    sub.add_namespace(NamespaceConfig::new(bdev.clone())).map_err(|e| e.to_string())?;
-    state.bdevs.insert(bdev.name().to_string(), bdev);
+    call("nvmf_subsystem_add_ns", json!({"nqn": args.nqn, "namespace": {"bdev_name": bdev}}))?;
+    let adrfam = if args.address.contains(':') { "IPv6" } else { "IPv4" };
+    call(
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": args.nqn, "listen_address": {"trtype": "TCP", "adrfam": adrfam, "traddr": args.address,
+               "trsvcid": args.port.to_string()}}),
+    )?;
+    if let Some(b) = state.bdevs.get(bdev) {
+        log::info!("bdev {}: {} blocks of {} bytes", b.name(), b.num_blocks(), b.block_size());
+    }
+    // The real port when 0 was asked for.
+    let addr = state.target.subsystem(&args.nqn).and_then(|s| s.listeners().into_iter().next());
+    let addr = addr.map(|a| a.to_string()).unwrap_or_else(|| format!("{}:{}", args.address, args.port));
     log::info!("serving {} on {addr}", args.nqn);
     Ok(())
 }
@@ -100,8 +121,6 @@ fn run(args: Args) -> Result<(), String> {
         config::load_json(path, &mut state).map_err(|e| format!("{}: {e}", path.display()))?;
         log::info!("loaded config {}", path.display());
     } else if !args.no_default {
-        // SPDK needs nvmf_create_transport first; the quick start has it implied.
-        state.target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
         create_default(&args, &mut state)?;
     }
 
@@ -154,6 +173,9 @@ fn run(args: Args) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => log::warn!("remove {}: {e}", args.rpc_socket.display()),
     }
+    // The reactors are joined: their poll groups, bdev channels and hardware queue pairs are
+    // gone. Shut the NVMe controllers down (CC.SHN) before dropping the bdevs.
+    state.shutdown_controllers();
     // Bdev writes were synchronous (File bdev: pwrite before the completion), so everything
     // acknowledged is already in the file; dropping the bdevs closes them.
     drop(state);

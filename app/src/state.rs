@@ -14,6 +14,31 @@ pub enum BdevKind {
     Null,
     /// `bdev_aio_create`: the file or block device path.
     Aio { filename: String },
+    /// A namespace of the NVMe controller attached as `ctrlr` (`bdev_nvme_attach_controller`).
+    Nvme { ctrlr: String },
+}
+
+/// How `bdev_nvme_attach_controller` sized an emulated controller (the test/demo transport
+/// address `traddr: "emulated"`), so `save_config` can recreate it. Its data lives in RAM and
+/// is lost at exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmulatedShape {
+    pub namespaces: u32,
+    pub block_size: u32,
+    pub num_blocks: u64,
+}
+
+/// A controller attached with `bdev_nvme_attach_controller` (direct mode).
+pub struct NvmeCtrlr {
+    pub ctrl: Arc<nvme_driver::Controller>,
+    /// As given: "PCIe".
+    pub trtype: String,
+    /// The BDF, or "emulated".
+    pub traddr: String,
+    /// The bdevs made from its namespaces (`<name>n<nsid>`).
+    pub bdevs: Vec<String>,
+    /// `Some` for the emulated controller.
+    pub emulated: Option<EmulatedShape>,
 }
 
 /// What the RPC layer remembers about a bdev beyond the `Bdev` trait.
@@ -52,6 +77,8 @@ pub struct AppState {
     /// Target listeners that `nvmf_subsystem_add_listener` started: stopped again when no
     /// subsystem uses them any more. Listeners started elsewhere are left alone.
     pub rpc_listeners: Vec<TransportAddr>,
+    /// NVMe controllers attached for direct mode, by controller name ("Nvme0").
+    pub nvme_ctrlrs: BTreeMap<String, NvmeCtrlr>,
 }
 
 impl AppState {
@@ -63,6 +90,19 @@ impl AppState {
             bdev_meta: BTreeMap::new(),
             transports: BTreeMap::new(),
             rpc_listeners: Vec::new(),
+            nvme_ctrlrs: BTreeMap::new(),
+        }
+    }
+
+    /// Shut every attached NVMe controller down (CC.SHN, waiting for SHST complete). Call after
+    /// the reactors stopped (their queue pairs are gone). Dropping the last reference to a
+    /// controller does the same; this makes it explicit and logged.
+    pub fn shutdown_controllers(&mut self) {
+        for (name, c) in &self.nvme_ctrlrs {
+            match c.ctrl.shutdown() {
+                Ok(()) => log::info!("NVMe controller {name} ({}) shut down", c.traddr),
+                Err(e) => log::warn!("NVMe controller {name} ({}): shutdown: {e}", c.traddr),
+            }
         }
     }
 }

@@ -88,7 +88,18 @@ pub fn config_document(state: &AppState) -> Value {
                 "name": name, "num_blocks": b.num_blocks(), "block_size": b.block_size(), "uuid": uuid}}),
             BdevKind::Aio { filename } => json!({"method": "bdev_aio_create", "params": {
                 "name": name, "filename": filename, "block_size": b.block_size()}}),
+            // One bdev_nvme_attach_controller per controller, below.
+            BdevKind::Nvme { .. } => continue,
         });
+    }
+    for (name, c) in &state.nvme_ctrlrs {
+        let mut params = json!({"name": name, "trtype": c.trtype, "traddr": c.traddr});
+        if let Some(e) = &c.emulated {
+            params["emulated_namespaces"] = json!(e.namespaces);
+            params["emulated_block_size"] = json!(e.block_size);
+            params["emulated_num_blocks"] = json!(e.num_blocks);
+        }
+        bdev.push(json!({"method": "bdev_nvme_attach_controller", "params": params}));
     }
     let mut nvmf = Vec::new();
     for t in transport_infos(state) {

@@ -38,6 +38,7 @@ const METHODS: &[(&str, Handler)] = &[
     ("bdev_aio_create", bdev::aio_create),
     ("bdev_aio_delete", bdev::aio_delete),
     ("bdev_nvme_attach_controller", bdev::nvme_attach_controller),
+    ("bdev_nvme_detach_controller", bdev::nvme_detach_controller),
     ("bdev_get_bdevs", bdev::get_bdevs),
     ("nvmf_create_transport", nvmf::create_transport),
     ("nvmf_get_transports", nvmf::get_transports),

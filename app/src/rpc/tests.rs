@@ -115,11 +115,49 @@ fn bdev_methods() {
 }
 
 #[test]
-fn nvme_attach_is_a_clear_error() {
-    let mut st = state();
-    let m = fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme0", "trtype": "PCIe", "traddr": "0000:01:00.0"}), EOPNOTSUPP);
-    assert!(m.contains("direct mode (PCIe) not available"), "{m}");
-    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme0"}), INVALID_PARAMS);
+fn nvme_attach_and_detach_emulated() {
+    let mut st = populated();
+    let emu = json!({"name": "Nvme0", "trtype": "PCIe", "traddr": "emulated", "emulated_namespaces": 2,
+                     "emulated_block_size": 4096, "emulated_num_blocks": 1024});
+    assert_eq!(ok(&mut st, "bdev_nvme_attach_controller", emu.clone()), json!(["Nvme0n1", "Nvme0n2"]));
+    let b = ok(&mut st, "bdev_get_bdevs", json!({"name": "Nvme0n2"}));
+    assert_eq!(b[0]["product_name"], "NVMe disk");
+    assert_eq!((b[0]["block_size"].as_u64(), b[0]["num_blocks"].as_u64()), (Some(4096), Some(1024)));
+    assert_eq!(b[0]["driver_specific"]["nvme"][0]["trid"]["traddr"], "emulated");
+    // Bad requests change nothing.
+    fails(&mut st, "bdev_nvme_attach_controller", emu.clone(), EEXIST);
+    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1"}), INVALID_PARAMS);
+    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "TCP", "traddr": "127.0.0.1"}), EOPNOTSUPP);
+    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "emulated", "emulated_block_size": 1000}), INVALID_PARAMS);
+    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "0000:01:00.0", "emulated_num_blocks": 8}), INVALID_PARAMS);
+    // No such PCI device (or no VFIO here): a clear error, nothing half-attached.
+    let m = fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "0000:ff:1f.7"}), ENODEV);
+    assert!(m.contains("Unable to attach controller Nvme1"), "{m}");
+    fails(&mut st, "bdev_malloc_delete", json!({"name": "Nvme0n1"}), ENODEV);
+
+    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2"}}));
+    let m = fails(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme0"}), EBUSY);
+    assert!(m.contains("Nvme0n2"), "{m}");
+    fails(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme9"}), ENODEV);
+
+    // save_config recreates the controller with one call.
+    let doc = framework::config_document(&st);
+    let attach: Vec<&Value> = doc["subsystems"][0]["config"].as_array().unwrap().iter()
+        .filter(|e| e["method"] == "bdev_nvme_attach_controller").collect();
+    assert_eq!(attach.len(), 1);
+    assert_eq!(attach[0]["params"], emu);
+    let mut st2 = state();
+    crate::config::apply(&doc, &mut st2).unwrap();
+    assert_eq!(framework::config_document(&st2), doc);
+
+    ok(&mut st, "nvmf_subsystem_remove_ns", json!({"nqn": NQN, "nsid": 2}));
+    let ctrl = st.nvme_ctrlrs["Nvme0"].ctrl.clone();
+    assert_eq!(ok(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme0"})), json!(true));
+    assert!(!st.bdevs.contains_key("Nvme0n1") && !st.bdevs.contains_key("Nvme0n2"));
+    assert!(ctrl.alloc_io_qpair().is_err(), "the controller was shut down");
+    // The name is free again.
+    ok(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme0", "trtype": "PCIe", "traddr": "emulated"}));
+    assert_eq!(st.bdevs["Nvme0n1"].num_blocks(), 131072);
 }
 
 #[test]
@@ -295,7 +333,7 @@ fn framework_methods() {
     for name in ["bdev_malloc_create", "nvmf_get_subsystems", "save_config", "rpc_get_methods"] {
         assert!(m.contains(&name));
     }
-    assert_eq!(m.len(), 25);
+    assert_eq!(m.len(), 26);
     let r = ok(&mut st, "framework_get_reactors", Value::Null);
     assert_eq!(r["reactors"][1]["lcore"], 3);
     assert_eq!(r["reactors"][1]["lw_threads"][0]["cpumask"], "8");

@@ -174,6 +174,7 @@ impl NvmeBdev {
         }
         .map_err(|e| io_error(&self.name, "allocate I/O queue pair", e))?;
         let depth = qp.depth();
+        log::info!("bdev {}: channel on hardware I/O queue {} ({depth} deep)", self.name, qp.qid());
         let nbufs = self.opts.num_bufs.unwrap_or(depth);
         let pool = self
             .ctrl

@@ -1,0 +1,120 @@
+//! Direct mode through the application: host client → NVMe/TCP → nvmf_tgt reactors → each
+//! reactor's own hardware queue pair (nvme-driver) → the emulated PCIe controller, and back.
+//! The controller comes from `bdev_nvme_attach_controller` with `traddr: "emulated"`.
+
+mod common;
+
+use common::*;
+use nvmf::host::{Controller, HostConfig};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SEC: Duration = Duration::from_secs(1);
+const NQN: &str = "nqn.2016-06.io.nvmf-rs:direct";
+/// 64 MiB namespace of 512-byte blocks.
+const BLOCKS: u64 = 131072;
+
+fn host_cfg() -> HostConfig {
+    HostConfig { io_timeout: Duration::from_secs(10), ..Default::default() }
+}
+
+/// An SPDK-style config: the emulated controller, a TCP transport, a subsystem with its
+/// namespace, a listener on an ephemeral port.
+fn config() -> Value {
+    json!({"subsystems": [
+        {"subsystem": "bdev", "config": [
+            {"method": "bdev_nvme_attach_controller", "params": {
+                "name": "Nvme0", "trtype": "PCIe", "traddr": "emulated", "emulated_num_blocks": BLOCKS}}
+        ]},
+        {"subsystem": "nvmf", "config": [
+            {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},
+            {"method": "nvmf_create_subsystem", "params": {"nqn": NQN, "allow_any_host": true, "serial_number": "DIRECT01"}},
+            {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Nvme0n1"}}},
+            {"method": "nvmf_subsystem_add_listener", "params": {"nqn": NQN, "listen_address": {
+                "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}}
+        ]}
+    ]})
+}
+
+/// `nvmf_tgt rpc METHOD ARGS...`, parsed.
+fn rpc_json(t: &Tgt, args: &[&str]) -> Value {
+    let (code, out, err) = t.rpc(args);
+    assert_eq!(code, 0, "rpc {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("rpc {args:?}: {e}: {out}"))
+}
+
+/// The port the subsystem listens on.
+fn listener_port(t: &Tgt, nqn: &str) -> u16 {
+    let subs = rpc_json(t, &["nvmf_get_subsystems"]);
+    let sub = subs.as_array().unwrap().iter().find(|s| s["nqn"] == nqn).expect("subsystem");
+    sub["listen_addresses"][0]["trsvcid"].as_str().expect("trsvcid").parse().expect("port")
+}
+
+#[test]
+fn host_to_emulated_controller_through_two_reactors() {
+    let _g = serial();
+    let cfg = TempFile::new("direct.json", 0);
+    std::fs::write(cfg.path(), serde_json::to_vec_pretty(&config()).unwrap()).unwrap();
+    let cfg_path = cfg.path().to_str().unwrap();
+    let mut t = Tgt::start_empty(&["--json", cfg_path, "--cpus", "0,1"]);
+    let port = listener_port(&t, NQN);
+
+    let bdevs = rpc_json(&t, &["bdev_get_bdevs", "--name", "Nvme0n1"]);
+    assert_eq!(bdevs[0]["product_name"], "NVMe disk");
+    assert_eq!(bdevs[0]["num_blocks"], BLOCKS);
+    assert_eq!(bdevs[0]["claimed"], true);
+
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut c = Controller::connect(addr, NQN, &host_cfg()).expect("connect");
+    assert_eq!(c.active_namespaces().expect("active namespaces"), vec![1]);
+    assert_eq!(c.identify_namespace(1).expect("identify namespace").nsze.get(), BLOCKS);
+    // Round-robin over two reactors: admin queue on reactor 0, queue 1 on reactor 1, queue 2 on
+    // reactor 0. Both reactors serve I/O, so each opens its own channel (hardware queue pair).
+    let mut q1 = c.connect_io_queue(1).expect("io queue 1");
+    let mut q2 = c.connect_io_queue(2).expect("io queue 2");
+    assert_eq!(t.wait_count("-> reactor 1 (core 1)", 1, SEC), 1);
+
+    let cases: [(u64, u32); 5] = [(0, 1), (7, 8), (1000, 256), (4096, 2048), (BLOCKS - 2048, 2048)];
+    for (i, &(lba, nlb)) in cases.iter().enumerate() {
+        let data = pattern(i as u64 + 1, lba, nlb as usize * 512);
+        // Written through one reactor's queue pair, read back through the other's.
+        let (w, r) = if i % 2 == 0 { (&mut q1, &mut q2) } else { (&mut q2, &mut q1) };
+        w.write(1, lba, nlb, &data).unwrap_or_else(|e| panic!("write lba {lba} x{nlb}: {e}"));
+        let mut back = vec![0u8; data.len()];
+        r.read(1, lba, nlb, &mut back).unwrap_or_else(|e| panic!("read lba {lba} x{nlb}: {e}"));
+        assert!(back == data, "read-back differs at lba {lba} x{nlb}");
+        let mut back2 = vec![0u8; data.len()];
+        w.read(1, lba, nlb, &mut back2).expect("read on the writing queue");
+        assert!(back2 == data);
+        w.compare(1, lba, nlb, &data).expect("compare");
+    }
+    q1.flush(1).expect("flush");
+    q2.write_zeroes(1, 4096, 16).expect("write zeroes");
+    let mut back = vec![0xffu8; 16 * 512];
+    q1.read(1, 4096, 16, &mut back).expect("read zeroes");
+    assert!(back.iter().all(|&b| b == 0));
+    // Past the end: the target refuses it before the device.
+    let mut one = vec![0u8; 512];
+    assert!(q1.read(1, BLOCKS, 1, &mut one).is_err());
+
+    assert_eq!(
+        t.wait_count("bdev Nvme0n1: channel on hardware I/O queue", 2, SEC),
+        2,
+        "one hardware queue pair per reactor"
+    );
+    let qids: std::collections::HashSet<String> = t
+        .log()
+        .iter()
+        .filter_map(|l| l.split("channel on hardware I/O queue ").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string))
+        .collect();
+    assert_eq!(qids.len(), 2, "distinct hardware queues: {qids:?}");
+
+    // Hosts still connected: SIGTERM drains, stops the reactors, then shuts the controller down.
+    t.terminate(Duration::from_secs(15));
+    assert_eq!(t.count_log("NVMe controller Nvme0 (emulated) shut down"), 1, "CC.SHN at exit");
+    let log = t.log();
+    let stopped = log.iter().rposition(|l| l.contains("reactor 1 (core 1) stopped")).expect("reactor 1 stopped");
+    let shut = log.iter().position(|l| l.contains("NVMe controller Nvme0 (emulated) shut down")).unwrap();
+    assert!(stopped < shut, "controller shut down after the reactors stopped");
+    assert_eq!(t.count_log("dropped with"), 0, "no queue pair dropped with commands outstanding");
+}
