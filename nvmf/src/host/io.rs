@@ -154,10 +154,23 @@ impl IoQueue {
     }
 
     /// Fabrics Disconnect for this queue, then close the connection. A target that closes the
-    /// connection instead of answering is fine too.
+    /// connection instead of answering is fine too, and so is one that does not know the
+    /// command (Disconnect is new in NVMe 2.0; Linux nvmet answers Invalid Opcode): closing the
+    /// connection is how such targets delete an I/O queue.
     pub fn disconnect(mut self) -> Result<()> {
         let sqe = pdu::fabrics_sqe(FabricsType::Disconnect);
         let r = match self.q.execute(sqe, None, None) {
+            Ok(cqe)
+                if !cqe.is_success()
+                    && cqe.status().sct() == 0
+                    && matches!(
+                        cqe.status().sc(),
+                        crate::spec::GenericStatus::INVALID_OPCODE | crate::spec::GenericStatus::INVALID_FIELD
+                    ) =>
+            {
+                log::debug!("queue {}: target does not support Fabrics Disconnect ({:?}); closing", self.q.qid, cqe.status());
+                Ok(())
+            }
             Ok(cqe) => check(cqe).map(|_| ()),
             Err(HostError::Closed) => Ok(()),
             Err(e) => Err(e),
