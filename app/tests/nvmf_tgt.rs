@@ -138,6 +138,18 @@ fn framework_get_reactors_over_the_rpc_subcommand() {
     assert_eq!(lcores, vec![0, 1]);
     let conns: Vec<u64> = reactors.iter().map(|x| x["connections"].as_u64().expect("connections")).collect();
     assert_eq!(conns, vec![1, 1], "round-robin: admin queue on reactor 0, I/O queue on reactor 1");
+    // busy/idle count poll iterations: both grow, and reactors that served commands were busy.
+    for r in &reactors {
+        let (busy, idle) = (r["busy"].as_u64().expect("busy"), r["idle"].as_u64().expect("idle"));
+        assert!(busy > 0 && idle > 0, "reactor {r}");
+    }
+    let (code, out, _) = t.rpc(&["nvmf_get_stats"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    let groups = v["poll_groups"].as_array().expect("poll groups");
+    let conns: Vec<u64> = groups.iter().map(|g| g["current_io_qpairs"].as_u64().expect("current_io_qpairs")).collect();
+    assert_eq!(conns, vec![1, 1]);
+    assert!(groups.iter().all(|g| g["busy"].as_u64() > Some(0) && g["io_qpairs"].as_u64() == Some(1)), "{v}");
     let (code, _, _) = t.rpc(&["no_such_method"]);
     assert_ne!(code, 0);
     t.terminate(Duration::from_secs(15));

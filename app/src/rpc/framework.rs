@@ -20,15 +20,18 @@ pub fn get_reactors(state: &mut AppState, params: Option<Value>) -> Result<Value
         .map(|(i, r)| {
             json!({
                 "lcore": r.core,
-                "busy": 0,
-                "idle": 0,
+                // SPDK counts TSC ticks here; nvmf-rs counts poll iterations that found work
+                // (busy) and that found none (idle). Their ratio is the reactor's load.
+                "busy": r.busy_polls,
+                "idle": r.polls.saturating_sub(r.busy_polls),
                 "in_interrupt": false,
                 "connections": r.connections,
+                "pinned": r.pinned,
                 "lw_threads": [{
                     "name": format!("nvmf_tgt_poll_group_{i:03}"),
                     "id": i,
                     "cpumask": format!("{:x}", 1u128.checked_shl(r.core as u32).unwrap_or(0)),
-                    "elapsed": 0,
+                    "elapsed": r.polls,
                 }],
             })
         })

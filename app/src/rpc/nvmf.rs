@@ -596,8 +596,16 @@ pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, R
             json!({
                 "name": format!("nvmf_tgt_poll_group_{i:03}"),
                 "core": r.core,
+                // Connections (admin and I/O queues alike: each is one TCP connection) now and
+                // placed on this reactor since start.
                 "current_io_qpairs": r.connections,
+                "io_qpairs": r.placed,
                 "connections": r.connections,
+                "pending_bdev_io": 0,
+                // Poll iterations that found work / found none (see framework_get_reactors).
+                "busy": r.busy_polls,
+                "idle": r.polls.saturating_sub(r.busy_polls),
+                "buffers_in_use": r.buffers_in_use,
                 "transports": transports,
             })
         })

@@ -324,7 +324,10 @@ fn listener_methods() {
 #[test]
 fn framework_methods() {
     let mut st = state();
-    st.reactors = vec![crate::reactor::ReactorInfo { core: 0, connections: 2, ..Default::default() }, crate::reactor::ReactorInfo { core: 3, connections: 1, ..Default::default() }];
+    st.reactors = vec![
+        crate::reactor::ReactorInfo { core: 0, connections: 2, polls: 100, busy_polls: 30, placed: 5, ..Default::default() },
+        crate::reactor::ReactorInfo { core: 3, connections: 1, ..Default::default() },
+    ];
     let v = ok(&mut st, "spdk_get_version", Value::Null);
     assert!(v["version"].as_str().unwrap().starts_with("nvmf-rs "));
     assert!(v["fields"]["major"].is_u64());
@@ -337,9 +340,12 @@ fn framework_methods() {
     let r = ok(&mut st, "framework_get_reactors", Value::Null);
     assert_eq!(r["reactors"][1]["lcore"], 3);
     assert_eq!(r["reactors"][1]["lw_threads"][0]["cpumask"], "8");
+    assert_eq!((r["reactors"][0]["busy"].as_u64(), r["reactors"][0]["idle"].as_u64()), (Some(30), Some(70)));
     let s = ok(&mut st, "nvmf_get_stats", Value::Null);
     assert_eq!(s["poll_groups"].as_array().unwrap().len(), 2);
     assert_eq!(s["poll_groups"][0]["current_io_qpairs"], 2);
+    assert_eq!(s["poll_groups"][0]["io_qpairs"], 5);
+    assert_eq!((s["poll_groups"][0]["busy"].as_u64(), s["poll_groups"][0]["idle"].as_u64()), (Some(30), Some(70)));
     assert!(s["tick_rate"].is_u64());
     for m in ["spdk_get_version", "framework_get_reactors", "nvmf_get_stats", "save_config", "rpc_get_methods"] {
         fails(&mut st, m, json!({"bogus": true}), INVALID_PARAMS);
