@@ -24,4 +24,6 @@ pub use poll_group::PollGroup;
 pub use subsystem::{Namespace, NamespaceConfig, Subsystem, SubsystemConfig};
 pub use target::{Qpair, Target};
 pub use transport::tcp::{TcpTransport, TcpTransportOpts};
+#[cfg(feature = "rdma")]
+pub use transport::rdma::{RdmaTransport, RdmaTransportOpts};
 pub use transport::{Transport, TransportAddr, TransportType};

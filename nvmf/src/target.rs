@@ -179,6 +179,12 @@ impl Target {
 
     /// A new poll group with a part for every registered transport. Send it to the thread that
     /// will poll it.
+    /// The shared state, for unit tests that drive a transport's connection directly.
+    #[cfg(test)]
+    pub(crate) fn shared_for_test(&self) -> Arc<TargetShared> {
+        self.shared.clone()
+    }
+
     pub fn create_poll_group(&self) -> PollGroup {
         PollGroup::new(self.shared.clone(), self.transports.iter().map(|t| t.create_poll_group()).collect())
     }

@@ -18,7 +18,12 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
     let nsid = cmd.sqe.nsid.get();
     match cns {
         cns::CONTROLLER => {
-            let id = identify_controller(ctrl);
+            let mut id = identify_controller(ctrl);
+            if q.listener.trtype == crate::transport::TransportType::Rdma {
+                // SGLS bit 2: Keyed SGL Data Block descriptors (mandatory for NVMe/RDMA; the
+                // Linux nvme-rdma host refuses a controller without it).
+                id.sgls.set(id.sgls.get() | 1 << 2);
+            }
             super::fill_data(cmd.buf, id.as_bytes());
         }
         cns::NAMESPACE => {

@@ -2,6 +2,8 @@
 //! addresses, accepts connections, and drives them inside a poll group. TCP is the first
 //! implementation; RDMA plugs into the same traits.
 
+#[cfg(feature = "rdma")]
+pub mod rdma;
 pub mod tcp;
 
 use crate::poll_group::GroupCtx;
@@ -44,6 +46,9 @@ pub struct TransportAddr {
 impl TransportAddr {
     pub fn tcp(traddr: &str, port: u16) -> Self {
         TransportAddr { trtype: TransportType::Tcp, traddr: traddr.to_string(), trsvcid: port.to_string() }
+    }
+    pub fn rdma(traddr: &str, port: u16) -> Self {
+        TransportAddr { trtype: TransportType::Rdma, traddr: traddr.to_string(), trsvcid: port.to_string() }
     }
     /// ADRFAM for the discovery log.
     pub fn adrfam(&self) -> u8 {

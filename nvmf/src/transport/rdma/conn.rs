@@ -1,0 +1,1042 @@
+//! One NVMe/RDMA queue pair: the per-request state machine (NVMe/RDMA Transport Spec 1.0b
+//! section 3: command capsules arrive as RDMA SENDs into the shared receive queue, data moves by
+//! RDMA READ/WRITE against the host's keyed SGL, the response capsule goes back as a SEND, or
+//! SEND with Invalidate when the host asked for it).
+//!
+//! ```text
+//!  recv ──► check SGL ─┬─ none / in-capsule ───────────────────────► Executing
+//!                      ├─ keyed, host-to-ctrl ─► [NeedUnits] ─► Reading ─► [NeedBuf] ─► Executing
+//!                      └─ keyed, ctrl-to-host ─► [NeedBuf] ──────────────────────────► Executing
+//!  Executing ─► complete ─┬─ data to host ─► [NeedUnits] ─► RDMA WRITEs + SEND ─► Sending ─► Free
+//!                         └─ otherwise ─────────────────────────────► SEND ─► Sending ─► Free
+//! ```
+//!
+//! Nothing here calls verbs directly: work requests go through [`SendQueue`] and the registered
+//! memory through [`LocalMem`], so tests drive this with fakes. Data is staged in registered
+//! "units" of the poll group's arena and copied to and from the `IoBuf`s the bdevs take (the
+//! bdev layer hands out Vec-backed buffers, which are not registered memory).
+
+use crate::bdev::{BdevCompletion, IoBuf};
+use crate::poll_group::GroupCtx;
+use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
+use crate::spec::sqe::{sgl_subtype, sgl_type};
+use crate::spec::{Cqe, GenericStatus as Gs, SglDescriptor, Sqe, Status};
+use crate::transport::{make_tag, TransportAddr};
+use std::collections::VecDeque;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// Most commands one queue may have in flight.
+pub(crate) const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
+/// Size of a command capsule's SQE.
+pub(crate) const SQE_SIZE: usize = 64;
+/// Keyed SGL Data Block subtypes (RDMA Transport Spec Figure 3).
+pub(crate) const KEYED_SUBTYPE_ADDRESS: u8 = 0x0;
+pub(crate) const KEYED_SUBTYPE_INVALIDATE: u8 = 0xF;
+/// Send-queue work request IDs carry this bit; receive IDs (SRQ buffer indexes) do not.
+pub(crate) const WR_SEND: u64 = 1 << 63;
+
+pub(crate) fn send_wr_id(conn: u32, slot: u16) -> u64 {
+    WR_SEND | (conn as u64) << 16 | slot as u64
+}
+pub(crate) fn split_send_wr_id(id: u64) -> (u32, u16) {
+    (((id & !WR_SEND) >> 16) as u32, id as u16)
+}
+
+/// A send-queue work request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wr<'a> {
+    /// RDMA READ `len` bytes from the host's `remote`/`rkey` into local memory.
+    Read { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
+    /// RDMA WRITE `len` bytes of local memory to the host's `remote`/`rkey`.
+    Write { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
+    /// SEND of a small buffer inline (the 16-byte response capsule); with Invalidate when
+    /// `inv_rkey` is set.
+    SendInline { data: &'a [u8], inv_rkey: Option<u32> },
+    /// SEND from registered memory (host side: command capsules).
+    Send { local: u64, len: u32, lkey: u32 },
+}
+
+/// Where a connection posts work requests (its QP).
+pub(crate) trait SendQueue: Send {
+    fn post(&mut self, wr_id: u64, wr: &Wr<'_>) -> bool;
+    /// Disconnect: the QP goes to the error state and outstanding requests flush.
+    fn disconnect(&mut self);
+}
+
+/// The poll group's registered memory.
+pub(crate) trait LocalMem {
+    fn addr(&self, off: usize) -> u64;
+    fn lkey(&self) -> u32;
+    fn read(&self, off: usize, dst: &mut [u8]);
+    fn write(&mut self, off: usize, src: &[u8]);
+}
+
+/// Fixed-size staging units in registered memory, shared by a poll group's connections.
+pub(crate) struct UnitPool {
+    free: Vec<u32>,
+    base: usize,
+    pub unit_size: usize,
+}
+
+impl UnitPool {
+    pub fn new(base: usize, unit_size: usize, count: usize) -> Self {
+        UnitPool { free: (0..count as u32).rev().collect(), base, unit_size }
+    }
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+    fn offset(&self, unit: u32) -> usize {
+        self.base + unit as usize * self.unit_size
+    }
+    fn needed(&self, len: usize) -> usize {
+        len.div_ceil(self.unit_size).max(1)
+    }
+}
+
+/// The shared resources a connection works with during one call.
+pub(crate) struct Res<'a> {
+    pub mem: &'a mut dyn LocalMem,
+    pub units: &'a mut UnitPool,
+}
+
+/// Data direction from the opcode's low two bits (fabrics commands use FCTYPE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    None,
+    HostToCtrl,
+    CtrlToHost,
+}
+
+fn direction(sqe: &Sqe) -> Dir {
+    let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
+    match bits & 3 {
+        1 => Dir::HostToCtrl,
+        2 => Dir::CtrlToHost,
+        _ => Dir::None,
+    }
+}
+
+/// A keyed SGL data block: host memory reachable by RDMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Keyed {
+    pub addr: u64,
+    pub len: u32,
+    pub key: u32,
+    pub invalidate: bool,
+}
+
+impl Keyed {
+    /// Decode a Keyed SGL Data Block descriptor (Base 2.0 Figure 119): address in bytes 7:0,
+    /// a 3-byte length in bytes 10:8, the key in bytes 14:11.
+    pub fn decode(sgl: &SglDescriptor) -> Keyed {
+        let b = sgl.as_bytes();
+        Keyed {
+            addr: u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8])),
+            len: u32::from_le_bytes([b[8], b[9], b[10], 0]),
+            key: u32::from_le_bytes(b[11..15].try_into().unwrap_or([0; 4])),
+            invalidate: sgl.subtype() == KEYED_SUBTYPE_INVALIDATE,
+        }
+    }
+    pub fn encode(addr: u64, len: u32, key: u32, invalidate: bool) -> SglDescriptor {
+        let mut b = [0u8; 16];
+        b[0..8].copy_from_slice(&addr.to_le_bytes());
+        b[8..11].copy_from_slice(&len.to_le_bytes()[..3]);
+        b[11..15].copy_from_slice(&key.to_le_bytes());
+        let sub = if invalidate { KEYED_SUBTYPE_INVALIDATE } else { KEYED_SUBTYPE_ADDRESS };
+        b[15] = sgl_type::KEYED_DATA_BLOCK << 4 | sub;
+        SglDescriptor::read_from_bytes(&b).unwrap_or_default()
+    }
+}
+
+/// How a command's data moves, or the status that fails it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DataPlan {
+    None,
+    /// In-capsule data at `off` (relative to the end of the SQE), `len` bytes.
+    InCapsule { off: usize, len: usize },
+    Keyed(Keyed),
+    Bad(Status),
+}
+
+/// Check SGL1 of a command (RDMA Transport Spec 1.0b section 3.2: keyed SGL data blocks with
+/// the Address or Invalidate subtype, or a data block with the Offset subtype for in-capsule
+/// data) against the in-capsule bytes received and the transport limits.
+pub(crate) fn plan_data(sgl: &SglDescriptor, dir: Dir, icd_len: usize, icd_max: usize, max_io: u32) -> DataPlan {
+    let bad = |sc| DataPlan::Bad(Status::generic(sc).dnr());
+    match (sgl.sgl_type(), sgl.subtype()) {
+        (sgl_type::KEYED_DATA_BLOCK, KEYED_SUBTYPE_ADDRESS | KEYED_SUBTYPE_INVALIDATE) => {
+            let k = Keyed::decode(sgl);
+            if k.len > max_io {
+                return bad(Gs::DATA_SGL_LENGTH_INVALID);
+            }
+            if k.len > 0 && k.addr.checked_add(k.len as u64).is_none() {
+                // The host buffer would wrap around the address space.
+                return bad(Gs::DATA_SGL_LENGTH_INVALID);
+            }
+            if k.len > 0 && dir == Dir::None {
+                return bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+            }
+            DataPlan::Keyed(k)
+        }
+        (sgl_type::KEYED_DATA_BLOCK, _) => bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID),
+        (sgl_type::DATA_BLOCK, sgl_subtype::OFFSET) => {
+            let off = sgl.address.get();
+            let len = sgl.length.get() as u64;
+            if len == 0 {
+                return DataPlan::None;
+            }
+            if dir != Dir::HostToCtrl {
+                return bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+            }
+            if len > icd_max as u64 {
+                return bad(Gs::DATA_SGL_LENGTH_INVALID);
+            }
+            match off.checked_add(len) {
+                Some(end) if end <= icd_len as u64 => DataPlan::InCapsule { off: off as usize, len: len as usize },
+                _ if off >= icd_len as u64 => bad(Gs::INVALID_SGL_OFFSET),
+                _ => bad(Gs::DATA_SGL_LENGTH_INVALID),
+            }
+        }
+        _ if dir == Dir::None && sgl.length.get() == 0 => DataPlan::None,
+        _ => bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    Free,
+    /// Waiting for staging units (to READ host data, or to WRITE read data back).
+    NeedUnits,
+    /// RDMA READs outstanding.
+    Reading,
+    /// Waiting for an IoBuf from the pool.
+    NeedBuf,
+    Executing,
+    Parked,
+    /// RDMA WRITEs and the response SEND outstanding.
+    Sending,
+}
+
+struct Req {
+    st: St,
+    sqe: Sqe,
+    cqe: Cqe,
+    buf: Option<IoBuf>,
+    dir: Dir,
+    keyed: Keyed,
+    units: Vec<u32>,
+    /// Work requests posted and not yet completed.
+    pending: u16,
+    /// A work request of this request failed.
+    failed: bool,
+    /// Executed already (NeedUnits then means: stage the completion's data).
+    executed: bool,
+}
+
+impl Req {
+    fn new() -> Req {
+        Req {
+            st: St::Free,
+            sqe: Sqe::default(),
+            cqe: Cqe::default(),
+            buf: None,
+            dir: Dir::None,
+            keyed: Keyed::default(),
+            units: Vec::with_capacity(8),
+            pending: 0,
+            failed: false,
+            executed: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnState {
+    Ready,
+    /// Close requested; the group disconnects it on its next pass.
+    Closing,
+    /// Disconnected; waiting for flushed work requests and bdev I/O to drain.
+    Closed,
+}
+
+/// Limits a connection works with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnLimits {
+    pub max_io: u32,
+    pub icd_max: usize,
+}
+
+pub(crate) struct RdmaConn {
+    pub idx: u32,
+    pub peer: String,
+    pub qp: Box<dyn SendQueue>,
+    /// Index of the device resources (CQ/SRQ/arena) in the poll group.
+    pub dev: usize,
+    pub qp_num: u32,
+    pub cm_key: usize,
+    pub state: ConnState,
+    pub close_reason: &'static str,
+    q: NvmeQueue,
+    limits: ConnLimits,
+    reqs: Vec<Req>,
+    free: Vec<u16>,
+    /// Requests waiting for units or a buffer, oldest first.
+    waiting: VecDeque<u16>,
+    /// Send-queue work requests not yet completed.
+    pub posted: usize,
+    /// Bdev I/Os not yet completed.
+    pub outstanding: usize,
+}
+
+impl RdmaConn {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(idx: u32, peer: String, qp: Box<dyn SendQueue>, dev: usize, qp_num: u32, cm_key: usize, listener: TransportAddr, limits: ConnLimits) -> Self {
+        RdmaConn {
+            idx,
+            peer,
+            qp,
+            dev,
+            qp_num,
+            cm_key,
+            state: ConnState::Ready,
+            close_reason: "",
+            q: NvmeQueue::new(listener),
+            limits,
+            reqs: (0..MAX_SLOTS).map(|_| Req::new()).collect(),
+            free: (0..MAX_SLOTS as u16).rev().collect(),
+            waiting: VecDeque::with_capacity(MAX_SLOTS),
+            posted: 0,
+            outstanding: 0,
+        }
+    }
+
+    /// Ask for this connection to close (only this one).
+    pub fn fail(&mut self, why: &'static str) {
+        if self.state == ConnState::Ready {
+            log::info!("rdma connection {}: closing ({why})", self.peer);
+            self.state = ConnState::Closing;
+            self.close_reason = why;
+        }
+    }
+
+    /// Disconnect, drop NVMe state, free what no work request or bdev I/O still uses.
+    pub fn close(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        if self.state == ConnState::Closed {
+            return;
+        }
+        self.qp.disconnect();
+        self.state = ConnState::Closed;
+        self.q.on_close();
+        self.waiting.clear();
+        for i in 0..self.reqs.len() {
+            let r = &self.reqs[i];
+            if r.st != St::Free && r.st != St::Executing && r.pending == 0 {
+                self.release(i as u16, ctx, res);
+            }
+        }
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.state == ConnState::Closed && self.posted == 0 && self.outstanding == 0
+    }
+
+    /// Free a request and everything it holds.
+    fn release(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        let r = &mut self.reqs[slot as usize];
+        if r.st == St::Free {
+            return;
+        }
+        for u in r.units.drain(..) {
+            res.units.free.push(u);
+        }
+        if let Some(b) = r.buf.take() {
+            ctx.bufs.put(b);
+        }
+        r.st = St::Free;
+        self.free.push(slot);
+    }
+
+    /// Keep-alive, controller teardown and reset, asynchronous events.
+    pub fn poll_events(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) -> usize {
+        if self.state != ConnState::Ready {
+            return 0;
+        }
+        match self.q.poll_event(ctx.now) {
+            None => 0,
+            Some(QueueEvent::Close(why)) => {
+                self.fail(why);
+                1
+            }
+            Some(QueueEvent::Aen { slot, dw0 }) => {
+                if let Some(r) = self.reqs.get_mut(slot as usize) {
+                    r.cqe.dw0.set(dw0);
+                    self.complete(slot, ctx, res);
+                }
+                1
+            }
+        }
+    }
+
+    /// A command capsule arrived in the receive buffer at `off` (`len` bytes). The caller
+    /// re-posts the buffer afterwards: everything needed is copied out here.
+    pub fn on_recv(&mut self, off: usize, len: usize, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        if self.state != ConnState::Ready {
+            return;
+        }
+        if len < SQE_SIZE {
+            return self.fail("capsule shorter than an SQE");
+        }
+        // In flight: the Connect before the queue is connected, then at most SQSIZE.
+        let limit = if self.q.is_connected() { (self.q.sqsize as usize).max(1) } else { 1 };
+        if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
+            return self.fail("host exceeded its queue depth");
+        }
+        let Some(slot) = self.free.pop() else { return self.fail("host exceeded its queue depth") };
+        let mut sqe_bytes = [0u8; SQE_SIZE];
+        res.mem.read(off, &mut sqe_bytes);
+        let sqhd = self.q.consume_sqe();
+        let connected = self.q.is_connected();
+        let r = &mut self.reqs[slot as usize];
+        r.sqe = Sqe::read_from_bytes(&sqe_bytes).unwrap_or_default();
+        r.cqe = Cqe::default();
+        r.cqe.sqhd.set(sqhd);
+        r.buf = None;
+        r.keyed = Keyed::default();
+        r.units.clear();
+        r.pending = 0;
+        r.failed = false;
+        r.executed = false;
+        r.dir = direction(&r.sqe);
+        r.st = St::Executing;
+        let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
+        if !connected && !is_connect {
+            r.dir = Dir::None;
+            return self.fail_req(slot, Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr(), ctx, res);
+        }
+        let plan = plan_data(&r.sqe.sgl1(), r.dir, len - SQE_SIZE, self.limits.icd_max, self.limits.max_io);
+        match plan {
+            DataPlan::Bad(st) => {
+                r.dir = Dir::None;
+                self.fail_req(slot, st, ctx, res)
+            }
+            DataPlan::None => {
+                r.dir = Dir::None;
+                self.exec(slot, ctx, res)
+            }
+            DataPlan::InCapsule { off: d, len: n } => {
+                let Some(mut b) = ctx.bufs.get(n) else {
+                    // The receive buffer is re-posted after this call, so the data cannot wait
+                    // for a buffer: ask the host to retry.
+                    r.dir = Dir::None;
+                    return self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx, res);
+                };
+                res.mem.read(off + SQE_SIZE + d, b.as_mut_slice());
+                self.reqs[slot as usize].buf = Some(b);
+                self.exec(slot, ctx, res)
+            }
+            DataPlan::Keyed(k) => {
+                r.keyed = k;
+                if k.len == 0 {
+                    r.dir = Dir::None;
+                    return self.exec(slot, ctx, res);
+                }
+                if r.dir == Dir::HostToCtrl {
+                    r.st = St::NeedUnits;
+                } else {
+                    r.st = St::NeedBuf;
+                }
+                self.advance(slot, ctx, res);
+            }
+        }
+    }
+
+    /// Move a waiting request forward if its resources are there; queue it otherwise.
+    /// Returns whether it moved.
+    fn advance(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
+        let r = &mut self.reqs[slot as usize];
+        let len = r.keyed.len as usize;
+        match r.st {
+            St::NeedUnits => {
+                let n = res.units.needed(len);
+                if res.units.available() < n || (!self.waiting.is_empty() && self.waiting.front() != Some(&slot)) {
+                    if !self.waiting.contains(&slot) {
+                        self.waiting.push_back(slot);
+                    }
+                    return false;
+                }
+                for _ in 0..n {
+                    if let Some(u) = res.units.free.pop() {
+                        r.units.push(u);
+                    }
+                }
+                if r.executed {
+                    self.post_response(slot, ctx, res);
+                } else {
+                    self.post_reads(slot, ctx, res);
+                }
+                true
+            }
+            St::NeedBuf => {
+                let Some(mut b) = ctx.bufs.get(len) else {
+                    if !self.waiting.contains(&slot) {
+                        self.waiting.push_back(slot);
+                    }
+                    return false;
+                };
+                if r.dir == Dir::CtrlToHost {
+                    // Pool buffers hold earlier data: zero all but reads the bdev fills.
+                    if !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
+                        b.as_mut_slice().fill(0);
+                    }
+                } else {
+                    // Host data arrived in the staging units.
+                    let us = res.units.unit_size;
+                    for (i, &u) in r.units.iter().enumerate() {
+                        let start = i * us;
+                        let end = (start + us).min(len);
+                        if start < end {
+                            res.mem.read(res.units.offset(u), &mut b.as_mut_slice()[start..end]);
+                        }
+                    }
+                    for u in r.units.drain(..) {
+                        res.units.free.push(u);
+                    }
+                }
+                r.buf = Some(b);
+                self.exec(slot, ctx, res);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Retry requests waiting for units or buffers, oldest first.
+    pub fn retry_waiting(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) -> usize {
+        let mut n = 0;
+        while let Some(&slot) = self.waiting.front() {
+            if !self.advance(slot, ctx, res) {
+                break;
+            }
+            self.waiting.pop_front();
+            n += 1;
+        }
+        n
+    }
+
+    fn post(&mut self, slot: u16, wr: &Wr<'_>) -> bool {
+        if self.qp.post(send_wr_id(self.idx, slot), wr) {
+            self.posted += 1;
+            self.reqs[slot as usize].pending += 1;
+            true
+        } else {
+            self.reqs[slot as usize].failed = true;
+            self.fail("posting a work request failed");
+            false
+        }
+    }
+
+    fn post_reads(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        let r = &mut self.reqs[slot as usize];
+        r.st = St::Reading;
+        let k = r.keyed;
+        let units = std::mem::take(&mut r.units);
+        let us = res.units.unit_size;
+        for (i, &u) in units.iter().enumerate() {
+            let start = i * us;
+            let n = (k.len as usize - start).min(us) as u32;
+            let wr = Wr::Read { local: res.mem.addr(res.units.offset(u)), len: n, lkey: res.mem.lkey(), remote: k.addr + start as u64, rkey: k.key };
+            if !self.post(slot, &wr) {
+                break;
+            }
+        }
+        self.reqs[slot as usize].units = units;
+        if self.reqs[slot as usize].pending == 0 {
+            self.release(slot, ctx, res);
+        }
+    }
+
+    /// A send-queue work request of request `slot` completed (`ok` false: it failed or was
+    /// flushed).
+    pub fn on_send_done(&mut self, slot: u16, ok: bool, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        self.posted = self.posted.saturating_sub(1);
+        let Some(r) = self.reqs.get_mut(slot as usize) else { return };
+        r.pending = r.pending.saturating_sub(1);
+        if !ok {
+            r.failed = true;
+            self.fail("work request failed");
+        }
+        let r = &mut self.reqs[slot as usize];
+        if r.pending > 0 {
+            return;
+        }
+        match r.st {
+            St::Reading if !r.failed && self.state == ConnState::Ready => {
+                r.st = St::NeedBuf;
+                self.advance(slot, ctx, res);
+            }
+            St::Executing if self.state != ConnState::Closed => {}
+            St::Free => {}
+            _ => self.release(slot, ctx, res),
+        }
+    }
+
+    fn fail_req(&mut self, slot: u16, status: Status, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        self.reqs[slot as usize].cqe.set_status(status);
+        self.complete(slot, ctx, res);
+    }
+
+    fn exec(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        let tag = make_tag(ctx.transport_index, self.idx, slot);
+        let r = &mut self.reqs[slot as usize];
+        r.st = St::Executing;
+        r.executed = true;
+        match self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag }) {
+            Exec::Complete => self.complete(slot, ctx, res),
+            Exec::Pending => self.outstanding += 1,
+            Exec::Parked => {
+                r.st = St::Parked;
+                self.q.aer_slots.push(slot);
+            }
+            Exec::CompleteThenClose => {
+                self.complete(slot, ctx, res);
+                self.fail("host disconnected");
+            }
+        }
+    }
+
+    /// A bdev I/O of this connection finished.
+    pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let Some(r) = self.reqs.get_mut(slot as usize) else {
+            if let Some(b) = done.buf {
+                ctx.bufs.put(b);
+            }
+            return;
+        };
+        if let Some(b) = done.buf {
+            if let Some(old) = r.buf.replace(b) {
+                ctx.bufs.put(old);
+            }
+        }
+        if self.state != ConnState::Ready {
+            return self.release(slot, ctx, res);
+        }
+        r.cqe.set_status(crate::cmd::io::bdev_status(done.status));
+        self.complete(slot, ctx, res);
+    }
+
+    /// Finish a command: push read data with RDMA WRITEs, then the response SEND.
+    fn complete(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        if self.state != ConnState::Ready {
+            return self.release(slot, ctx, res);
+        }
+        let flow_disabled = self.q.sq_flow_disabled;
+        let qid = self.q.qid;
+        let r = &mut self.reqs[slot as usize];
+        r.executed = true;
+        r.cqe.cid.set(r.sqe.cid.get());
+        r.cqe.sqid.set(qid);
+        if flow_disabled {
+            r.cqe.sqhd.set(0xffff);
+        }
+        let has_data = r.cqe.status().is_success() && r.dir == Dir::CtrlToHost && r.keyed.len > 0 && r.buf.is_some();
+        if has_data {
+            r.st = St::NeedUnits;
+            self.advance(slot, ctx, res);
+        } else {
+            if let Some(b) = r.buf.take() {
+                ctx.bufs.put(b);
+            }
+            self.post_response(slot, ctx, res);
+        }
+    }
+
+    /// Units are in hand (or no data goes back): copy data into them, post WRITEs and the SEND.
+    fn post_response(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        let r = &mut self.reqs[slot as usize];
+        r.st = St::Sending;
+        let k = r.keyed;
+        let units = std::mem::take(&mut r.units);
+        let buf = r.buf.take();
+        let us = res.units.unit_size;
+        let mut ok = true;
+        if let Some(b) = buf.as_ref() {
+            let len = (k.len as usize).min(b.len());
+            for (i, &u) in units.iter().enumerate() {
+                let start = i * us;
+                if start >= len {
+                    break;
+                }
+                let end = (start + us).min(len);
+                let uoff = res.units.offset(u);
+                res.mem.write(uoff, &b.as_slice()[start..end]);
+                let wr = Wr::Write { local: res.mem.addr(uoff), len: (end - start) as u32, lkey: res.mem.lkey(), remote: k.addr + start as u64, rkey: k.key };
+                if !self.post(slot, &wr) {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if let Some(b) = buf {
+            ctx.bufs.put(b);
+        }
+        self.reqs[slot as usize].units = units;
+        if ok {
+            let cqe = self.reqs[slot as usize].cqe;
+            let inv = k.invalidate.then_some(k.key);
+            self.post(slot, &Wr::SendInline { data: cqe.as_bytes(), inv_rkey: inv });
+        }
+        if self.reqs[slot as usize].pending == 0 {
+            self.release(slot, ctx, res);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::spec::{Cqe, Sqe};
+
+    #[test]
+    fn wr_ids_round_trip() {
+        let id = send_wr_id(0xabcdef, 77);
+        assert!(id & WR_SEND != 0);
+        assert_eq!(split_send_wr_id(id), (0xabcdef, 77));
+    }
+
+    #[test]
+    fn keyed_sgl_known_bytes() {
+        // addr 0x1122334455667788, len 0x012345, key 0xdeadbeef, invalidate (0x4F).
+        let sgl = Keyed::encode(0x1122_3344_5566_7788, 0x01_2345, 0xdead_beef, true);
+        assert_eq!(
+            sgl.as_bytes(),
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x45, 0x23, 0x01, 0xef, 0xbe, 0xad, 0xde, 0x4f]
+        );
+        let k = Keyed::decode(&sgl);
+        assert_eq!(k, Keyed { addr: 0x1122_3344_5566_7788, len: 0x01_2345, key: 0xdead_beef, invalidate: true });
+        assert_eq!(Keyed::encode(1, 2, 3, false).identifier, 0x40);
+    }
+
+    fn st(p: DataPlan) -> u8 {
+        match p {
+            DataPlan::Bad(s) => {
+                let mut c = Cqe::default();
+                c.set_status(s);
+                assert!(c.status().is_dnr());
+                c.status().sc()
+            }
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn keyed_sgl_validation() {
+        let max = 1 << 20;
+        let ok = Keyed::encode(0x1000, 4096, 7, false);
+        assert_eq!(plan_data(&ok, Dir::CtrlToHost, 0, 8192, max), DataPlan::Keyed(Keyed { addr: 0x1000, len: 4096, key: 7, invalidate: false }));
+        // Longer than the largest I/O.
+        assert_eq!(st(plan_data(&Keyed::encode(0x1000, max + 1, 7, false), Dir::HostToCtrl, 0, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        // Address + length wraps.
+        assert_eq!(st(plan_data(&Keyed::encode(u64::MAX - 10, 4096, 7, false), Dir::HostToCtrl, 0, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        // Unknown keyed subtype.
+        let mut bad = Keyed::encode(0x1000, 4096, 7, false);
+        bad.identifier = 0x45;
+        assert_eq!(st(plan_data(&bad, Dir::HostToCtrl, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        // Data on a command that moves none.
+        assert_eq!(st(plan_data(&ok, Dir::None, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        // The TCP transport's descriptor is not valid on RDMA.
+        assert_eq!(st(plan_data(&SglDescriptor::transport(4096), Dir::HostToCtrl, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        // Zero-length keyed: no data.
+        assert!(matches!(plan_data(&Keyed::encode(0, 0, 0, false), Dir::None, 0, 8192, max), DataPlan::Keyed(Keyed { len: 0, .. })));
+    }
+
+    #[test]
+    fn in_capsule_validation() {
+        let max = 1 << 20;
+        let icd = SglDescriptor::in_capsule(0, 512);
+        assert_eq!(plan_data(&icd, Dir::HostToCtrl, 512, 8192, max), DataPlan::InCapsule { off: 0, len: 512 });
+        assert_eq!(plan_data(&SglDescriptor::in_capsule(16, 496), Dir::HostToCtrl, 512, 8192, max), DataPlan::InCapsule { off: 16, len: 496 });
+        assert_eq!(st(plan_data(&icd, Dir::HostToCtrl, 256, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        assert_eq!(st(plan_data(&SglDescriptor::in_capsule(600, 10), Dir::HostToCtrl, 512, 8192, max)), Gs::INVALID_SGL_OFFSET);
+        assert_eq!(st(plan_data(&icd, Dir::CtrlToHost, 512, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(st(plan_data(&SglDescriptor::in_capsule(0, 9000), Dir::HostToCtrl, 9000, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+    }
+
+    // ---- the request state machine against a fake QP and fake registered memory ----
+
+    #[derive(Default)]
+    pub(crate) struct FakeQp {
+        pub posted: std::sync::Arc<std::sync::Mutex<Vec<(u64, OwnedWr)>>>,
+        pub fail_posts: bool,
+        pub disconnected: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub(crate) enum OwnedWr {
+        Read { local: u64, len: u32, remote: u64, rkey: u32 },
+        Write { local: u64, len: u32, remote: u64, rkey: u32 },
+        Send { data: Vec<u8>, inv: Option<u32> },
+    }
+    impl SendQueue for FakeQp {
+        fn post(&mut self, wr_id: u64, wr: &Wr<'_>) -> bool {
+            if self.fail_posts {
+                return false;
+            }
+            let w = match *wr {
+                Wr::Read { local, len, remote, rkey, .. } => OwnedWr::Read { local, len, remote, rkey },
+                Wr::Write { local, len, remote, rkey, .. } => OwnedWr::Write { local, len, remote, rkey },
+                Wr::SendInline { data, inv_rkey } => OwnedWr::Send { data: data.to_vec(), inv: inv_rkey },
+                Wr::Send { .. } => OwnedWr::Send { data: vec![], inv: None },
+            };
+            self.posted.lock().unwrap().push((wr_id, w));
+            true
+        }
+        fn disconnect(&mut self) {
+            self.disconnected.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    pub(crate) struct FakeMem(pub Vec<u8>);
+    impl LocalMem for FakeMem {
+        fn addr(&self, off: usize) -> u64 {
+            0x10_0000 + off as u64
+        }
+        fn lkey(&self) -> u32 {
+            0x99
+        }
+        fn read(&self, off: usize, dst: &mut [u8]) {
+            dst.copy_from_slice(&self.0[off..off + dst.len()]);
+        }
+        fn write(&mut self, off: usize, src: &[u8]) {
+            self.0[off..off + src.len()].copy_from_slice(src);
+        }
+    }
+
+    use crate::bdev::MallocBdev;
+    use crate::host::pdu::{connect_data, connect_sqe, fabrics_sqe};
+    use crate::spec::fabrics::PropertyCmd;
+    use crate::spec::{reg, Cc, FabricsType, IdentifyController};
+    use crate::{NamespaceConfig, SubsystemConfig, Target};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    const NQN: &str = "nqn.2024-01.io.nvmf-rs:rdma-unit";
+    const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001";
+    const UNIT: usize = 1024;
+    const UNITS_BASE: usize = 16384;
+
+    struct Rig {
+        _t: Target,
+        ctx: GroupCtx,
+        conn: RdmaConn,
+        posted: Arc<Mutex<Vec<(u64, OwnedWr)>>>,
+        disconnected: Arc<std::sync::atomic::AtomicBool>,
+        mem: FakeMem,
+        units: UnitPool,
+    }
+
+    impl Rig {
+        fn new(units: usize) -> Rig {
+            let t = Target::new();
+            let mut cfg = SubsystemConfig::new(NQN);
+            cfg.allow_any_host = true;
+            let sub = t.add_subsystem(cfg).unwrap();
+            let listener = TransportAddr::rdma("10.0.0.1", 4420);
+            sub.add_listener(listener.clone()).unwrap();
+            sub.add_namespace(NamespaceConfig::new(Arc::new(MallocBdev::new("m0", 64, 512).unwrap()))).unwrap();
+            let ctx = GroupCtx::new(t.shared_for_test());
+            let qp = FakeQp::default();
+            let posted = qp.posted.clone();
+            let disconnected = qp.disconnected.clone();
+            let limits = ConnLimits { max_io: 1 << 20, icd_max: 8192 };
+            let conn = RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 77, 0, listener, limits);
+            Rig { _t: t, ctx, conn, posted, disconnected, mem: FakeMem(vec![0; UNITS_BASE + UNIT * units]), units: UnitPool::new(UNITS_BASE, UNIT, units) }
+        }
+        fn recv(&mut self, sqe: &Sqe, icd: &[u8]) {
+            self.mem.0[..64].copy_from_slice(sqe.as_bytes());
+            self.mem.0[64..64 + icd.len()].copy_from_slice(icd);
+            let mut res = Res { mem: &mut self.mem, units: &mut self.units };
+            self.conn.on_recv(0, 64 + icd.len(), &mut self.ctx, &mut res);
+        }
+        fn take(&self) -> Vec<(u64, OwnedWr)> {
+            std::mem::take(&mut *self.posted.lock().unwrap())
+        }
+        fn done(&mut self, wr_id: u64, ok: bool) {
+            let (c, slot) = split_send_wr_id(wr_id);
+            assert_eq!(c, 5);
+            let mut res = Res { mem: &mut self.mem, units: &mut self.units };
+            self.conn.on_send_done(slot, ok, &mut self.ctx, &mut res);
+        }
+        /// Complete every posted work request; READs get `host` data. Returns the SENDs' CQEs
+        /// (with the invalidated key) and the bytes each WRITE carried, by remote address.
+        fn finish(&mut self, host: &[u8]) -> (Vec<(Cqe, Option<u32>)>, Vec<(u64, Vec<u8>)>) {
+            let mut cqes = Vec::new();
+            let mut writes = Vec::new();
+            loop {
+                let wrs = self.take();
+                if wrs.is_empty() {
+                    return (cqes, writes);
+                }
+                for (id, wr) in wrs {
+                    match wr {
+                        OwnedWr::Read { local, len, remote, rkey } => {
+                            assert_eq!(rkey, 0x1234);
+                            let off = (local - 0x10_0000) as usize;
+                            let src = (remote - 0xAAAA_0000) as usize;
+                            self.mem.0[off..off + len as usize].copy_from_slice(&host[src..src + len as usize]);
+                        }
+                        OwnedWr::Write { local, len, remote, .. } => {
+                            let off = (local - 0x10_0000) as usize;
+                            writes.push((remote, self.mem.0[off..off + len as usize].to_vec()));
+                        }
+                        OwnedWr::Send { data, inv } => cqes.push((Cqe::read_from_bytes(&data).unwrap(), inv)),
+                    }
+                    self.done(id, true);
+                }
+            }
+        }
+    }
+
+    fn keyed(len: u32, inv: bool) -> SglDescriptor {
+        Keyed::encode(0xAAAA_0000, len, 0x1234, inv)
+    }
+
+    fn connect_admin(rig: &mut Rig) -> u16 {
+        let mut sqe = connect_sqe(0, 31, 0);
+        sqe.cid.set(1);
+        sqe.set_sgl1(keyed(1024, true));
+        rig.recv(&sqe, &[]);
+        let wrs = rig.take();
+        assert_eq!(wrs.len(), 1, "{wrs:?}");
+        assert!(matches!(wrs[0].1, OwnedWr::Read { len: 1024, remote: 0xAAAA_0000, rkey: 0x1234, .. }), "{wrs:?}");
+        rig.posted.lock().unwrap().extend(wrs);
+        let data = connect_data(&[7; 16], 0xffff, NQN, HOSTNQN);
+        let (cqes, writes) = rig.finish(data.as_bytes());
+        assert!(writes.is_empty());
+        assert_eq!(cqes.len(), 1);
+        let (cqe, inv) = cqes[0];
+        assert!(cqe.status().is_success(), "{:?}", cqe.status());
+        assert_eq!(inv, Some(0x1234), "the host asked for invalidation: SEND with Invalidate");
+        assert_eq!(cqe.cid.get(), 1);
+        cqe.dw0.get() as u16
+    }
+
+    #[test]
+    fn connect_enable_identify_over_keyed_sgls() {
+        let mut rig = Rig::new(8);
+        let cntlid = connect_admin(&mut rig);
+        assert!(cntlid >= 1);
+        // Property Set CC.EN: no data.
+        let mut sqe = fabrics_sqe(FabricsType::PropertySet);
+        PropertyCmd { eight_bytes: false, offset: reg::CC, value: Cc::enabled_nvm().0 as u64 }.write(&mut sqe);
+        sqe.cid.set(2);
+        sqe.set_sgl1(Keyed::encode(0, 0, 0, false));
+        rig.recv(&sqe, &[]);
+        let (cqes, _) = rig.finish(&[]);
+        assert_eq!(cqes.len(), 1);
+        assert!(cqes[0].0.status().is_success());
+        assert_eq!(cqes[0].1, None);
+        // Identify Controller: 4096 bytes pushed by RDMA WRITE in four 1 KiB units.
+        let mut sqe = Sqe { opcode: 0x06, ..Default::default() };
+        sqe.cdw10.set(1);
+        sqe.cid.set(3);
+        sqe.set_sgl1(keyed(4096, false));
+        rig.recv(&sqe, &[]);
+        let (cqes, writes) = rig.finish(&[]);
+        assert_eq!(cqes.len(), 1);
+        assert!(cqes[0].0.status().is_success(), "{:?}", cqes[0].0.status());
+        assert_eq!(cqes[0].0.cid.get(), 3);
+        assert_eq!(writes.len(), 4);
+        let mut data = Vec::new();
+        for (i, (remote, bytes)) in writes.iter().enumerate() {
+            assert_eq!(*remote, 0xAAAA_0000 + (i * UNIT) as u64);
+            data.extend_from_slice(bytes);
+        }
+        let id = IdentifyController::read_from_bytes(&data).unwrap();
+        assert_eq!(id.cntlid.get(), cntlid);
+        assert!(id.sgls.get() & (1 << 2) != 0, "keyed SGLs advertised over RDMA");
+        assert_eq!(rig.units.available(), 8, "units returned");
+        assert_eq!(rig.ctx.bufs.in_use(), 0, "buffers returned");
+        // A transfer larger than the limit fails with the spec's status and moves no data.
+        let mut sqe = Sqe { opcode: 0x06, ..Default::default() };
+        sqe.cdw10.set(1);
+        sqe.cid.set(4);
+        sqe.set_sgl1(keyed((1 << 20) + 1, false));
+        rig.recv(&sqe, &[]);
+        let (cqes, writes) = rig.finish(&[]);
+        assert!(writes.is_empty());
+        assert_eq!(cqes[0].0.status().sc(), Gs::DATA_SGL_LENGTH_INVALID);
+        assert!(cqes[0].0.status().is_dnr());
+        // Unknown keyed subtype.
+        let mut sqe = Sqe { opcode: 0x06, ..Default::default() };
+        sqe.cdw10.set(1);
+        sqe.cid.set(5);
+        let mut sgl = keyed(4096, false);
+        sgl.identifier = 0x42;
+        sqe.set_sgl1(sgl);
+        rig.recv(&sqe, &[]);
+        let (cqes, _) = rig.finish(&[]);
+        assert_eq!(cqes[0].0.status().sc(), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(rig.conn.state, ConnState::Ready);
+    }
+
+    #[test]
+    fn commands_before_connect_fail_and_units_wait() {
+        let mut rig = Rig::new(2);
+        let mut sqe = Sqe { opcode: 0x06, ..Default::default() };
+        sqe.set_sgl1(keyed(4096, false));
+        rig.recv(&sqe, &[]);
+        let (cqes, writes) = rig.finish(&[]);
+        assert!(writes.is_empty());
+        assert_eq!(cqes[0].0.status().sc(), Gs::COMMAND_SEQUENCE_ERROR);
+        // Connect needs one unit for its 1 KiB; with both units taken it waits, then goes on.
+        let held: Vec<u32> = (0..2).filter_map(|_| rig.units.free.pop()).collect();
+        let mut sqe = connect_sqe(0, 31, 0);
+        sqe.set_sgl1(keyed(1024, false));
+        rig.recv(&sqe, &[]);
+        assert!(rig.take().is_empty(), "no READ without a staging unit");
+        rig.units.free.extend(held);
+        let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+        assert_eq!(rig.conn.retry_waiting(&mut rig.ctx, &mut res), 1);
+        let data = connect_data(&[7; 16], 0xffff, NQN, HOSTNQN);
+        let (cqes, _) = rig.finish(data.as_bytes());
+        assert!(cqes[0].0.status().is_success());
+        assert_eq!(cqes[0].1, None);
+    }
+
+    #[test]
+    fn in_capsule_connect_and_failed_work_request_closes_only_this_connection() {
+        let mut rig = Rig::new(4);
+        let mut sqe = connect_sqe(0, 31, 0);
+        sqe.cid.set(9);
+        let data = connect_data(&[7; 16], 0xffff, NQN, HOSTNQN);
+        rig.recv(&sqe, data.as_bytes());
+        let (cqes, _) = rig.finish(&[]);
+        assert!(cqes[0].0.status().is_success(), "{:?}", cqes[0].0.status());
+        let mut sqe = fabrics_sqe(FabricsType::PropertySet);
+        PropertyCmd { eight_bytes: false, offset: reg::CC, value: Cc::enabled_nvm().0 as u64 }.write(&mut sqe);
+        rig.recv(&sqe, &[]);
+        let (cqes, _) = rig.finish(&[]);
+        assert!(cqes[0].0.status().is_success());
+        // Identify; its WRITE fails (e.g. a bad rkey): the connection closes and drains.
+        let mut sqe = Sqe { opcode: 0x06, ..Default::default() };
+        sqe.cdw10.set(1);
+        sqe.set_sgl1(keyed(4096, false));
+        rig.recv(&sqe, &[]);
+        let wrs = rig.take();
+        assert_eq!(wrs.len(), 5, "4 WRITEs and the SEND");
+        rig.done(wrs[0].0, false);
+        assert_eq!(rig.conn.state, ConnState::Closing);
+        let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+        rig.conn.close(&mut rig.ctx, &mut res);
+        assert!(rig.disconnected.load(Ordering::SeqCst));
+        assert!(!rig.conn.is_drained(), "flushed work requests still to come");
+        for (id, _) in &wrs[1..] {
+            rig.done(*id, false);
+        }
+        assert!(rig.conn.is_drained());
+        assert_eq!(rig.units.available(), 4);
+        assert_eq!(rig.ctx.bufs.in_use(), 0);
+        // Capsules arriving after the close are ignored.
+        rig.recv(&sqe, &[]);
+        assert!(rig.take().is_empty());
+    }
+}
