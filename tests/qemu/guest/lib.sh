@@ -170,3 +170,47 @@ test_ctrl() {
 need_bins() {
   for _b in "$@"; do command -v "$_b" >/dev/null 2>&1 || skip "$_b is not in the guest (build it with cargo build --release first)"; done
 }
+
+# nvmf_tgt in the guest. tgt_start ARGS...: start it in the background (RPC socket $TGT_SOCK,
+# output in $TGT_LOG) and wait until its RPC socket answers. tgt_stop: SIGTERM, wait, and fail
+# unless it exited with status 0. rpc METHOD ARGS...: the built-in JSON-RPC client.
+TGT_SOCK=/tmp/nvmf_tgt.sock
+TGT_LOG=/tmp/nvmf_tgt.log
+TGT_PID=
+rpc() { nvmf_tgt rpc -s "$TGT_SOCK" "$@"; }
+tgt_start() {
+  rm -f "$TGT_SOCK"
+  echo "+ nvmf_tgt -r $TGT_SOCK $* &"
+  RUST_LOG=${RUST_LOG:-info} nvmf_tgt -r "$TGT_SOCK" "$@" >"$TGT_LOG" 2>&1 &
+  TGT_PID=$!
+  _i=0
+  while [ $_i -lt 300 ]; do
+    if ! kill -0 "$TGT_PID" 2>/dev/null; then cat "$TGT_LOG"; TGT_PID=; fail "nvmf_tgt exited at start"; fi
+    [ -S "$TGT_SOCK" ] && rpc spdk_get_version >/dev/null 2>&1 && break
+    sleep 0.1; _i=$((_i + 1))
+  done
+  [ $_i -lt 300 ] || { cat "$TGT_LOG"; fail "nvmf_tgt RPC socket not up after 30 s"; }
+  echo "nvmf_tgt (pid $TGT_PID) up after $((_i / 10)).$((_i % 10))s"
+}
+tgt_stop() {
+  [ -n "$TGT_PID" ] || return 0
+  kill -TERM "$TGT_PID" 2>/dev/null
+  _i=0
+  while kill -0 "$TGT_PID" 2>/dev/null && [ $_i -lt 150 ]; do sleep 0.1; _i=$((_i + 1)); done
+  if kill -0 "$TGT_PID" 2>/dev/null; then
+    kill -KILL "$TGT_PID"; wait "$TGT_PID" 2>/dev/null; TGT_PID=
+    echo "---- nvmf_tgt log ----"; tail -n 40 "$TGT_LOG"
+    fail "nvmf_tgt did not exit within 15 s of SIGTERM"
+  fi
+  wait "$TGT_PID"; _rc=$?; TGT_PID=
+  echo "---- nvmf_tgt log (last 30 lines) ----"; tail -n 30 "$TGT_LOG"; echo "----"
+  [ $_rc = 0 ] || fail "nvmf_tgt exited with status $_rc"
+  echo "nvmf_tgt stopped cleanly"
+}
+# nvme_disconnect_one NQN: nvme disconnect must disconnect exactly one controller.
+nvme_disconnect_one() {
+  _out=$(x nvme disconnect -n "$1" 2>&1); _rc=$?
+  echo "$_out"
+  [ $_rc = 0 ] || fail "nvme disconnect -n $1"
+  echo "$_out" | grep -q 'disconnected 1 controller' || fail "nvme disconnect -n $1 did not disconnect 1 controller"
+}
