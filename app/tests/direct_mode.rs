@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
+use nvme_driver::emulator::{VENDOR_LOAD, VENDOR_STORE, VENDOR_STORE_DW0};
 use nvmf::host::{Controller, HostConfig};
+use nvmf::spec::{GenericStatus, Sqe, Status};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -24,12 +26,14 @@ fn config() -> Value {
     json!({"subsystems": [
         {"subsystem": "bdev", "config": [
             {"method": "bdev_nvme_attach_controller", "params": {
-                "name": "Nvme0", "trtype": "PCIe", "traddr": "emulated", "emulated_num_blocks": BLOCKS}}
+                "name": "Nvme0", "trtype": "PCIe", "traddr": "emulated", "emulated_num_blocks": BLOCKS}},
+            {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 2048, "block_size": 512}}
         ]},
         {"subsystem": "nvmf", "config": [
             {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},
             {"method": "nvmf_create_subsystem", "params": {"nqn": NQN, "allow_any_host": true, "serial_number": "DIRECT01"}},
             {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Nvme0n1"}}},
+            {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Malloc0", "nsid": 2}}},
             {"method": "nvmf_subsystem_add_listener", "params": {"nqn": NQN, "listen_address": {
                 "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}}
         ]}
@@ -63,10 +67,11 @@ fn host_to_emulated_controller_through_two_reactors() {
     assert_eq!(bdevs[0]["product_name"], "NVMe disk");
     assert_eq!(bdevs[0]["num_blocks"], BLOCKS);
     assert_eq!(bdevs[0]["claimed"], true);
+    assert_eq!(bdevs[0]["supported_io_types"]["nvme_io"], true);
 
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut c = Controller::connect(addr, NQN, &host_cfg()).expect("connect");
-    assert_eq!(c.active_namespaces().expect("active namespaces"), vec![1]);
+    assert_eq!(c.active_namespaces().expect("active namespaces"), vec![1, 2]);
     assert_eq!(c.identify_namespace(1).expect("identify namespace").nsze.get(), BLOCKS);
     // Round-robin over two reactors: admin queue on reactor 0, queue 1 on reactor 1, queue 2 on
     // reactor 0. Both reactors serve I/O, so each opens its own channel (hardware queue pair).
@@ -97,6 +102,8 @@ fn host_to_emulated_controller_through_two_reactors() {
     let mut one = vec![0u8; 512];
     assert!(q1.read(1, BLOCKS, 1, &mut one).is_err());
 
+    passthrough(&mut q1, &mut q2);
+
     assert_eq!(
         t.wait_count("bdev Nvme0n1: channel on hardware I/O queue", 2, SEC),
         2,
@@ -117,4 +124,42 @@ fn host_to_emulated_controller_through_two_reactors() {
     let shut = log.iter().position(|l| l.contains("NVMe controller Nvme0 (emulated) shut down")).unwrap();
     assert!(stopped < shut, "controller shut down after the reactors stopped");
     assert_eq!(t.count_log("dropped with"), 0, "no queue pair dropped with commands outstanding");
+}
+
+fn vendor_sqe(opcode: u8, nsid: u32, bytes: usize) -> Sqe {
+    let mut sqe = Sqe { opcode, ..Default::default() };
+    sqe.nsid.set(nsid);
+    sqe.cdw10.set(bytes as u32 / 4);
+    sqe
+}
+
+/// Opcodes the target does not model reach the device (the emulator's vendor-specific store and
+/// load): data both ways, the device's DW0 and its error status come back unchanged. On a Malloc
+/// namespace the same opcode is the target's Invalid Opcode.
+fn passthrough(q1: &mut nvmf::host::IoQueue, q2: &mut nvmf::host::IoQueue) {
+    let invalid_opcode = Status::generic(GenericStatus::INVALID_OPCODE).dnr();
+    // 64 KiB: more than the in-capsule size, so it goes R2T / H2CData.
+    for (len, seed) in [(4096usize, 1u64), (64 << 10, 2)] {
+        let data = pattern(seed, 0, len);
+        let cqe = q1.raw(vendor_sqe(VENDOR_STORE, 1, len), Some(&data), None).expect("vendor store");
+        assert!(cqe.status().is_success(), "{:?}", cqe.status());
+        assert_eq!(cqe.dw0.get(), VENDOR_STORE_DW0, "DW0 from the device");
+        let mut back = vec![0u8; len];
+        // Through the other reactor's hardware queue pair: the device kept it.
+        let cqe = q2.raw(vendor_sqe(VENDOR_LOAD, 1, len), None, Some(&mut back)).expect("vendor load");
+        assert!(cqe.status().is_success(), "{:?}", cqe.status());
+        assert_eq!(cqe.dw0.get(), len as u32);
+        assert!(back == data, "vendor data came back from the device ({len} bytes)");
+    }
+    // Unknown to the device: its own status reaches the host.
+    let cqe = q1.raw(vendor_sqe(0xC5, 1, 0), None, None).expect("unknown vendor opcode");
+    assert_eq!(cqe.status(), invalid_opcode);
+    // Larger than one DMA buffer (128 KiB): Invalid Field, the device is not asked.
+    let big = vec![0u8; 256 << 10];
+    let cqe = q1.raw(vendor_sqe(VENDOR_STORE, 1, big.len()), Some(&big), None).expect("big vendor store");
+    assert_eq!(cqe.status(), Status::generic(GenericStatus::INVALID_FIELD).dnr());
+    // Not an NVMe namespace: no passthrough.
+    let cqe = q1.raw(vendor_sqe(VENDOR_STORE, 2, 4096), Some(&[1u8; 4096]), None).expect("vendor store on malloc");
+    assert_eq!(cqe.status(), invalid_opcode);
+    assert_eq!(cqe.dw0.get(), 0);
 }

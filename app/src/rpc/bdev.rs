@@ -215,7 +215,7 @@ fn describe(state: &AppState, b: &Arc<dyn Bdev>) -> Value {
             "compare_and_write": false,
             "abort": false,
             "nvme_admin": false,
-            "nvme_io": false,
+            "nvme_io": b.supports_passthru(),
         },
         "driver_specific": {},
     });

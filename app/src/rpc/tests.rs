@@ -124,6 +124,7 @@ fn nvme_attach_and_detach_emulated() {
     assert_eq!(b[0]["product_name"], "NVMe disk");
     assert_eq!((b[0]["block_size"].as_u64(), b[0]["num_blocks"].as_u64()), (Some(4096), Some(1024)));
     assert_eq!(b[0]["driver_specific"]["nvme"][0]["trid"]["traddr"], "emulated");
+    assert_eq!(b[0]["supported_io_types"]["nvme_io"], true, "passthrough");
     // Bad requests change nothing.
     fails(&mut st, "bdev_nvme_attach_controller", emu.clone(), EEXIST);
     fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1"}), INVALID_PARAMS);
@@ -166,6 +167,7 @@ fn transport_methods() {
     assert_eq!(ok(&mut st, "nvmf_get_transports", Value::Null), json!([]));
     fails(&mut st, "nvmf_create_transport", json!({}), INVALID_PARAMS);
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "FC"}), INVALID_PARAMS);
+    #[cfg(not(feature = "rdma"))]
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "RDMA"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "TCP", "max_io_size": "big"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "TCP", "max_io_size": 1 << 24}), INVALID_PARAMS);

@@ -6,7 +6,8 @@
 //! Modelled: CC/CSTS (enable, disable, normal/abrupt shutdown, fatal status), admin queues from
 //! AQA/ASQ/ACQ, admin commands (Identify CNS 0-3, Create/Delete I/O SQ/CQ, Get/Set Features,
 //! Abort, Get Log Page error/SMART), NVM commands against RAM disks, PRP lists, phase tags and
-//! queue wrap-around. Error injection: media errors on an LBA, fatal status, and holding
+//! queue wrap-around, and two vendor-specific I/O commands ([`VENDOR_STORE`], [`VENDOR_LOAD`]) for
+//! passthrough tests. Error injection: media errors on an LBA, fatal status, and holding
 //! commands without completing them (to exercise timeouts and Abort).
 
 mod admin;
@@ -21,6 +22,18 @@ use crate::mmio::RegisterSpace;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use disk::RamDisk;
+
+/// Vendor-specific I/O command (opcode bits 1:0 = 01b, host to controller): stores the CDW10
+/// dwords of data it carries and completes with DW0 = [`VENDOR_STORE_DW0`]. Namespace-scoped like
+/// any I/O command (the NSID must be active).
+pub const VENDOR_STORE: u8 = 0xC1;
+/// DW0 of a successful [`VENDOR_STORE`].
+pub const VENDOR_STORE_DW0: u32 = 0x00C0_FFEE;
+/// Vendor-specific I/O command (bits 1:0 = 10b, controller to host): returns CDW10 dwords, the
+/// data of the last [`VENDOR_STORE`] zero-padded, with DW0 = the number of bytes stored.
+pub const VENDOR_LOAD: u8 = 0xC2;
+/// Largest vendor-specific transfer (larger: Invalid Field).
+pub const VENDOR_MAX_BYTES: usize = 1 << 20;
 
 /// Shape of the emulated controller.
 #[derive(Clone, Debug)]

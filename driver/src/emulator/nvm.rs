@@ -36,6 +36,11 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
         // SGLs are not supported (Identify SGLS = 0).
         return fail(Status::generic(Gs::INVALID_FIELD));
     }
+    match sqe.opcode {
+        super::VENDOR_STORE => return vendor_store(st, sqe),
+        super::VENDOR_LOAD => return vendor_load(st, sqe),
+        _ => {}
+    }
     let Some(op) = NvmOpcode::from_u8(sqe.opcode) else { return fail(Status::generic(Gs::INVALID_OPCODE)) };
     match op {
         NvmOpcode::Flush => Some((Status::SUCCESS, 0)),
@@ -120,4 +125,46 @@ fn dsm(st: &mut State, di: usize, sqe: &Sqe) -> Outcome {
         st.disks[di].blocks_mut(slba, nlb).fill(0);
     }
     Some((Status::SUCCESS, 0))
+}
+
+/// Bytes a vendor-specific command moves: CDW10 = number of dwords.
+fn vendor_len(sqe: &Sqe) -> Result<usize, Outcome> {
+    let len = sqe.cdw10.get() as usize * 4;
+    if len > super::VENDOR_MAX_BYTES {
+        return Err(fail(Status::generic(Gs::INVALID_FIELD)));
+    }
+    Ok(len)
+}
+
+/// `VENDOR_STORE` (host to controller): keep the data, answer DW0 = `VENDOR_STORE_DW0`.
+fn vendor_store(st: &mut State, sqe: &Sqe) -> Outcome {
+    let len = match vendor_len(sqe) {
+        Ok(l) => l,
+        Err(o) => return o,
+    };
+    let mut data = vec![0u8; len];
+    if len > 0 {
+        if let Err(s) = prp::from_host(&st.mem, sqe.prp1(), sqe.prp2(), &mut data) {
+            return Some((s, 0));
+        }
+    }
+    st.vendor_data = data;
+    Some((Status::SUCCESS, super::VENDOR_STORE_DW0))
+}
+
+/// `VENDOR_LOAD` (controller to host): return the stored data (zero-padded to the length
+/// asked), DW0 = the number of bytes stored.
+fn vendor_load(st: &mut State, sqe: &Sqe) -> Outcome {
+    let len = match vendor_len(sqe) {
+        Ok(l) => l,
+        Err(o) => return o,
+    };
+    let mut data = st.vendor_data.clone();
+    data.resize(len, 0);
+    if len > 0 {
+        if let Err(s) = prp::to_host(&st.mem, sqe.prp1(), sqe.prp2(), &data) {
+            return Some((s, 0));
+        }
+    }
+    Some((Status::SUCCESS, st.vendor_data.len() as u32))
 }

@@ -30,6 +30,8 @@ pub(crate) struct State {
     /// Commands held without completion: (sqid, cid).
     pub held: Vec<(u16, u16)>,
     pub hold_next: u32,
+    /// What the last vendor-specific store command (`VENDOR_STORE`) wrote.
+    pub vendor_data: Vec<u8>,
     /// Error Information log, newest first.
     pub errors: Vec<ErrorLogEntry>,
     pub error_count: u64,
@@ -65,6 +67,7 @@ impl State {
             faults: Vec::new(),
             held: Vec::new(),
             hold_next: 0,
+            vendor_data: Vec::new(),
             errors: Vec::new(),
             error_count: 0,
             smart: SmartCounters::default(),

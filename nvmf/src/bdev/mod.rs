@@ -16,6 +16,8 @@ pub use malloc::MallocBdev;
 pub use null::NullBdev;
 pub use nvme::NvmeBdev;
 
+use crate::spec::{Sqe, Status};
+
 /// Errors creating or opening a bdev (never on the I/O path: I/O errors are `BdevStatus`).
 #[derive(Debug, thiserror::Error)]
 pub enum BdevError {
@@ -74,6 +76,23 @@ pub enum BdevStatus {
     InvalidArg,
     /// The bdev does not support this operation.
     Unsupported,
+    /// The device's own completion for a passthrough command ([`BdevChannel::submit_passthru`]):
+    /// its NVMe status (success included) and DW0 go to the host unchanged.
+    Nvme { status: Status, dw0: u32 },
+}
+
+/// A command passed through to an NVMe device unchanged except for what the bdev must own:
+/// the NSID (set to the device's), the CID, and the data pointer (built from `buf`). Only for
+/// bdevs whose [`Bdev::supports_passthru`] is true.
+#[derive(Debug)]
+pub struct PassthruIo {
+    /// The host's command (NVM command set I/O opcode the target does not model).
+    pub sqe: Sqe,
+    /// Data: host-to-controller data received, or a buffer of the transfer length to fill.
+    pub buf: Option<IoBuf>,
+    /// Direction of `buf` (from the opcode's bits 1:0).
+    pub host_to_ctrl: bool,
+    pub tag: u64,
 }
 
 /// A finished I/O: the request's tag, its status, and its buffer handed back.
@@ -108,6 +127,11 @@ pub trait Bdev: Send + Sync {
     fn flush_blocking(&self) -> Result<(), BdevError> {
         Ok(())
     }
+    /// Whether its channels take I/O commands the target does not model
+    /// ([`BdevChannel::submit_passthru`]): true only for NVMe devices (direct mode).
+    fn supports_passthru(&self) -> bool {
+        false
+    }
     /// Open a channel for one poll group (one thread).
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError>;
 }
@@ -122,6 +146,12 @@ pub trait BdevChannel: Send {
     fn poll(&mut self, out: &mut Vec<BdevCompletion>) -> usize;
     /// Number of submitted I/Os not yet returned by `poll`.
     fn outstanding(&self) -> usize;
+    /// Start a passthrough command; it completes through `poll` (with `BdevStatus::Nvme` when
+    /// the device answered). A channel that cannot pass commands through hands the request
+    /// back at once (`Err`), and the caller answers Invalid Opcode. The default does that.
+    fn submit_passthru(&mut self, io: PassthruIo) -> Result<(), PassthruIo> {
+        Err(io)
+    }
 }
 
 /// Parse Dataset Management ranges from an Unmap buffer: (starting LBA, number of blocks).

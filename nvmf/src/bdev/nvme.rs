@@ -27,7 +27,8 @@ use nvme_driver::spec::identify::oncs;
 use nvme_driver::spec::{CommandSpecificStatus as Cs, GenericStatus as Gs, MediaStatus, Status, StatusCodeType};
 use nvme_driver::{Controller, DmaPool, IoQpair, PoolBuf};
 
-use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf};
+use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf, PassthruIo};
+use nvme_driver::spec::Sqe;
 
 /// Default upper bound of one DMA buffer (and so of one NVMe data command).
 pub const DEFAULT_MAX_BUF_SIZE: usize = 128 << 10;
@@ -161,6 +162,9 @@ impl Bdev for NvmeBdev {
     fn volatile_write_cache(&self) -> bool {
         self.vwc
     }
+    fn supports_passthru(&self) -> bool {
+        true
+    }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
         Ok(Box::new(self.open()?))
     }
@@ -218,6 +222,9 @@ struct Io {
     inflight: u32,
     /// First failure wins.
     status: BdevStatus,
+    /// A passthrough command (sanitized: NSID, flags, pointers); `op` is Write when its data
+    /// goes to the device, Read otherwise.
+    passthru: Option<Sqe>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,10 +370,14 @@ impl NvmeChannel {
         }
         let Some(&ci) = self.free_cmds.last() else { return Step::Blocked };
         let remaining = io.total - io.next;
-        let needs_buf = match io.op {
+        let needs_buf = if io.passthru.is_some() {
+            io.buf.as_ref().is_some_and(|b| b.len() > 0)
+        } else {
+            match io.op {
             BdevOp::Read | BdevOp::Write | BdevOp::Compare => true,
             BdevOp::WriteZeroes => !self.native_write_zeroes,
             BdevOp::Flush | BdevOp::Unmap => false,
+            }
         };
         let dma = if needs_buf {
             match self.pool.get() {
@@ -381,7 +392,22 @@ impl NvmeChannel {
         let (mut off, mut len, mut kind) = (0, 0, Kind::Other);
         let nsid = self.nsid;
         let token = ci as u64;
-        let (units, result) = match (io.op, dma.as_ref()) {
+        let (units, result) = if let Some(sqe) = io.passthru {
+            let r = match (dma.as_ref(), io.buf.as_ref()) {
+                (Some(d), Some(b)) => {
+                    len = b.len();
+                    if io.op == BdevOp::Write {
+                        d.write(0, b.as_slice());
+                    } else {
+                        kind = Kind::Read;
+                    }
+                    self.qp.submit_raw(sqe, Some((d, 0, len)), token)
+                }
+                _ => self.qp.submit_raw(sqe, None, token),
+            };
+            (1, r)
+        } else {
+            match (io.op, dma.as_ref()) {
             (BdevOp::Read | BdevOp::Write | BdevOp::Compare, Some(d)) => {
                 let blocks = remaining.min(self.buf_blocks);
                 off = io.next as usize * bs;
@@ -438,6 +464,7 @@ impl NvmeChannel {
                 // Unreachable: data ops always got a buffer above.
                 io.status = BdevStatus::InvalidArg;
                 return Step::More;
+            }
             }
         };
         match result {
@@ -541,6 +568,7 @@ impl BdevChannel for NvmeChannel {
             total,
             inflight: 0,
             status: BdevStatus::Success,
+            passthru: None,
         });
         self.waiting.push_back(idx);
         // Queue SQEs only when nothing older waits (FIFO); the doorbell is rung by `poll`.
@@ -565,6 +593,16 @@ impl BdevChannel for NvmeChannel {
                     return;
                 };
                 io.inflight = io.inflight.saturating_sub(1);
+                if io.passthru.is_some() {
+                    // The device's answer goes to the host as it is.
+                    match &result {
+                        Ok(cqe) => io.status = BdevStatus::Nvme { status: cqe.status(), dw0: cqe.dw0.get() },
+                        Err(nvme_driver::Error::Nvme { status, cqe }) => {
+                            io.status = BdevStatus::Nvme { status: *status, dw0: cqe.dw0.get() }
+                        }
+                        Err(_) => {}
+                    }
+                }
                 match result {
                     Ok(_) => match (cmd.kind, cmd.dma.as_ref(), io.buf.as_mut()) {
                         (Kind::Read, Some(d), Some(b)) => {
@@ -593,7 +631,7 @@ impl BdevChannel for NvmeChannel {
                             _ => failure(io.op),
                         };
                         log::debug!("bdev {name}: {:?} failed: {e}", io.op);
-                        if io.status == BdevStatus::Success {
+                        if io.status == BdevStatus::Success && io.passthru.is_none() {
                             io.status = s;
                         }
                     }
@@ -623,6 +661,48 @@ impl BdevChannel for NvmeChannel {
 
     fn outstanding(&self) -> usize {
         self.ios.len() - self.free_ios.len() + self.done.len()
+    }
+
+    fn submit_passthru(&mut self, io: PassthruIo) -> Result<(), PassthruIo> {
+        let op = if io.host_to_ctrl { BdevOp::Write } else { BdevOp::Read };
+        let len = io.buf.as_ref().map_or(0, |b| b.len());
+        // One command, one DMA buffer: an opaque command cannot be split.
+        let max = self.buf_blocks as usize * self.block_size as usize;
+        let status = if len > max {
+            Some(BdevStatus::InvalidArg)
+        } else if self.dead {
+            Some(failure(op))
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            self.done.push_back(BdevCompletion { tag: io.tag, status, buf: io.buf });
+            return Ok(());
+        }
+        // The device's namespace, no fused operation, PRPs (not the host's SGL) built by the
+        // driver, no metadata pointer.
+        let mut sqe = io.sqe;
+        sqe.nsid.set(self.nsid);
+        sqe.flags = 0;
+        sqe.cid.set(0);
+        sqe.mptr.set(0);
+        sqe.dptr = [0; 16];
+        let idx = self.alloc_io(Io {
+            tag: io.tag,
+            op,
+            offset_blocks: 0,
+            buf: io.buf,
+            next: 0,
+            total: 1,
+            inflight: 0,
+            status: BdevStatus::Success,
+            passthru: Some(sqe),
+        });
+        self.waiting.push_back(idx);
+        if self.waiting.len() == 1 {
+            self.pump();
+        }
+        Ok(())
     }
 }
 
@@ -980,6 +1060,48 @@ mod tests {
                 assert_eq!(disk(&emu, lba * 512, 4096), pattern(4096, (t * 64 + i) as u8));
             }
         }
+    }
+
+    fn passthru(ch: &mut dyn BdevChannel, opcode: u8, nsid: u32, buf: Option<IoBuf>, h2c: bool) -> BdevCompletion {
+        let mut sqe = Sqe { opcode, flags: 0x40, ..Default::default() };
+        sqe.nsid.set(nsid);
+        sqe.cid.set(0x1234);
+        sqe.dptr = [0xee; 16];
+        sqe.cdw10.set(buf.as_ref().map_or(0, |b| b.len() as u32 / 4));
+        ch.submit_passthru(PassthruIo { sqe, buf, host_to_ctrl: h2c, tag: 0x99 }).expect("NVMe channels pass through");
+        let mut out = wait(ch, 1);
+        assert_eq!(ch.outstanding(), 0);
+        let c = out.pop().unwrap();
+        assert_eq!(c.tag, 0x99);
+        c
+    }
+
+    #[test]
+    fn passthrough_moves_data_and_returns_the_device_status_and_dw0() {
+        use nvme_driver::emulator::{VENDOR_LOAD, VENDOR_STORE, VENDOR_STORE_DW0};
+        let (_emu, b) = setup(2, small());
+        assert!(b.supports_passthru());
+        let mut ch = b.open_channel().unwrap();
+        // Host NSID 7 (the target's numbering) becomes the device's NSID 1; the SGL flags and
+        // pointer are replaced by PRPs.
+        let data = pattern(8192, 6);
+        let c = passthru(&mut *ch, VENDOR_STORE, 7, Some(IoBuf::from(data.clone())), true);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: VENDOR_STORE_DW0 });
+        assert_eq!(c.buf.unwrap().as_slice(), &data[..]);
+        let c = passthru(&mut *ch, VENDOR_LOAD, 7, Some(IoBuf::new(8192)), false);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: 8192 });
+        assert_eq!(c.buf.unwrap().as_slice(), &data[..], "data came back from the device");
+        // No data.
+        let c = passthru(&mut *ch, VENDOR_STORE, 1, None, true);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: VENDOR_STORE_DW0 });
+        // An opcode the device does not know: its status, unchanged.
+        let c = passthru(&mut *ch, 0xC5, 1, None, false);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::generic(Gs::INVALID_OPCODE).dnr(), dw0: 0 });
+        // More than one DMA buffer (16 KiB with MDTS 2): refused without the device.
+        let c = passthru(&mut *ch, VENDOR_STORE, 1, Some(IoBuf::new(32 << 10)), true);
+        assert_eq!(c.status, BdevStatus::InvalidArg);
+        // Regular I/O still works on the same channel.
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, 1, Some(IoBuf::from(vec![3; 512]))).status, BdevStatus::Success);
     }
 
     #[test]

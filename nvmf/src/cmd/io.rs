@@ -1,17 +1,24 @@
 //! NVM command set I/O (NVM Command Set 1.0 section 3): Read, Write, Compare, Flush, Write
 //! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel.
 
-use crate::bdev::{BdevIo, BdevOp, BdevStatus};
+use crate::bdev::{BdevIo, BdevOp, BdevStatus, PassthruIo};
+use crate::cmd::identify::MAX_IO_SIZE;
 use crate::ctrlr::Controller;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
-use crate::spec::{GenericStatus as Gs, MediaStatus, NvmOpcode, Status};
+use crate::spec::{Cqe, GenericStatus as Gs, MediaStatus, NvmOpcode, Status};
+use crate::subsystem::Namespace;
+use std::sync::Arc;
 
 /// Dataset Management CDW11 bit 2: Attribute - Deallocate.
 const DSM_AD: u32 = 1 << 2;
 
 pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let Some(op) = NvmOpcode::from_u8(cmd.sqe.opcode) else {
+        // Not modelled here: pass it through to an NVMe device (direct mode), or refuse it.
+        if let Some(ns) = q.namespace(ctrl, cmd.sqe.nsid.get()).filter(|ns| ns.bdev.supports_passthru()) {
+            return passthru(&ns, ctx, cmd);
+        }
         cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
         return Exec::Complete;
     };
@@ -77,6 +84,58 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     Exec::Pending
 }
 
+/// An I/O opcode the target does not model (vendor specific, reservations, ...) on a namespace
+/// whose bdev is an NVMe device: handed to the device with the data buffer the transport sized
+/// from the SGL, in the direction the opcode's bits 1:0 give. Bidirectional commands and fused
+/// commands are refused (Invalid Field).
+fn passthru(ns: &Arc<Namespace>, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
+    let sqe = cmd.sqe;
+    let len = cmd.buf.as_ref().map_or(0, |b| b.len());
+    let host_to_ctrl = match sqe.opcode & 3 {
+        1 => true,
+        2 => false,
+        // No data transfer: the transport gave no buffer.
+        0 => false,
+        // Bidirectional: the transports move data one way per command.
+        _ if sqe.sgl1().length.get() == 0 => false,
+        _ => {
+            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+            return Exec::Complete;
+        }
+    };
+    if sqe.fuse() != 0 {
+        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+        return Exec::Complete;
+    }
+    if len > MAX_IO_SIZE || (sqe.opcode & 3 != 0 && len as u64 != sqe.sgl1().length.get() as u64) {
+        cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+        return Exec::Complete;
+    }
+    let Some(chan) = ctx.channel(ns) else {
+        cmd.cqe.set_status(Status::generic(Gs::INTERNAL_ERROR));
+        return Exec::Complete;
+    };
+    let buf = if len > 0 { cmd.buf.take() } else { None };
+    match chan.submit_passthru(PassthruIo { sqe: *sqe, buf, host_to_ctrl, tag: cmd.tag }) {
+        Ok(()) => Exec::Pending,
+        Err(io) => {
+            if io.buf.is_some() {
+                *cmd.buf = io.buf;
+            }
+            cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
+            Exec::Complete
+        }
+    }
+}
+
+/// Fill a completion from a bdev completion: the status, and DW0 for a passthrough command.
+pub(crate) fn set_bdev_completion(cqe: &mut Cqe, s: BdevStatus) {
+    if let BdevStatus::Nvme { dw0, .. } = s {
+        cqe.dw0.set(dw0);
+    }
+    cqe.set_status(bdev_status(s));
+}
+
 /// The NVMe status for a bdev completion.
 pub(crate) fn bdev_status(s: BdevStatus) -> Status {
     match s {
@@ -88,5 +147,6 @@ pub(crate) fn bdev_status(s: BdevStatus) -> Status {
         BdevStatus::NoSpace => Status::generic(Gs::CAPACITY_EXCEEDED).dnr(),
         BdevStatus::InvalidArg => Status::generic(Gs::INVALID_FIELD).dnr(),
         BdevStatus::Unsupported => Status::generic(Gs::INVALID_OPCODE).dnr(),
+        BdevStatus::Nvme { status, .. } => status,
     }
 }

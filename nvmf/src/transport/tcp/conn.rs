@@ -728,7 +728,7 @@ impl TcpConn {
             r.state = ReqState::Free;
             return;
         }
-        r.cqe.set_status(crate::cmd::io::bdev_status(done.status));
+        crate::cmd::io::set_bdev_completion(&mut r.cqe, done.status);
         self.complete(slot, ctx);
     }
 
