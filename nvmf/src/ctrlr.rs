@@ -3,7 +3,7 @@
 //! bookkeeping, changed-namespace list) is touched only by the admin queue and control path.
 
 use crate::spec::registers::{Cap, Cc, Csts};
-use crate::subsystem::Subsystem;
+use crate::subsystem::{HostKeys, Subsystem};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -37,6 +37,8 @@ pub struct Controller {
     pub subsys: Arc<Subsystem>,
     pub hostnqn: String,
     pub hostid: [u8; 16],
+    /// DH-HMAC-CHAP settings when the host must authenticate (taken at the admin Connect).
+    pub(crate) host_keys: Option<Arc<HostKeys>>,
     /// Keep-alive timeout in ms; 0 disables the timer.
     kato_ms: AtomicU32,
     /// Milliseconds since `epoch` when the last Keep Alive arrived.
@@ -59,12 +61,21 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub(crate) fn new(cntlid: u16, subsys: Arc<Subsystem>, hostnqn: String, hostid: [u8; 16], kato_ms: u32, now: Instant) -> Self {
+    pub(crate) fn new(
+        cntlid: u16,
+        subsys: Arc<Subsystem>,
+        hostnqn: String,
+        hostid: [u8; 16],
+        host_keys: Option<Arc<HostKeys>>,
+        kato_ms: u32,
+        now: Instant,
+    ) -> Self {
         Controller {
             cntlid,
             subsys,
             hostnqn,
             hostid,
+            host_keys,
             kato_ms: AtomicU32::new(kato_ms),
             last_keep_alive_ms: AtomicU64::new(0),
             epoch: now,

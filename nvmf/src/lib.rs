@@ -21,7 +21,7 @@ pub mod transport;
 pub use cmd::identify::{IN_CAPSULE_DATA_SIZE, MAX_IO_SIZE};
 pub use error::{Error, Result};
 pub use poll_group::PollGroup;
-pub use subsystem::{Namespace, NamespaceConfig, Subsystem, SubsystemConfig};
+pub use subsystem::{HostKeys, Namespace, NamespaceConfig, Subsystem, SubsystemConfig};
 pub use target::{Qpair, Target};
 pub use transport::tcp::{TcpTransport, TcpTransportOpts};
 #[cfg(feature = "rdma")]

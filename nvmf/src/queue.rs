@@ -59,6 +59,8 @@ pub(crate) struct NvmeQueue {
     ns_table: Option<NsTable>,
     /// Slots of parked Asynchronous Event Requests (admin queue only).
     pub aer_slots: Vec<u16>,
+    /// DH-HMAC-CHAP state when this queue's host must authenticate (set at Connect).
+    pub auth: Option<Box<crate::cmd::auth::QueueAuth>>,
 }
 
 impl NvmeQueue {
@@ -74,7 +76,14 @@ impl NvmeQueue {
             ns_generation: u64::MAX,
             ns_table: None,
             aer_slots: Vec::with_capacity(MAX_AERS),
+            auth: None,
         }
+    }
+
+    /// The host must still authenticate this queue: everything but AUTH_Send/Receive and
+    /// Disconnect fails with Authentication Required.
+    pub fn auth_pending(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| !a.authenticated)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -99,6 +108,10 @@ impl NvmeQueue {
             cmd.cqe.set_status(Status::generic(crate::spec::GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
             return Exec::Complete;
         };
+        if self.auth_pending() {
+            cmd.cqe.set_status(Status::command_specific(crate::spec::CommandSpecificStatus::AUTH_REQUIRED).dnr());
+            return Exec::Complete;
+        }
         if self.qid == 0 {
             crate::cmd::admin::execute(self, &ctrl, ctx, cmd)
         } else {
@@ -161,5 +174,6 @@ impl NvmeQueue {
             }
         }
         self.aer_slots.clear();
+        self.auth = None;
     }
 }

@@ -2,11 +2,13 @@
 //! changes take a mutex, while the I/O path only reads an atomic generation number and a
 //! snapshot of the namespace table cached per queue.
 
+use crate::auth::{DhGroup, HashId, Secret};
 use crate::bdev::Bdev;
 use crate::ctrlr::Controller;
 use crate::spec::fabrics::{DISCOVERY_NQN, NQN_MAX_LEN};
 use crate::transport::TransportAddr;
 use crate::{Error, Result};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -88,8 +90,63 @@ pub fn valid_nqn(nqn: &str) -> bool {
     nqn.len() <= NQN_MAX_LEN && nqn.len() > 11 && nqn.starts_with("nqn.") && nqn.is_ascii()
 }
 
+/// DH-HMAC-CHAP settings of one allowed host (`Subsystem::add_host_with_keys`). With a
+/// `dhchap_key`, every queue of this host must authenticate right after Connect; with a
+/// `dhchap_ctrlr_key` too, the host may also authenticate the controller (bidirectional).
+/// `Debug` never shows the keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostKeys {
+    /// The host's secret (what the host is configured with as `--dhchap-secret`).
+    pub dhchap_key: Option<Secret>,
+    /// The controller's secret (the host's `--dhchap-ctrl-secret`).
+    pub dhchap_ctrlr_key: Option<Secret>,
+    /// Hash functions the controller accepts, most preferred first; empty means the default
+    /// order SHA-256, SHA-384, SHA-512. The first one the host offers is used.
+    pub dhchap_digests: Vec<HashId>,
+    /// DH groups the controller accepts, most preferred first; empty means the default order
+    /// ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144, ffdhe8192, null.
+    pub dhchap_dhgroups: Vec<DhGroup>,
+}
+
+impl HostKeys {
+    /// Default digest preference.
+    pub const DEFAULT_DIGESTS: [HashId; 3] = [HashId::Sha256, HashId::Sha384, HashId::Sha512];
+    /// Default DH group preference: a real key exchange first, the cheapest group first.
+    pub const DEFAULT_DHGROUPS: [DhGroup; 6] = [
+        DhGroup::Ffdhe2048,
+        DhGroup::Ffdhe3072,
+        DhGroup::Ffdhe4096,
+        DhGroup::Ffdhe6144,
+        DhGroup::Ffdhe8192,
+        DhGroup::Null,
+    ];
+
+    /// Host key only (unidirectional authentication).
+    pub fn new(dhchap_key: Secret) -> Self {
+        HostKeys { dhchap_key: Some(dhchap_key), ..Default::default() }
+    }
+    /// Digests in preference order (the configured ones or the default).
+    pub fn digests(&self) -> &[HashId] {
+        if self.dhchap_digests.is_empty() {
+            &Self::DEFAULT_DIGESTS
+        } else {
+            &self.dhchap_digests
+        }
+    }
+    /// DH groups in preference order (the configured ones or the default).
+    pub fn dhgroups(&self) -> &[DhGroup] {
+        if self.dhchap_dhgroups.is_empty() {
+            &Self::DEFAULT_DHGROUPS
+        } else {
+            &self.dhchap_dhgroups
+        }
+    }
+}
+
 pub(crate) struct SubsystemState {
     pub hosts: Vec<String>,
+    /// DH-HMAC-CHAP settings of the hosts in `hosts` that have some.
+    pub host_keys: HashMap<String, Arc<HostKeys>>,
     pub listeners: Vec<TransportAddr>,
     pub namespaces: NsTable,
     pub controllers: Vec<Weak<Controller>>,
@@ -131,6 +188,7 @@ impl Subsystem {
             ns_generation: AtomicU64::new(0),
             state: Mutex::new(SubsystemState {
                 hosts: Vec::new(),
+                host_keys: HashMap::new(),
                 listeners: Vec::new(),
                 namespaces: Arc::new(Vec::new()),
                 controllers: Vec::new(),
@@ -178,10 +236,31 @@ impl Subsystem {
         self.changed();
         Ok(())
     }
+    /// Allow `hostnqn` with DH-HMAC-CHAP settings: with `keys.dhchap_key` set the host must
+    /// authenticate every queue (admin and I/O) after Connect. A controller key needs a host key.
+    /// Applies to controllers created afterwards.
+    pub fn add_host_with_keys(&self, hostnqn: &str, keys: HostKeys) -> Result<()> {
+        if keys.dhchap_ctrlr_key.is_some() && keys.dhchap_key.is_none() {
+            return Err(Error::InvalidParam("a DH-HMAC-CHAP controller key needs a host key".into()));
+        }
+        if self.is_discovery() && keys.dhchap_key.is_some() {
+            return Err(Error::InvalidParam("the discovery subsystem does not authenticate hosts".into()));
+        }
+        self.add_host(hostnqn)?;
+        if keys.dhchap_key.is_some() {
+            self.lock().host_keys.insert(hostnqn.to_string(), Arc::new(keys));
+        }
+        Ok(())
+    }
+    /// The DH-HMAC-CHAP settings of `hostnqn`, if it has a host key.
+    pub fn host_keys(&self, hostnqn: &str) -> Option<Arc<HostKeys>> {
+        self.lock().host_keys.get(hostnqn).cloned()
+    }
     pub fn remove_host(&self, hostnqn: &str) -> Result<()> {
         let mut st = self.lock();
         let before = st.hosts.len();
         st.hosts.retain(|h| h != hostnqn);
+        st.host_keys.remove(hostnqn);
         if st.hosts.len() == before {
             return Err(Error::HostNotFound(hostnqn.to_string()));
         }

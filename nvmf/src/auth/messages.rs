@@ -300,7 +300,14 @@ impl Message {
                 let h: ChallengeHdr = hdr(b)?;
                 let c1 = take(b, &mut off, h.hl as usize)?.to_vec();
                 let dhv = take(b, &mut off, h.dhvlen.get() as usize)?.to_vec();
-                Ok(Message::Challenge { tid: h.t_id.get(), hashid: h.hashid, dhgid: h.dhgid, seqnum: h.seqnum.get(), c1, dhv })
+                Ok(Message::Challenge {
+                    tid: h.t_id.get(),
+                    hashid: h.hashid,
+                    dhgid: h.dhgid,
+                    seqnum: h.seqnum.get(),
+                    c1,
+                    dhv,
+                })
             }
             (auth_type::DHCHAP, auth_id::REPLY) => {
                 let h: ReplyHdr = hdr(b)?;
@@ -349,7 +356,13 @@ impl Message {
                 };
                 let ha = hashes.len().min(MAX_HASH_IDS);
                 let dh = dhgroups.len().min(MAX_DH_IDS);
-                let mut d = ProtocolDescriptor { authid: DHCHAP_AUTH_ID, rsvd: 0, halen: ha as u8, dhlen: dh as u8, idlist: [0; 60] };
+                let mut d = ProtocolDescriptor {
+                    authid: DHCHAP_AUTH_ID,
+                    rsvd: 0,
+                    halen: ha as u8,
+                    dhlen: dh as u8,
+                    idlist: [0; 60],
+                };
                 d.idlist[..ha].copy_from_slice(&hashes[..ha]);
                 d.idlist[30..30 + dh].copy_from_slice(&dhgroups[..dh]);
                 out.extend_from_slice(h.as_bytes());
@@ -493,7 +506,8 @@ mod tests {
     #[test]
     fn hostile_lengths() {
         // HL / DHVLEN pointing past the buffer.
-        let mut b = Message::Challenge { tid: 1, hashid: 1, dhgid: 1, seqnum: 1, c1: vec![0; 32], dhv: vec![0; 256] }.to_bytes();
+        let mut b = Message::Challenge { tid: 1, hashid: 1, dhgid: 1, seqnum: 1, c1: vec![0; 32], dhv: vec![0; 256] }
+            .to_bytes();
         b.truncate(16 + 32 + 100);
         assert_eq!(Message::parse(&b), Err(failure::INCORRECT_PAYLOAD));
         let mut r = Message::Reply { tid: 1, seqnum: 1, r1: vec![0; 32], c2: None, dhv: vec![] }.to_bytes();

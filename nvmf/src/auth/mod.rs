@@ -74,8 +74,14 @@ pub enum DhGroup {
 }
 
 impl DhGroup {
-    pub const ALL: [DhGroup; 6] =
-        [DhGroup::Null, DhGroup::Ffdhe2048, DhGroup::Ffdhe3072, DhGroup::Ffdhe4096, DhGroup::Ffdhe6144, DhGroup::Ffdhe8192];
+    pub const ALL: [DhGroup; 6] = [
+        DhGroup::Null,
+        DhGroup::Ffdhe2048,
+        DhGroup::Ffdhe3072,
+        DhGroup::Ffdhe4096,
+        DhGroup::Ffdhe6144,
+        DhGroup::Ffdhe8192,
+    ];
 
     pub fn from_u8(v: u8) -> Option<DhGroup> {
         DhGroup::ALL.into_iter().find(|g| *g as u8 == v)
@@ -116,7 +122,6 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
 }
 
 /// Random non-zero 32-bit sequence number (S1 / S2; 0 means "no bidirectional authentication").
-#[allow(dead_code)] // used by the state machines (next commit)
 pub(crate) fn random_seqnum() -> u32 {
     loop {
         let mut b = [0u8; 4];

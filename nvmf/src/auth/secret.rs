@@ -150,6 +150,7 @@ impl Secret {
         self.key.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn key(&self) -> &[u8] {
         &self.key
     }

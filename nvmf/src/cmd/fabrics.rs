@@ -1,4 +1,5 @@
-//! Fabrics commands (NVMe-oF 1.1 section 3.3): Connect, Property Get/Set, Disconnect.
+//! Fabrics commands (NVMe-oF 1.1 section 3.3): Connect, Property Get/Set, Disconnect;
+//! Authentication Send/Receive go to `cmd::auth`.
 
 use crate::ctrlr::{Controller, MAX_ADMIN_QUEUE_DEPTH, MAX_QUEUE_DEPTH, NVME_VERSION};
 use crate::poll_group::GroupCtx;
@@ -18,9 +19,15 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
             cmd.cqe.set_status(Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr());
             Exec::Complete
         }
+        Some(FabricsType::AuthenticationSend) => super::auth::send(q, cmd),
+        Some(FabricsType::AuthenticationReceive) => super::auth::receive(q, cmd),
+        Some(FabricsType::Disconnect) => Exec::CompleteThenClose,
+        _ if q.auth_pending() => {
+            cmd.cqe.set_status(Status::command_specific(Cs::AUTH_REQUIRED).dnr());
+            Exec::Complete
+        }
         Some(FabricsType::PropertyGet) if q.qid == 0 => property_get(q, cmd),
         Some(FabricsType::PropertySet) if q.qid == 0 => property_set(q, cmd),
-        Some(FabricsType::Disconnect) => Exec::CompleteThenClose,
         _ => {
             cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
             Exec::Complete
@@ -74,8 +81,9 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         }
         let now = ctx.now;
         let kato = c.kato;
+        let keys = if subsys.is_discovery() { None } else { subsys.host_keys(&hostnqn) };
         let Some(ctrl) = subsys.register_controller(|id| {
-            Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, kato, now)
+            Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, keys, kato, now)
         }) else {
             cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_CONTROLLER_BUSY));
             return Exec::Complete;
@@ -109,7 +117,13 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
     q.qid = c.qid;
     q.sqsize = c.sqsize + 1;
     q.sq_flow_disabled = c.cattr & CATTR_DISABLE_SQ_FLOW != 0;
-    cmd.cqe.dw0.set(ctrl.cntlid as u32);
+    let mut dw0 = ctrl.cntlid as u32;
+    if let Some(keys) = ctrl.host_keys.clone() {
+        // The host must authenticate this queue before anything else (AUTHREQ.ATR).
+        q.auth = Some(Box::new(super::auth::QueueAuth::new(keys)));
+        dw0 |= crate::auth::messages::CONNECT_AUTHREQ_ATR;
+    }
+    cmd.cqe.dw0.set(dw0);
     q.ctrl = Some(ctrl);
     Exec::Complete
 }

@@ -1,8 +1,9 @@
 //! Command execution, one file per command group as the specs arrange them: fabrics
-//! (NVMe-oF 1.1 section 3), admin (Base 2.0 section 5), NVM I/O (NVM Command Set 1.0 section 3),
-//! and the discovery log (NVMe-oF 1.1 section 5).
+//! (NVMe-oF 1.1 section 3; in-band authentication in `auth`), admin (Base 2.0 section 5), NVM
+//! I/O (NVM Command Set 1.0 section 3), and the discovery log (NVMe-oF 1.1 section 5).
 
 pub(crate) mod admin;
+pub(crate) mod auth;
 pub(crate) mod discovery;
 pub(crate) mod fabrics;
 pub(crate) mod identify;

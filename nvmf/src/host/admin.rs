@@ -322,5 +322,11 @@ pub(crate) fn connect_queue(
     if !cqe.is_success() {
         log::debug!("Connect QID {qid} to {subnqn} failed: {:?} dw0 {:#x}", cqe.status(), cqe.dw0.get());
     }
-    check(cqe)
+    let cqe = check(cqe)?;
+    // In-band authentication when the controller asks for it (AUTHREQ.ATR), or when we want to
+    // authenticate the controller.
+    if cqe.dw0.get() & crate::auth::messages::CONNECT_AUTHREQ_ATR != 0 || cfg.dhchap_ctrl_secret.is_some() {
+        super::auth::authenticate(q, qid, subnqn, cfg)?;
+    }
+    Ok(cqe)
 }

@@ -30,6 +30,10 @@ pub enum HostError {
     /// All command slots of the queue are in use (pipelined API): poll first.
     #[error("queue full")]
     QueueFull,
+    /// DH-HMAC-CHAP in-band authentication failed (wrong secret, no common hash or DH group, the
+    /// controller failed to prove itself, ...). The target closes the connection afterwards.
+    #[error("DH-HMAC-CHAP authentication failed: {0}")]
+    Auth(String),
     /// The caller asked for something the protocol cannot express (NLB out of range, a buffer of
     /// the wrong size, data in both directions, ...). Nothing was sent.
     #[error("invalid argument: {0}")]

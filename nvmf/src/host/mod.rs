@@ -12,6 +12,7 @@
 //! [`Controller::keep_alive`] within KATO, or connect with `kato_ms: 0`.
 
 mod admin;
+mod auth;
 mod conn;
 mod error;
 mod io;
@@ -27,6 +28,7 @@ pub use io::IoQueue;
 pub use queue::MAX_TRANSFER;
 pub use raw::RawConnection;
 
+use crate::auth::{DhGroup, HashId, Secret};
 use std::time::Duration;
 
 /// UUID in the default host NQN; [`HostConfig::default`]'s HOSTID holds the same 16 bytes.
@@ -52,6 +54,16 @@ pub struct HostConfig {
     pub queue_size: u16,
     /// Socket read/write timeout: how long the host waits for the target to make progress.
     pub io_timeout: Duration,
+    /// DH-HMAC-CHAP host secret (`nvme connect --dhchap-secret`): every queue authenticates
+    /// with it when the controller asks (Connect AUTHREQ.ATR).
+    pub dhchap_secret: Option<Secret>,
+    /// DH-HMAC-CHAP controller secret (`--dhchap-ctrl-secret`): the host also authenticates
+    /// the controller (bidirectional), and authenticates even when the controller does not ask.
+    pub dhchap_ctrl_secret: Option<Secret>,
+    /// Hash functions offered in the negotiation, in order; empty offers SHA-256, SHA-384, SHA-512.
+    pub dhchap_digests: Vec<HashId>,
+    /// DH groups offered in the negotiation, in order; empty offers null and ffdhe2048..8192.
+    pub dhchap_dhgroups: Vec<DhGroup>,
 }
 
 impl Default for HostConfig {
@@ -64,6 +76,10 @@ impl Default for HostConfig {
             kato_ms: 30_000,
             queue_size: 128,
             io_timeout: Duration::from_secs(10),
+            dhchap_secret: None,
+            dhchap_ctrl_secret: None,
+            dhchap_digests: Vec::new(),
+            dhchap_dhgroups: Vec::new(),
         }
     }
 }

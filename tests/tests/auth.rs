@@ -1,0 +1,280 @@
+//! DH-HMAC-CHAP in-band authentication between our host client and the target: uni- and
+//! bidirectional for every hash with the null group and ffdhe2048 (larger groups: one run of
+//! each in `larger_dh_groups`, ignored in debug builds where they are slow), wrong keys, hosts
+//! without keys or not on the list, commands before authentication, I/O queues.
+
+use nvmf::auth::messages::{AuthCmd, CONNECT_AUTHREQ_ATR};
+use nvmf::auth::{DhGroup, HashId, Secret};
+use nvmf::host::{pdu, Controller, HostConfig, HostError, RawConnection};
+use nvmf::spec::tcp::pdu_type;
+use nvmf::spec::{
+    AdminOpcode, CommandSpecificStatus as Cs, FabricsType, GenericStatus as Gs, SglDescriptor, Sqe, StatusCodeType,
+};
+use nvmf::HostKeys;
+use nvmf_tests::*;
+use std::time::Duration;
+
+const HOSTNQN: &str = "nqn.2014-08.org.nvmexpress:uuid:9d2f4c1e-7b8a-4e36-a5c0-3f1d6e2b8a47";
+
+/// Secrets as `nvme gen-dhchap-key` prints them.
+const HOST_KEY: &str = "DHHC-1:01:FXxHMF/wOdhX0qUZw2Cd4EvRbJ9L57chOXvRTS1yeX9f/gxI:";
+const CTRL_KEY: &str =
+    "DHHC-1:03:tkXtMoNWCwhGPNWNxW7R0kwPwqq/ypzgrPEdcqdebbLegiJAaMmOI/I1MbHqpBrYYpac1LoXEvTGxOAl/f2AeXYCW+E=:";
+const OTHER_KEY: &str = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:";
+
+fn secret(s: &str) -> Secret {
+    Secret::parse(s).expect("secret")
+}
+
+/// A target that knows `HOSTNQN` with the host key and, when `bidi`, the controller key.
+fn target(bidi: bool) -> TestTarget {
+    let t = TestTarget::start(TargetSpec { allow_any_host: false, ..Default::default() });
+    let keys = HostKeys {
+        dhchap_key: Some(secret(HOST_KEY)),
+        dhchap_ctrlr_key: bidi.then(|| secret(CTRL_KEY)),
+        ..Default::default()
+    };
+    t.subsystem.add_host_with_keys(HOSTNQN, keys).expect("add host");
+    t
+}
+
+fn host(hash: HashId, group: DhGroup, bidi: bool) -> HostConfig {
+    HostConfig {
+        hostnqn: HOSTNQN.into(),
+        kato_ms: 0,
+        io_timeout: Duration::from_secs(20),
+        dhchap_secret: Some(secret(HOST_KEY)),
+        dhchap_ctrl_secret: bidi.then(|| secret(CTRL_KEY)),
+        dhchap_digests: vec![hash],
+        dhchap_dhgroups: vec![group],
+        ..Default::default()
+    }
+}
+
+fn auth_error(r: Result<Controller, HostError>) -> String {
+    match r {
+        Ok(_) => panic!("connect succeeded"),
+        Err(HostError::Auth(m)) => m,
+        Err(e) => panic!("expected an authentication error, got {e}"),
+    }
+}
+
+/// Authenticated admin queue and I/O queue, with verified I/O.
+fn connect_and_io(t: &TestTarget, cfg: &HostConfig) {
+    let mut c = Controller::connect(t.addr, NQN, cfg).unwrap_or_else(|e| panic!("connect {cfg:?}: {e}"));
+    c.identify_controller().expect("identify after authentication");
+    let mut io = c.connect_io_queue(1).expect("I/O queue connect + authentication");
+    let data = pattern(7, 3, 4096);
+    io.write(1, 3, 8, &data).expect("write");
+    let mut back = vec![0u8; 4096];
+    io.read(1, 3, 8, &mut back).expect("read");
+    assert_eq!(back, data);
+    io.disconnect().expect("io disconnect");
+    c.disconnect().expect("disconnect");
+}
+
+#[test]
+fn unidirectional_all_hashes_null_and_ffdhe2048() {
+    let t = target(false);
+    for hash in HashId::ALL {
+        for group in [DhGroup::Null, DhGroup::Ffdhe2048] {
+            connect_and_io(&t, &host(hash, group, false));
+        }
+    }
+}
+
+#[test]
+fn bidirectional_all_hashes_null_and_ffdhe2048() {
+    let t = target(true);
+    for hash in HashId::ALL {
+        for group in [DhGroup::Null, DhGroup::Ffdhe2048] {
+            connect_and_io(&t, &host(hash, group, true));
+        }
+    }
+    // The controller key is optional for the host: unidirectional against the same entry.
+    connect_and_io(&t, &host(HashId::Sha256, DhGroup::Null, false));
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "ffdhe3072..8192 are slow in debug builds; run with --release")]
+fn larger_dh_groups() {
+    let t = target(true);
+    for group in [DhGroup::Ffdhe3072, DhGroup::Ffdhe4096, DhGroup::Ffdhe6144, DhGroup::Ffdhe8192] {
+        connect_and_io(&t, &host(HashId::Sha512, group, true));
+    }
+}
+
+#[test]
+fn negotiation_follows_the_target_preferences() {
+    let t = TestTarget::start(TargetSpec { allow_any_host: false, ..Default::default() });
+    let keys = HostKeys {
+        dhchap_key: Some(secret(HOST_KEY)),
+        dhchap_digests: vec![HashId::Sha384],
+        dhchap_dhgroups: vec![DhGroup::Null],
+        ..Default::default()
+    };
+    t.subsystem.add_host_with_keys(HOSTNQN, keys).expect("add host");
+    // The host offers everything: the target picks SHA-384 / null.
+    let mut cfg = host(HashId::Sha256, DhGroup::Null, false);
+    cfg.dhchap_digests.clear();
+    cfg.dhchap_dhgroups.clear();
+    Controller::connect(t.addr, NQN, &cfg).expect("connect").disconnect().expect("disconnect");
+    // Nothing in common.
+    let m = auth_error(Controller::connect(t.addr, NQN, &host(HashId::Sha512, DhGroup::Null, false)));
+    assert!(m.contains("hash"), "{m}");
+    let m = auth_error(Controller::connect(t.addr, NQN, &host(HashId::Sha384, DhGroup::Ffdhe2048, false)));
+    assert!(m.contains("DH group"), "{m}");
+    assert!(t.wait_for(|t| t.subsystem.num_controllers() == 0), "failed controllers torn down");
+}
+
+#[test]
+fn wrong_keys_are_refused() {
+    let t = target(true);
+    // Wrong host key: the controller sends AUTH_Failure1 and closes the connection.
+    let mut cfg = host(HashId::Sha256, DhGroup::Ffdhe2048, false);
+    cfg.dhchap_secret = Some(secret(OTHER_KEY));
+    let m = auth_error(Controller::connect(t.addr, NQN, &cfg));
+    assert!(m.contains("authentication failed"), "{m}");
+    // Right host key, wrong idea of the controller's key: the host refuses the controller.
+    let mut cfg = host(HashId::Sha256, DhGroup::Null, true);
+    cfg.dhchap_ctrl_secret = Some(secret(OTHER_KEY));
+    let m = auth_error(Controller::connect(t.addr, NQN, &cfg));
+    assert!(m.contains("controller authentication failed"), "{m}");
+    // No secret at all.
+    let mut cfg = host(HashId::Sha256, DhGroup::Null, false);
+    cfg.dhchap_secret = None;
+    let m = auth_error(Controller::connect(t.addr, NQN, &cfg));
+    assert!(m.contains("no dhchap_secret"), "{m}");
+    assert!(t.wait_for(|t| t.subsystem.num_controllers() == 0 && t.connections() == 0), "all torn down");
+    // The right key still works afterwards.
+    connect_and_io(&t, &host(HashId::Sha256, DhGroup::Null, true));
+}
+
+#[test]
+fn unidirectional_target_refuses_bidirectional_host() {
+    // The host wants the controller to prove itself; the target has no controller key.
+    let t = target(false);
+    let m = auth_error(Controller::connect(t.addr, NQN, &host(HashId::Sha256, DhGroup::Null, true)));
+    assert!(m.contains("refused"), "{m}");
+}
+
+#[test]
+fn host_with_controller_key_refuses_a_target_that_skips_authentication() {
+    // A target with no keys for this host does not ask for authentication; a host that holds a
+    // controller key insists, and the target cannot answer.
+    let t = TestTarget::start(TargetSpec::default());
+    let r = Controller::connect(t.addr, NQN, &host(HashId::Sha256, DhGroup::Null, true));
+    let e = r.err().expect("must fail");
+    let st = e.status().expect("AUTH_Send refused with a status");
+    assert_eq!((st.sct(), st.sc()), (StatusCodeType::Generic as u8, Gs::INVALID_FIELD));
+}
+
+#[test]
+fn host_not_on_the_list_is_refused() {
+    let t = target(false);
+    let mut cfg = host(HashId::Sha256, DhGroup::Null, false);
+    cfg.hostnqn = "nqn.2016-06.io.nvmf-rs:intruder".into();
+    let e = Controller::connect(t.addr, NQN, &cfg).err().expect("must fail");
+    let st = e.status().expect("status");
+    assert_eq!((st.sct(), st.sc()), (StatusCodeType::CommandSpecific as u8, Cs::CONNECT_INVALID_HOST));
+}
+
+fn raw_connect(t: &TestTarget, qid: u16, cntlid: u16) -> (RawConnection, u32) {
+    let mut r = RawConnection::connect(t.addr).expect("tcp");
+    r.icreq(false, false).expect("icreq");
+    let cfg = HostConfig { hostnqn: HOSTNQN.into(), kato_ms: 0, ..Default::default() };
+    let cqe = r.fabrics_connect(qid, 31, cntlid, NQN, &cfg).expect("connect");
+    assert!(cqe.is_success(), "{:?}", cqe.status());
+    (r, cqe.dw0.get())
+}
+
+fn assert_auth_required(r: &mut RawConnection, sqe: Sqe, cid: u16, what: &str) {
+    let mut sqe = sqe;
+    sqe.cid.set(cid);
+    r.send_capsule(&sqe, &[]).expect("send");
+    let cqe = r.recv_capsule_resp().expect("response");
+    let st = cqe.status();
+    assert_eq!((st.sct(), st.sc()), (StatusCodeType::CommandSpecific as u8, Cs::AUTH_REQUIRED), "{what}");
+    assert!(st.is_dnr(), "{what}: DNR");
+}
+
+#[test]
+fn commands_before_authentication_fail_with_authentication_required() {
+    let t = target(false);
+    let (mut r, dw0) = raw_connect(&t, 0, 0xffff);
+    assert_ne!(dw0 & CONNECT_AUTHREQ_ATR, 0, "Connect response asks for authentication");
+    // Fabrics Property Get, admin Identify and Keep Alive are all refused.
+    let mut pg = pdu::fabrics_sqe(FabricsType::PropertyGet);
+    pg.cdw11.set(0x1c); // CSTS
+    assert_auth_required(&mut r, pg, 1, "property get");
+    let mut id = Sqe { opcode: AdminOpcode::Identify as u8, flags: pdu::SQE_FLAGS_SGL, ..Default::default() };
+    id.cdw10.set(1);
+    id.set_sgl1(SglDescriptor::transport(4096));
+    assert_auth_required(&mut r, id, 2, "identify");
+    let ka = Sqe { opcode: AdminOpcode::KeepAlive as u8, flags: pdu::SQE_FLAGS_SGL, ..Default::default() };
+    assert_auth_required(&mut r, ka, 3, "keep alive");
+    // A garbage AUTH_Send is accepted; the AUTH_Receive after it returns AUTH_Failure1 and the
+    // controller closes the connection.
+    let mut send = pdu::fabrics_sqe(FabricsType::AuthenticationSend);
+    AuthCmd::dhchap(16).write(&mut send);
+    send.set_sgl1(SglDescriptor::in_capsule(0, 16));
+    send.cid.set(4);
+    r.send_capsule(&send, &[0x01, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).expect("send");
+    assert!(r.recv_capsule_resp().expect("auth send response").is_success());
+    let mut recv = pdu::fabrics_sqe(FabricsType::AuthenticationReceive);
+    AuthCmd::dhchap(64).write(&mut recv);
+    recv.set_sgl1(SglDescriptor::transport(64));
+    recv.cid.set(5);
+    r.send_capsule(&recv, &[]).expect("send");
+    let (ch, bytes) = r.recv_pdu().expect("C2HData");
+    assert_eq!(ch.pdu_type, pdu_type::C2H_DATA);
+    let data = &bytes[ch.pdo as usize..];
+    assert_eq!(&data[..2], &[0x00, 0xf1], "AUTH_Failure1");
+    assert_eq!(data[7], nvmf::auth::messages::failure::INCORRECT_MESSAGE);
+    let cqe = r.recv_capsule_resp().expect("auth receive response");
+    assert!(cqe.is_success());
+    r.expect_closed().expect("connection closed after AUTH_Failure1");
+    assert!(t.wait_for(|t| t.subsystem.num_controllers() == 0), "controller torn down");
+}
+
+#[test]
+fn io_queue_connect_requires_authentication() {
+    let t = target(false);
+    let cfg = host(HashId::Sha256, DhGroup::Null, false);
+    let mut c = Controller::connect(t.addr, NQN, &cfg).expect("authenticated admin queue");
+    c.identify_controller().expect("identify");
+    // A raw I/O queue Connect succeeds but asks for authentication; I/O is refused until then.
+    let (mut r, dw0) = raw_connect(&t, 1, c.cntlid());
+    assert_ne!(dw0 & CONNECT_AUTHREQ_ATR, 0);
+    let mut rd = Sqe { opcode: 0x02, flags: pdu::SQE_FLAGS_SGL, ..Default::default() };
+    rd.nsid.set(1);
+    rd.set_sgl1(SglDescriptor::transport(512));
+    assert_auth_required(&mut r, rd, 1, "read");
+    let fl = Sqe { opcode: 0x00, flags: pdu::SQE_FLAGS_SGL, ..Default::default() };
+    assert_auth_required(&mut r, fl, 2, "flush");
+    r.close();
+    // Our host authenticates its I/O queues.
+    let mut io = c.connect_io_queue(2).expect("authenticated I/O queue");
+    io.flush(1).expect("flush");
+    // A host that authenticated the admin queue cannot skip it on an I/O queue with a wrong key.
+    let mut bad = cfg.clone();
+    bad.dhchap_secret = Some(secret(OTHER_KEY));
+    let e = nvmf::host::IoQueue::connect(t.addr, NQN, c.cntlid(), 3, &bad, 0).err().expect("must fail");
+    assert!(matches!(e, HostError::Auth(_)), "{e}");
+    // ... and the admin queue is unaffected.
+    c.identify_controller().expect("identify");
+}
+
+#[test]
+fn keys_stay_out_of_debug_output() {
+    let keys =
+        HostKeys { dhchap_key: Some(secret(HOST_KEY)), dhchap_ctrlr_key: Some(secret(CTRL_KEY)), ..Default::default() };
+    let cfg = host(HashId::Sha256, DhGroup::Null, true);
+    for s in [format!("{keys:?}"), format!("{cfg:?}"), format!("{keys:#?}")] {
+        assert!(s.contains("redacted"), "{s}");
+        for k in [HOST_KEY, CTRL_KEY] {
+            let b64 = k.split(':').nth(2).unwrap();
+            assert!(!s.contains(&b64[..12]), "{s}");
+        }
+    }
+}
