@@ -79,6 +79,9 @@ pub struct AppState {
     pub rpc_listeners: Vec<TransportAddr>,
     /// NVMe controllers attached for direct mode, by controller name ("Nvme0").
     pub nvme_ctrlrs: BTreeMap<String, NvmeCtrlr>,
+    /// DH-HMAC-CHAP key files of hosts added with keys, by (subsystem NQN, host NQN): host key
+    /// file, controller key file (`None` for inline secrets, which `save_config` never writes).
+    pub dhchap_key_files: BTreeMap<(String, String), [Option<String>; 2]>,
 }
 
 impl AppState {
@@ -91,6 +94,7 @@ impl AppState {
             transports: BTreeMap::new(),
             rpc_listeners: Vec::new(),
             nvme_ctrlrs: BTreeMap::new(),
+            dhchap_key_files: BTreeMap::new(),
         }
     }
 

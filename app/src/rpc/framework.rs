@@ -126,7 +126,7 @@ pub fn config_document(state: &AppState) -> Value {
             continue;
         }
         for h in s.hosts() {
-            nvmf.push(json!({"method": "nvmf_subsystem_add_host", "params": {"nqn": s.nqn, "host": h}}));
+            nvmf.push(json!({"method": "nvmf_subsystem_add_host", "params": super::nvmf::add_host_params(state, &s, &h)}));
         }
         for ns in s.namespaces() {
             nvmf.push(json!({"method": "nvmf_subsystem_add_ns", "params": {"nqn": s.nqn, "namespace": {

@@ -477,15 +477,50 @@ struct HostParams {
     #[allow(dead_code)]
     tgt_name: Option<String>,
     psk: Option<String>,
+    /// DH-HMAC-CHAP host key: an inline "DHHC-1:..." secret or the path of a file holding one
+    /// (SPDK names a keyring key here; see docs/authentication.md).
     dhchap_key: Option<String>,
     dhchap_ctrlr_key: Option<String>,
+    /// nvmf-rs extension: accepted hashes / DH groups for this host, most preferred first.
+    dhchap_digests: Option<Vec<String>>,
+    dhchap_dhgroups: Option<Vec<String>>,
+}
+
+/// What `save_config` writes in place of an inline secret: loading it fails on purpose.
+const REDACTED_SECRET: &str = "(inline DH-HMAC-CHAP secret not saved; add the host again)";
+
+/// A DH-HMAC-CHAP key parameter: an inline secret, or a file (owner-only permissions) holding
+/// one. Returns the secret and the file path if it came from a file. Errors never echo the key.
+fn dhchap_secret(what: &str, v: &str) -> Result<(nvmf::auth::Secret, Option<String>), RpcError> {
+    if v == REDACTED_SECRET {
+        return Err(RpcError::invalid_params(format!("{what}: the saved configuration holds no secret; re-add the host with its key")));
+    }
+    if v.starts_with("DHHC-1:") {
+        let s = nvmf::auth::Secret::parse(v).map_err(|e| RpcError::invalid_params(format!("{what}: {e}")))?;
+        return Ok((s, None));
+    }
+    if !v.starts_with('/') {
+        return Err(RpcError::invalid_params(format!("{what}: expected a \"DHHC-1:...\" secret or an absolute key file path")));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(v).map_err(|e| RpcError::invalid_params(format!("{what}: key file {v}: {e}")))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(RpcError::invalid_params(format!("{what}: key file {v} is accessible to group or others (chmod 600)")));
+    }
+    let text = std::fs::read_to_string(v).map_err(|e| RpcError::invalid_params(format!("{what}: key file {v}: {e}")))?;
+    let s = nvmf::auth::Secret::parse(&text).map_err(|e| RpcError::invalid_params(format!("{what}: key file {v}: {e}")))?;
+    Ok((s, Some(v.to_string())))
+}
+
+fn name_list<T>(what: &str, v: &Option<Vec<String>>, f: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, RpcError> {
+    v.iter().flatten().map(|n| f(n).ok_or_else(|| RpcError::invalid_params(format!("unknown {what} {n:?}")))).collect()
 }
 
 pub fn add_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
     let p: HostParams = parse_params(params)?;
     let sub = nvm_subsystem(state, &p.nqn)?;
-    if p.psk.is_some() || p.dhchap_key.is_some() || p.dhchap_ctrlr_key.is_some() {
-        return Err(RpcError::invalid_params("psk and DH-HMAC-CHAP keys are not supported"));
+    if p.psk.is_some() {
+        return Err(RpcError::invalid_params("psk (TLS) is not supported"));
     }
     if !nvmf::subsystem::valid_nqn(&p.host) {
         return Err(RpcError::invalid_params(format!("Invalid host NQN {:?}", p.host)));
@@ -493,20 +528,61 @@ pub fn add_host(state: &mut AppState, params: Option<Value>) -> Result<Value, Rp
     if sub.hosts().contains(&p.host) {
         return Err(RpcError::new(EEXIST, format!("host {} is already allowed on {}", p.host, p.nqn)));
     }
-    sub.add_host(&p.host)?;
+    let key = p.dhchap_key.as_deref().map(|v| dhchap_secret("dhchap_key", v)).transpose()?;
+    let ckey = p.dhchap_ctrlr_key.as_deref().map(|v| dhchap_secret("dhchap_ctrlr_key", v)).transpose()?;
+    let digests = name_list("digest", &p.dhchap_digests, nvmf::auth::HashId::from_name)?;
+    let dhgroups = name_list("DH group", &p.dhchap_dhgroups, nvmf::auth::DhGroup::from_name)?;
+    if key.is_none() && (ckey.is_some() || !digests.is_empty() || !dhgroups.is_empty()) {
+        return Err(RpcError::invalid_params("DH-HMAC-CHAP settings need a dhchap_key"));
+    }
+    let files = [key.as_ref().and_then(|k| k.1.clone()), ckey.as_ref().and_then(|k| k.1.clone())];
+    let keys = nvmf::HostKeys {
+        dhchap_key: key.map(|k| k.0),
+        dhchap_ctrlr_key: ckey.map(|k| k.0),
+        dhchap_digests: digests,
+        dhchap_dhgroups: dhgroups,
+    };
+    let authenticated = keys.dhchap_key.is_some();
+    sub.add_host_with_keys(&p.host, keys)?;
+    if authenticated {
+        state.dhchap_key_files.insert((p.nqn.clone(), p.host.clone()), files);
+        log::info!("host {} allowed on {} with DH-HMAC-CHAP", p.host, p.nqn);
+    }
     Ok(json!(true))
+}
+
+/// `save_config` parameters re-creating host `h` of `s`. Secrets are never written in clear:
+/// keys loaded from a file are saved as that path; inline secrets as a marker that makes the
+/// reload fail (rather than silently allowing the host without authentication).
+pub(crate) fn add_host_params(state: &AppState, s: &nvmf::Subsystem, h: &str) -> Value {
+    let mut v = json!({"nqn": s.nqn, "host": h});
+    let Some(keys) = s.host_keys(h) else { return v };
+    let files = state.dhchap_key_files.get(&(s.nqn.clone(), h.to_string()));
+    let saved = |i: usize| files.and_then(|f| f[i].clone()).unwrap_or_else(|| REDACTED_SECRET.to_string());
+    v["dhchap_key"] = json!(saved(0));
+    if keys.dhchap_ctrlr_key.is_some() {
+        v["dhchap_ctrlr_key"] = json!(saved(1));
+    }
+    if !keys.dhchap_digests.is_empty() {
+        v["dhchap_digests"] = json!(keys.dhchap_digests.iter().map(|d| d.name()).collect::<Vec<_>>());
+    }
+    if !keys.dhchap_dhgroups.is_empty() {
+        v["dhchap_dhgroups"] = json!(keys.dhchap_dhgroups.iter().map(|g| g.name()).collect::<Vec<_>>());
+    }
+    v
 }
 
 pub fn remove_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
     let p: HostParams = parse_params(params)?;
     let sub = nvm_subsystem(state, &p.nqn)?;
     if p.psk.is_some() || p.dhchap_key.is_some() || p.dhchap_ctrlr_key.is_some() {
-        return Err(RpcError::invalid_params("psk and DH-HMAC-CHAP keys are not supported"));
+        return Err(RpcError::invalid_params("psk and DH-HMAC-CHAP keys are not parameters of host removal"));
     }
     if !sub.hosts().contains(&p.host) {
         return Err(RpcError::invalid_params(format!("host {} not found in {}", p.host, p.nqn)));
     }
     sub.remove_host(&p.host)?;
+    state.dhchap_key_files.remove(&(p.nqn.clone(), p.host.clone()));
     Ok(json!(true))
 }
 
@@ -613,3 +689,100 @@ pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, R
     Ok(json!({"tick_rate": TICK_RATE, "poll_groups": groups}))
 }
 
+#[cfg(test)]
+mod dhchap_tests {
+    use super::super::{dispatch, framework};
+    use crate::state::AppState;
+    use serde_json::{json, Value};
+
+    const NQN: &str = "nqn.2016-06.io.spdk:cnode1";
+    const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555";
+    const KEY: &str = "DHHC-1:01:FXxHMF/wOdhX0qUZw2Cd4EvRbJ9L57chOXvRTS1yeX9f/gxI:";
+    const CKEY: &str = "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:";
+
+    fn call(st: &mut AppState, m: &str, p: Value) -> Result<Value, super::RpcError> {
+        dispatch(st, m, Some(p))
+    }
+
+    fn state() -> AppState {
+        let mut st = AppState::new(::nvmf::Target::new());
+        call(&mut st, "nvmf_create_subsystem", json!({"nqn": NQN})).unwrap();
+        st
+    }
+
+    #[test]
+    fn add_host_with_inline_keys_never_saves_them() {
+        let mut st = state();
+        let p = json!({"nqn": NQN, "host": HOST, "dhchap_key": KEY, "dhchap_ctrlr_key": CKEY,
+                       "dhchap_dhgroups": ["ffdhe2048", "null"]});
+        call(&mut st, "nvmf_subsystem_add_host", p).unwrap();
+        let keys = st.target.subsystem(NQN).unwrap().host_keys(HOST).expect("keys");
+        assert_eq!(keys.dhchap_key.as_ref().unwrap().to_dhhc1(), KEY);
+        assert_eq!(keys.dhchap_dhgroups, vec![::nvmf::auth::DhGroup::Ffdhe2048, ::nvmf::auth::DhGroup::Null]);
+        let doc = framework::config_document(&st).to_string();
+        assert!(!doc.contains("FXxHMF") && !doc.contains("AAECAw"), "{doc}");
+        assert!(doc.contains(super::REDACTED_SECRET));
+        // Reloading the saved entry fails loudly instead of allowing the host without keys.
+        let mut st2 = state();
+        let saved = framework::config_document(&st);
+        let entry = saved["subsystems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["config"].as_array().cloned().unwrap_or_default())
+            .find(|c| c["method"] == "nvmf_subsystem_add_host")
+            .expect("host entry");
+        let e = call(&mut st2, "nvmf_subsystem_add_host", entry["params"].clone()).unwrap_err();
+        assert!(e.message.contains("re-add"), "{}", e.message);
+        assert!(st2.target.subsystem(NQN).unwrap().hosts().is_empty());
+    }
+
+    #[test]
+    fn key_files_are_saved_as_paths() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("nvmf-dhchap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("key0");
+        std::fs::write(&f, format!("{KEY}\n")).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = f.to_str().unwrap().to_string();
+        let mut st = state();
+        let e = call(&mut st, "nvmf_subsystem_add_host", json!({"nqn": NQN, "host": HOST, "dhchap_key": path}));
+        assert!(e.unwrap_err().message.contains("chmod 600"));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        call(&mut st, "nvmf_subsystem_add_host", json!({"nqn": NQN, "host": HOST, "dhchap_key": path})).unwrap();
+        let doc = framework::config_document(&st).to_string();
+        assert!(doc.contains(&path) && !doc.contains("FXxHMF"), "{doc}");
+        // The saved document reloads.
+        let mut st2 = state();
+        let saved = framework::config_document(&st);
+        for s in saved["subsystems"].as_array().unwrap() {
+            for c in s["config"].as_array().into_iter().flatten() {
+                if c["method"] == "nvmf_subsystem_add_host" {
+                    call(&mut st2, "nvmf_subsystem_add_host", c["params"].clone()).unwrap();
+                }
+            }
+        }
+        assert!(st2.target.subsystem(NQN).unwrap().host_keys(HOST).is_some());
+        call(&mut st, "nvmf_subsystem_remove_host", json!({"nqn": NQN, "host": HOST})).unwrap();
+        assert!(st.dhchap_key_files.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_key_parameters() {
+        let mut st = state();
+        for p in [
+            json!({"nqn": NQN, "host": HOST, "dhchap_key": "DHHC-1:01:AAAA:"}),
+            json!({"nqn": NQN, "host": HOST, "dhchap_key": "key0"}),
+            json!({"nqn": NQN, "host": HOST, "dhchap_ctrlr_key": CKEY}),
+            json!({"nqn": NQN, "host": HOST, "dhchap_key": KEY, "dhchap_digests": ["md5"]}),
+            json!({"nqn": NQN, "host": HOST, "dhchap_key": KEY, "dhchap_dhgroups": ["ffdhe1024"]}),
+        ] {
+            let e = call(&mut st, "nvmf_subsystem_add_host", p.clone()).unwrap_err();
+            assert_eq!(e.code, super::super::error::INVALID_PARAMS, "{p}");
+            assert!(!e.message.contains("FXxHMF"));
+            assert!(st.target.subsystem(NQN).unwrap().hosts().is_empty(), "{p}");
+        }
+    }
+}
