@@ -180,7 +180,7 @@ impl Target {
     /// A new poll group with a part for every registered transport. Send it to the thread that
     /// will poll it.
     /// The shared state, for unit tests that drive a transport's connection directly.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "rdma"))]
     pub(crate) fn shared_for_test(&self) -> Arc<TargetShared> {
         self.shared.clone()
     }

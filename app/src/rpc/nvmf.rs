@@ -51,7 +51,10 @@ struct TransportParams {
 fn trtype_of(s: &str) -> Result<TransportType, RpcError> {
     match s.to_ascii_uppercase().as_str() {
         "TCP" => Ok(TransportType::Tcp),
-        "RDMA" => Err(RpcError::invalid_params("transport type RDMA is not supported (TCP only)")),
+        #[cfg(feature = "rdma")]
+        "RDMA" => Ok(TransportType::Rdma),
+        #[cfg(not(feature = "rdma"))]
+        "RDMA" => Err(RpcError::invalid_params("transport type RDMA is not supported: nvmf_tgt was built without the 'rdma' feature")),
         _ => Err(RpcError::invalid_params(format!("Invalid transport type {s:?}"))),
     }
 }
@@ -109,7 +112,22 @@ pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<V
         max_aq_depth: p.max_aq_depth.unwrap_or(128),
         c2h_success: opts.c2h_success,
     };
-    state.target.add_transport(Arc::new(TcpTransport::new(opts)));
+    match tt {
+        #[cfg(feature = "rdma")]
+        TransportType::Rdma => {
+            let d = nvmf::RdmaTransportOpts::default();
+            let ropts = nvmf::RdmaTransportOpts {
+                max_io_size: opts.max_io_size,
+                in_capsule_data_size: opts.in_capsule_data_size,
+                max_queue_depth: p.max_queue_depth.map_or(d.max_queue_depth, |v| v.min(d.max_queue_depth as u32) as u16),
+                io_unit_size: p.io_unit_size.unwrap_or(d.io_unit_size),
+                num_shared_buffers: p.num_shared_buffers.map_or(d.num_shared_buffers, |v| v.max(1)),
+                ..d
+            };
+            state.target.add_transport(Arc::new(nvmf::RdmaTransport::new(ropts)));
+        }
+        _ => state.target.add_transport(Arc::new(TcpTransport::new(opts))),
+    }
     state.transports.insert(info.trtype.clone(), info);
     log::info!("created transport {}", tt.name());
     Ok(json!(true))
@@ -688,6 +706,7 @@ pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, R
         .collect();
     Ok(json!({"tick_rate": TICK_RATE, "poll_groups": groups}))
 }
+
 
 #[cfg(test)]
 mod dhchap_tests {

@@ -1,0 +1,63 @@
+#!/bin/sh
+# STEP: NVMe/RDMA over soft-RoCE (rdma_rxe on eth0): nvmf_tgt (built with --features rdma) listens on RDMA at the guest's eth0 address; the Linux nvme-rdma host connects, id-ctrl (keyed SGLs), fio crc32c verify, disconnect, clean target exit
+. /qemu/lib.sh
+need_bins nvmf_tgt
+NQN=nqn.2016-06.io.nvmf-rs:rdma
+ADDR=10.0.2.15
+PORT=4420
+
+# nvmf_tgt must have been built with the rdma feature (it then links librdmacm).
+grep -q rdma_create_id /usr/local/bin/nvmf_tgt 2>/dev/null || skip "nvmf_tgt was built without --features rdma"
+[ -e /etc/libibverbs.d/rxe.driver ] || skip "the rxe provider (ibverbs-providers) is not in the guest image"
+command -v rdma >/dev/null 2>&1 || skip "the rdma tool (iproute2) is not in the guest image"
+
+cleanup() { nvme disconnect -n "$NQN" >/dev/null 2>&1; tgt_stop >/dev/null 2>&1; }
+trap cleanup EXIT
+
+# Soft-RoCE: crc32_generic first (rxe's ICRC), then the RDMA core and rxe.
+for m in crc32_generic ib_core ib_uverbs rdma_cm rdma_ucm rdma_rxe nvme-rdma; do
+  module_loaded "$m" || modprobe "$m" || fail "modprobe $m"
+done
+ip link set eth0 up
+ip addr show dev eth0 | grep -q "inet $ADDR/" || ip addr add "$ADDR/24" dev eth0 2>/dev/null
+wait_until 20 grep -q up /sys/class/net/eth0/operstate || fail "eth0 did not come up"
+rdma link show 2>/dev/null | grep -q rxe0 || must rdma link add rxe0 type rxe netdev eth0
+x rdma link show
+wait_until 20 test -e /dev/infiniband/rdma_cm || fail "/dev/infiniband/rdma_cm did not appear"
+
+cat >/tmp/tgt-rdma.json <<JSON
+{"subsystems": [
+  {"subsystem": "bdev", "config": [
+    {"method": "bdev_malloc_create", "params": {"name": "Malloc0", "num_blocks": 65536, "block_size": 512}}]},
+  {"subsystem": "nvmf", "config": [
+    {"method": "nvmf_create_transport", "params": {"trtype": "RDMA"}},
+    {"method": "nvmf_create_subsystem", "params": {"nqn": "$NQN", "allow_any_host": true, "serial_number": "NVMFRSRDMA0001", "model_number": "nvmf-rs rdma"}},
+    {"method": "nvmf_subsystem_add_ns", "params": {"nqn": "$NQN", "namespace": {"bdev_name": "Malloc0", "nsid": 1}}},
+    {"method": "nvmf_subsystem_add_listener", "params": {"nqn": "$NQN", "listen_address": {"trtype": "RDMA", "adrfam": "IPv4", "traddr": "$ADDR", "trsvcid": "$PORT"}}}]}
+]}
+JSON
+RUST_LOG=${RUST_LOG:-info} tgt_start --cpus 0 --idle-backoff-us 50 --no-default --json /tmp/tgt-rdma.json
+grep -i "listening on" "$TGT_LOG"
+
+out=$(x nvme discover -t rdma -a "$ADDR" -s "$PORT" 2>&1); rc=$?
+echo "$out"
+[ $rc = 0 ] || { tail -n 30 "$TGT_LOG"; fail "nvme discover -t rdma"; }
+echo "$out" | grep -q "subnqn: *$NQN\$" || fail "discovery log does not list $NQN"
+
+x nvme connect -t rdma -a "$ADDR" -s "$PORT" -n "$NQN" || { tail -n 40 "$TGT_LOG"; dmesg | tail -n 20; fail "nvme connect -t rdma"; }
+ctrl=$(nvmf_ctrl_by_nqn "$NQN" "$ADDR") || fail "no controller for $NQN after connect"
+echo "connected: $ctrl ($(cat /sys/class/nvme/$ctrl/transport)), state $(cat /sys/class/nvme/$ctrl/state)"
+dev=$(wait_ns_blk "$ctrl" 1 20) || fail "namespace 1 of $ctrl did not appear"
+out=$(x nvme id-ctrl "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl"; }
+echo "$out" | grep -E '^(mdts|cntlid|sgls|subnqn|ioccsz|iorcsz|maxcmd) '
+echo "$out" | grep -q "^subnqn *: *$NQN\$" || fail "id-ctrl subnqn is not $NQN"
+
+# Small writes go in-capsule, larger ones and all reads by RDMA READ/WRITE.
+must fio --name=rdma-verify --filename="$dev" --direct=1 --ioengine=psync --rw=randwrite --bsrange=512-256k \
+  --size=16M --verify=crc32c --verify_fatal=1 --do_verify=1 --numjobs=1 --iodepth=1 --randseed=7
+must fio --name=rdma-qd --filename="$dev" --direct=1 --ioengine=libaio --rw=randrw --bs=4k --iodepth=32 \
+  --size=8M --verify=crc32c --verify_fatal=1 --numjobs=1 --randseed=11
+
+nvme_disconnect_one "$NQN"
+trap - EXIT
+tgt_stop
