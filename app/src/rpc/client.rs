@@ -187,7 +187,9 @@ pub fn client_main(args: Vec<String>) -> i32 {
     };
     match call(Path::new(&socket), &method, params.clone(), timeout) {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string()));
+            // A closed stdout (`| head`) is not an error of the call.
+            let text = serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string());
+            let _ = writeln!(std::io::stdout(), "{text}");
             0
         }
         Err(CallError::Rpc(e)) => {
