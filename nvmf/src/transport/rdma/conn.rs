@@ -621,7 +621,7 @@ impl RdmaConn {
         if self.state != ConnState::Ready {
             return self.release(slot, ctx, res);
         }
-        r.cqe.set_status(crate::cmd::io::bdev_status(done.status));
+        crate::cmd::io::set_bdev_completion(&mut r.cqe, done.status);
         self.complete(slot, ctx, res);
     }
 
