@@ -377,23 +377,11 @@ impl Reactor {
     }
 }
 
-/// Pin the calling thread to `core`.
+/// Pin the calling thread to `core` (through nix's safe wrapper of sched_setaffinity).
 fn pin_to_core(core: usize) -> std::io::Result<()> {
-    let setsize = 8 * std::mem::size_of::<libc::cpu_set_t>();
-    if core >= setsize {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("core {core} is beyond CPU_SETSIZE")));
-    }
-    // SAFETY: `cpu_set_t` is a plain bitmask for which all-zero bytes are a valid (empty) value;
-    // CPU_SET writes the bit for `core`, which was checked to lie inside the set; and
-    // sched_setaffinity(0, ..) only reads `size_of::<cpu_set_t>()` bytes from the set we own to
-    // change the calling thread's affinity.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(core).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("core {core}: {e}")))?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
 }
