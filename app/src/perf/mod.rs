@@ -45,10 +45,9 @@ fn connect_target(a: &Args, t: &Trid) -> Result<(Controller, Geometry), String> 
     let max = ctrl.cap().max_queue_entries().min(u16::MAX as u32) as u16;
     if want > max {
         eprintln!("nvmf-perf: the controller allows {max} queue entries: {} commands in flight per queue pair, not {}", max - 1, a.qd);
-        let _ = ctrl.disconnect();
-        ctrl = Controller::connect(t.addr, &t.subnqn, &host_cfg(a, max)).map_err(e)?;
     }
-    ctrl.identify_controller().map_err(e)?;
+    let idc = ctrl.identify_controller().map_err(e)?;
+    let in_capsule = (idc.ioccsz.get() as usize * 16).saturating_sub(64);
     let ids = ctrl.active_namespaces().map_err(e)?;
     if ids.len() < a.namespaces.max(1) {
         return Err(format!("{} has {} active namespaces, -n {}", t.subnqn, ids.len(), a.namespaces));
@@ -67,10 +66,11 @@ fn connect_target(a: &Args, t: &Trid) -> Result<(Controller, Geometry), String> 
     if block_size == 0 || a.io_size == 0 || !a.io_size.is_multiple_of(block_size as usize) {
         return Err(format!("I/O size {} is not a multiple of the block size {block_size}", a.io_size));
     }
-    let cfg = ctrl.config().clone();
+    // I/O queues are connected with IoQueue::connect and this configuration (queue size
+    // within MQES), not through the controller's own.
+    let cfg = host_cfg(a, want.min(max));
     let qd = a.qd.min(cfg.queue_size as usize - 1).max(1);
-    // The in-capsule size is what the first I/O queue reports; connect one to learn it.
-    Ok((ctrl, Geometry { block_size, ns, in_capsule: 0, qd, cfg }))
+    Ok((ctrl, Geometry { block_size, ns, in_capsule, qd, cfg }))
 }
 
 fn jobs(a: &Args, g: &Geometry) -> Result<Vec<Job>, String> {
@@ -218,12 +218,13 @@ pub fn main(a: Args) -> i32 {
 
 fn run(a: &Args) -> Result<bool, String> {
     let trid = parse_trid(&a.trid)?;
-    let (mut ctrl, mut g) = connect_target(a, &trid)?;
+    let (mut ctrl, g) = connect_target(a, &trid)?;
     let jobs = jobs(a, &g)?;
     let mut queues = Vec::new();
     for i in 0..a.qpairs.max(1) {
-        let q = ctrl.connect_io_queue(i as u16 + 1).map_err(|e| format!("connect I/O queue {}: {e}", i + 1))?;
-        g.in_capsule = q.in_capsule_size();
+        let qid = i as u16 + 1;
+        let q = IoQueue::connect(trid.addr, &trid.subnqn, ctrl.cntlid(), qid, &g.cfg, g.in_capsule)
+            .map_err(|e| format!("connect I/O queue {qid}: {e}"))?;
         queues.push(q);
     }
     let desc = format!(
