@@ -66,7 +66,7 @@ fn pattern(seed: u64, index: u64, len: usize) -> Vec<u8> {
 
 /// Poll until `n` completions arrived (or a timeout), collecting (token, ok) pairs.
 fn wait_all(qp: &mut IoQpair, n: usize, what: &str) -> Result<Vec<u64>, String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut toks = Vec::new();
     let mut err = None;
     while toks.len() < n {
@@ -78,7 +78,7 @@ fn wait_all(qp: &mut IoQpair, n: usize, what: &str) -> Result<Vec<u64>, String> 
         })
         .map_err(|e| format!("{what}: poll: {e}"))?;
         if Instant::now() > deadline {
-            return Err(format!("{what}: {} of {n} completions after 60 s", toks.len()));
+            return Err(format!("{what}: {} of {n} completions after 30 s", toks.len()));
         }
     }
     err.map_or(Ok(toks), Err)
@@ -95,7 +95,7 @@ fn thread_io(ctrl: &Controller, t: u64, ios: u64, nsid: u32, bs: u32) -> Result<
     for phase in ["write", "read"] {
         let mut inflight: Vec<Option<PoolBuf>> = (0..ios).map(|_| None).collect();
         let (mut next, mut done) = (0u64, 0u64);
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let mut err: Option<String> = None;
         while done < ios {
             while next < ios {
@@ -137,7 +137,7 @@ fn thread_io(ctrl: &Controller, t: u64, ios: u64, nsid: u32, bs: u32) -> Result<
                 return Err(e);
             }
             if Instant::now() > deadline {
-                return Err(format!("{phase}: {done} of {ios} done after 120 s"));
+                return Err(format!("{phase}: {done} of {ios} done after 60 s"));
             }
         }
     }
@@ -202,7 +202,14 @@ fn main() {
     };
 
     let t0 = Instant::now();
-    let opts = ControllerOptions { io_queues: args.threads.max(2) as u16 + 1, ..Default::default() };
+    // Short timeouts: an emulated controller answers within milliseconds even under TCG, and a
+    // broken driver should fail the check quickly rather than wait out the defaults.
+    let opts = ControllerOptions {
+        io_queues: args.threads.max(2) as u16 + 1,
+        io_timeout: Some(Duration::from_secs(5)),
+        admin_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
     let ctrl = match Controller::open_vfio(&args.bdf, opts) {
         Ok(c) => Arc::new(c),
         Err(e) => {

@@ -12,7 +12,7 @@ echo "hugepages free: $(awk '/HugePages_Free/{print $2}' /proc/meminfo)"
 
 rm -f /tmp/mark.bin
 t0=$(cut -d. -f1 /proc/uptime)
-x nvme_check "$bdf" --threads 4 --ios 256 --big 1048576 --mark-lba $MARK_LBA --mark-file /tmp/mark.bin >/tmp/nvme_check.out 2>&1
+x timeout 240 nvme_check "$bdf" --threads 4 --ios 256 --big 1048576 --mark-lba $MARK_LBA --mark-file /tmp/mark.bin >/tmp/nvme_check.out 2>&1
 rc=$?
 cat /tmp/nvme_check.out
 echo "nvme_check: exit status $rc after $(($(cut -d. -f1 /proc/uptime) - t0))s"
