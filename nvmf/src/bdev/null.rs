@@ -73,7 +73,7 @@ impl NullChannel {
         }
         match (io.op, io.buf.as_mut()) {
             (BdevOp::Read, Some(buf)) => {
-                buf.as_mut_slice().fill(0);
+                buf.zero();
                 BdevStatus::Success
             }
             (BdevOp::Compare, Some(buf)) => {

@@ -249,7 +249,7 @@ impl TcpConn {
             let Some(mut buf) = ctx.bufs.get(len) else { break };
             let r = &self.reqs[slot as usize];
             if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
-                buf.as_mut_slice().fill(0);
+                buf.zero();
             }
             self.need_buf.remove(0);
             self.reqs[slot as usize].buf = Some(buf);
@@ -303,12 +303,21 @@ impl TcpConn {
                 self.fail(Fatal::Close("receive buffer full"), &[]);
                 break;
             }
+            let room = self.rx.len() - self.rx_tail;
             match self.sock.read(&mut self.rx[self.rx_tail..]) {
                 Ok(0) => {
                     self.fail(Fatal::Close("peer closed"), &[]);
                     break;
                 }
-                Ok(n) => self.rx_tail += n,
+                Ok(n) => {
+                    self.rx_tail += n;
+                    // A short read drained the socket: skip the read that would only return
+                    // EAGAIN; the edge-triggered poller reports the next bytes (one receive
+                    // syscall per batch instead of two).
+                    if n < room {
+                        self.readable = false;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.readable = false;
                     break;
@@ -337,6 +346,9 @@ impl TcpConn {
             Ok(n) => {
                 if self.ddgst {
                     self.rx_crc = digest_append(self.rx_crc, &dst[..n]);
+                }
+                if n < left {
+                    self.readable = false; // drained (see on_readable)
                 }
                 self.rx_state = Rx::Payload { slot, pad: 0, pos: pos + n, left: left - n, h2c, last };
                 Some(Ok(()))
@@ -664,7 +676,7 @@ impl TcpConn {
                 // Pool buffers hold earlier I/O's data: anything but a read that the bdev
                 // fills completely is zeroed so a short answer never leaks it.
                 if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
-                    b.as_mut_slice().fill(0);
+                    b.zero();
                 }
                 r.buf = Some(b);
                 self.start_transfer(slot, ctx);
@@ -775,6 +787,11 @@ impl TcpConn {
                     break;
                 }
                 Ok(n) => {
+                    // A short write filled the socket buffer: wait for the writable edge
+                    // instead of trying again for EAGAIN.
+                    if self.tx_head + n < self.tx.len() {
+                        self.writable = false;
+                    }
                     self.tx_head += n;
                     written += n;
                 }

@@ -89,7 +89,9 @@ impl TransportPollGroup for TcpPollGroup {
                 if c.readable || c.rx_pending() {
                     work += c.on_readable(ctx);
                 }
-                work += c.poll_events(ctx);
+                if ctx.tick {
+                    work += c.poll_events(ctx);
+                }
                 if c.tx_pending() {
                     work += c.flush().min(1);
                 }
