@@ -74,6 +74,10 @@ pub struct Args {
     /// Only run the trivial responder on ADDR (until killed).
     #[arg(long = "ceiling-server", value_name = "ADDR")]
     pub ceiling_server: Option<SocketAddr>,
+    /// Run target (and ceiling) phases this many times, alternating; the efficiency is the
+    /// median of the per-repetition ratios (tables show the last repetition).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,

@@ -115,27 +115,27 @@ fn progress(a: &Args, label: &str, secs: u64, ios: u64, last: &mut u64, dt: f64)
     }
 }
 
-/// Run the workload on `queues` (one thread each): prefill (--verify), warm-up, measure.
-fn run_phase(a: &Args, label: &str, queues: Vec<IoQueue>, jobs: Vec<Job>, mut ctrl: Option<&mut Controller>) -> Result<PhaseResult, String> {
+/// Run the workload on `workers` (one thread each): prefill (--verify, first run only), warm-up,
+/// measure. The workers (and their connections) come back for the next repetition.
+fn run_phase(a: &Args, label: &str, workers: Vec<Worker>, mut ctrl: Option<&mut Controller>) -> Result<(PhaseResult, Vec<Worker>), String> {
     let cores = a.cores.as_deref().map(parse_cores).transpose()?;
-    let n = queues.len();
+    let n = workers.len();
     let shared = Arc::new(Shared { phase: AtomicU8::new(worker::WARMUP), done: (0..n).map(|_| Default::default()).collect() });
     let barrier = Arc::new(Barrier::new(n + 1));
     let mut handles = Vec::new();
-    for (i, (q, job)) in queues.into_iter().zip(jobs).enumerate() {
+    for (i, mut w) in workers.into_iter().enumerate() {
         let (shared, barrier) = (shared.clone(), barrier.clone());
         let core = cores.as_ref().map(|c| c[i % c.len()]);
         let h = std::thread::Builder::new()
             .name(format!("qpair-{}", i + 1))
-            .spawn(move || -> Result<Stats, String> {
+            .spawn(move || -> (Result<Stats, String>, Worker) {
                 if let Some(c) = core {
                     args::pin(c);
                 }
-                let mut w = Worker::new(job, q);
-                let pre = if w.verifies() { w.prefill() } else { Ok(()) };
+                let pre = if w.needs_prefill() { w.prefill() } else { Ok(()) };
                 barrier.wait();
-                pre?;
-                w.run(&shared)
+                let r = pre.and_then(|_| w.run(&shared));
+                (r, w)
             })
             .map_err(|e| e.to_string())?;
         handles.push((h, core));
@@ -165,8 +165,18 @@ fn run_phase(a: &Args, label: &str, queues: Vec<IoQueue>, jobs: Vec<Job>, mut ct
     let mut total = Stats::default();
     let mut ok = true;
     let mut iops = 0.0;
+    let mut back = Vec::new();
+    let mut err = None;
     for (i, (h, core)) in handles.into_iter().enumerate() {
-        let st = h.join().map_err(|_| "worker panicked".to_string())??;
+        let (r, w) = h.join().map_err(|_| "worker panicked".to_string())?;
+        back.push(w);
+        let st = match r {
+            Ok(st) => st,
+            Err(e) => {
+                err = Some(e);
+                continue;
+            }
+        };
         let name = match core {
             Some(c) => format!("qpair {} (core {c})", i + 1),
             None => format!("qpair {}", i + 1),
@@ -180,10 +190,13 @@ fn run_phase(a: &Args, label: &str, queues: Vec<IoQueue>, jobs: Vec<Job>, mut ct
         total.miscompares += st.miscompares;
         total.hist.merge(&st.hist);
     }
+    if let Some(e) = err {
+        return Err(e);
+    }
     let mut tl = Line::new(format!("{label} total"), &total, 1.0, a.io_size);
     tl.iops = iops;
     tl.mibs = iops * a.io_size as f64 / (1 << 20) as f64;
-    Ok(PhaseResult { lines, total: tl, ok })
+    Ok((PhaseResult { lines, total: tl, ok }, back))
 }
 
 fn connect_ceiling(addr: SocketAddr, g: &Geometry, n: usize) -> Result<Vec<IoQueue>, String> {
@@ -220,12 +233,12 @@ fn run(a: &Args) -> Result<bool, String> {
     let trid = parse_trid(&a.trid)?;
     let (mut ctrl, g) = connect_target(a, &trid)?;
     let jobs = jobs(a, &g)?;
-    let mut queues = Vec::new();
-    for i in 0..a.qpairs.max(1) {
+    let mut workers = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
         let qid = i as u16 + 1;
         let q = IoQueue::connect(trid.addr, &trid.subnqn, ctrl.cntlid(), qid, &g.cfg, g.in_capsule)
             .map_err(|e| format!("connect I/O queue {qid}: {e}"))?;
-        queues.push(q);
+        workers.push(Worker::new(job.clone(), q));
     }
     let desc = format!(
         "{} {} B, QD {}, {} qpair(s), {} namespace(s){}{}",
@@ -240,30 +253,56 @@ fn run(a: &Args) -> Result<bool, String> {
     if !a.json {
         println!("nvmf-perf: {} {} -- {desc}", trid.addr, trid.subnqn);
     }
-    let target = run_phase(a, "target", queues, jobs.clone(), Some(&mut ctrl))?;
-    let _ = ctrl.disconnect();
-    let ceiling = if a.ceiling {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (addr, handle) = match a.ceiling_addr {
-            Some(addr) => (addr, None),
+    // The ceiling: the same workload against the trivial responder, on its own connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handle = None;
+    let mut cworkers = Vec::new();
+    if a.ceiling {
+        let addr = match a.ceiling_addr {
+            Some(addr) => addr,
             None => {
                 let (addr, h) = ceiling::spawn("127.0.0.1:0".parse().expect("addr"), a.ceiling_core, stop.clone()).map_err(|e| format!("ceiling responder: {e}"))?;
-                (addr, Some(h))
+                handle = Some(h);
+                addr
             }
         };
+        // The responder returns zeros: no verification there.
         let queues = connect_ceiling(addr, &g, a.qpairs.max(1))?;
-        let mut a2 = a.clone();
-        a2.verify = false; // the responder returns zeros
-        let r = run_phase(&a2, "ceiling", queues, jobs.into_iter().map(|mut j| { j.verify = false; j }).collect(), None);
-        stop.store(true, Ordering::Relaxed);
-        if let Some(h) = handle {
-            let _ = h.join();
+        cworkers = queues.into_iter().zip(jobs).map(|(q, mut j)| { j.verify = false; Worker::new(j, q) }).collect();
+    }
+    // Repetitions alternate target and ceiling so that both see the same machine conditions;
+    // the efficiency reported is the median of the per-repetition ratios.
+    let mut reps = Vec::new();
+    let mut last = None;
+    for rep in 0..a.repeat.max(1) {
+        let (target, w) = run_phase(a, "target", workers, Some(&mut ctrl))?;
+        workers = w;
+        let ceiling = if a.ceiling {
+            let (c, w) = run_phase(a, "ceiling", cworkers, None)?;
+            cworkers = w;
+            Some(c)
+        } else {
+            None
+        };
+        let eff = ceiling.as_ref().map(|c| target.total.iops / c.total.iops.max(1e-9));
+        if a.repeat > 1 && !a.json {
+            println!("repetition {}: target {:.0} IOPS, ceiling {}, efficiency {}", rep + 1, target.total.iops,
+                ceiling.as_ref().map_or("-".into(), |c| format!("{:.0} IOPS", c.total.iops)), eff.map_or("-".into(), |e| format!("{e:.3}")));
         }
-        Some(r?)
-    } else {
-        None
-    };
-    let eff = ceiling.as_ref().map(|c| target.total.iops / c.total.iops.max(1e-9));
+        reps.push((target.total.iops, ceiling.as_ref().map(|c| c.total.iops), eff));
+        last = Some((target, ceiling));
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(cworkers);
+    if let Some(h) = handle {
+        let _ = h.join();
+    }
+    drop(workers);
+    let _ = ctrl.disconnect();
+    let Some((target, ceiling)) = last else { return Err("no repetition ran".into()) };
+    let mut effs: Vec<f64> = reps.iter().filter_map(|r| r.2).collect();
+    effs.sort_by(|x, y| x.total_cmp(y));
+    let eff = (!effs.is_empty()).then(|| effs[effs.len() / 2]);
     if a.json {
         let phase = |p: &PhaseResult| json!({ "qpairs": p.lines.iter().map(Line::json).collect::<Vec<_>>(), "total": p.total.json() });
         let v = json!({
@@ -274,6 +313,7 @@ fn run(a: &Args) -> Result<bool, String> {
             "target": phase(&target),
             "ceiling": ceiling.as_ref().map(phase),
             "efficiency": eff,
+            "repetitions": reps.iter().map(|r| json!({"target_iops": r.0, "ceiling_iops": r.1, "efficiency": r.2})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
@@ -283,7 +323,11 @@ fn run(a: &Args) -> Result<bool, String> {
             println!();
             report::print_table("Ceiling (trivial responder, same workload)", &c.lines, &c.total);
             println!();
-            println!("Efficiency: {:.0} / {:.0} IOPS = {:.3}", target.total.iops, c.total.iops, eff.unwrap_or(0.0));
+            if a.repeat > 1 {
+                println!("Efficiency (median of {} repetitions): {:.3}", reps.len(), eff.unwrap_or(0.0));
+            } else {
+                println!("Efficiency: {:.0} / {:.0} IOPS = {:.3}", target.total.iops, c.total.iops, eff.unwrap_or(0.0));
+            }
         }
     }
     Ok(target.ok && ceiling.as_ref().is_none_or(|c| c.ok))

@@ -100,6 +100,7 @@ pub struct Worker {
     wbuf: Vec<u8>,
     cids: Vec<Inflight>,
     next_ns: usize,
+    prefilled: bool,
 }
 
 impl Worker {
@@ -116,13 +117,15 @@ impl Worker {
             wbuf,
             cids: vec![Inflight::default(); q.depth().max(1)],
             next_ns: 0,
+            prefilled: false,
             job,
             q,
         }
     }
 
-    pub fn verifies(&self) -> bool {
-        self.job.verify
+    /// Needs a prefill before its first run (--verify).
+    pub fn needs_prefill(&self) -> bool {
+        self.job.verify && !self.prefilled
     }
 
     /// Write every unit of this worker's slices once (for --verify).
@@ -142,6 +145,7 @@ impl Worker {
                 }
             }
         }
+        self.prefilled = true;
         // Prefill wrote generation 1 everywhere (its completions do not advance the counters).
         for g in self.gens.iter_mut() {
             g.fill(1);
@@ -195,7 +199,7 @@ impl Worker {
     }
 
     /// Run until the phase turns STOP; returns the stats of the MEASURE phase.
-    pub fn run(mut self, shared: &Shared) -> Result<Stats, String> {
+    pub fn run(&mut self, shared: &Shared) -> Result<Stats, String> {
         let mut st = Stats::default();
         let mut phase = WARMUP;
         let mut start = Instant::now();
@@ -222,7 +226,7 @@ impl Worker {
             } else if self.q.in_flight() == 0 {
                 break;
             }
-            let Worker { q, cids, gens, job, nlb, .. } = &mut self;
+            let Worker { q, cids, gens, job, nlb, .. } = &mut *self;
             let mut now: Option<Instant> = None;
             let n = q
                 .poll(|cid, cqe, data| {
