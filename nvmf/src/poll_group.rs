@@ -139,6 +139,13 @@ impl PollGroup {
             }
         }
         self.ctx.completions = done;
+        if n > 0 {
+            // Responses go out in this poll, not after the next one's epoll_wait and reads:
+            // shorter turnaround, still one send per connection per batch.
+            for t in self.transports.iter_mut() {
+                t.flush_completions();
+            }
+        }
         n
     }
 

@@ -105,6 +105,9 @@ pub trait TransportPollGroup: Send {
     fn poll(&mut self, ctx: &mut GroupCtx) -> usize;
     /// A bdev I/O submitted by connection `conn`, request `slot`, finished.
     fn bdev_complete(&mut self, conn: u32, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx);
+    /// Called once after a batch of `bdev_complete` calls in a poll: send what they queued now
+    /// rather than on the next poll (one send per connection for the whole batch).
+    fn flush_completions(&mut self) {}
     /// Connections in this group (including ones draining after close).
     fn num_connections(&self) -> usize;
     /// Close every connection (graceful shutdown); they drain on later polls.

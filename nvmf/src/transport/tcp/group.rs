@@ -125,6 +125,14 @@ impl TransportPollGroup for TcpPollGroup {
         }
     }
 
+    fn flush_completions(&mut self) {
+        for c in self.conns.iter_mut().flatten() {
+            if c.tx_pending() && c.writable {
+                c.flush();
+            }
+        }
+    }
+
     fn num_connections(&self) -> usize {
         self.live
     }
