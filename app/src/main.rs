@@ -9,11 +9,7 @@
 //! `PollGroup`; this (control) thread accepts connections and places them on reactors through
 //! lock-free queues, serves RPC and watches for SIGINT/SIGTERM.
 
-mod cli;
-mod config;
-mod reactor;
-mod rpc;
-mod state;
+use nvmf_tgt::{cli, config, reactor, rpc, state};
 
 use clap::{Parser, ValueEnum};
 use cli::Args;

@@ -126,6 +126,10 @@ impl Reactors {
         self.handles.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
     /// Hand a new connection to a reactor chosen by the placement policy.
     pub fn place(&mut self, q: Qpair) {
         if self.handles.is_empty() {

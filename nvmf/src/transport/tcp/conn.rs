@@ -141,6 +141,10 @@ pub(crate) struct TcpConn {
     need_buf: Vec<u16>,
     pub readable: bool,
     pub writable: bool,
+    /// The poller reported the peer's FIN or RST (or a socket error). It reports that edge only
+    /// once, often together with the last data: from then on a short read no longer means
+    /// "drained until the next edge", so reads go on until they return 0 or the error.
+    pub peer_closed: bool,
     /// Waiting for a pool buffer before the next PDU can be taken.
     stalled: bool,
     /// Bdev I/Os not yet completed: the connection is kept until they drain.
@@ -175,6 +179,7 @@ impl TcpConn {
             need_buf: Vec::with_capacity(MAX_SLOTS),
             readable: true,
             writable: true,
+            peer_closed: false,
             stalled: false,
             outstanding: 0,
         }
@@ -313,8 +318,9 @@ impl TcpConn {
                     self.rx_tail += n;
                     // A short read drained the socket: skip the read that would only return
                     // EAGAIN; the edge-triggered poller reports the next bytes (one receive
-                    // syscall per batch instead of two).
-                    if n < room {
+                    // syscall per batch instead of two). Not once the peer closed: no edge
+                    // follows, and the read that returns 0 (or the reset) ends the connection.
+                    if n < room && !self.peer_closed {
                         self.readable = false;
                     }
                 }
@@ -347,7 +353,7 @@ impl TcpConn {
                 if self.ddgst {
                     self.rx_crc = digest_append(self.rx_crc, &dst[..n]);
                 }
-                if n < left {
+                if n < left && !self.peer_closed {
                     self.readable = false; // drained (see on_readable)
                 }
                 self.rx_state = Rx::Payload { slot, pad: 0, pos: pos + n, left: left - n, h2c, last };

@@ -74,6 +74,9 @@ impl TransportPollGroup for TcpPollGroup {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
                         }
+                        if ev.is_read_closed() || ev.is_error() {
+                            c.peer_closed = true;
+                        }
                         if ev.is_writable() || ev.is_write_closed() {
                             c.writable = true;
                         }
