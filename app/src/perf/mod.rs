@@ -18,6 +18,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use worker::{Job, NsRange, Shared, Stats, Worker};
 
+/// I/O queues per controller the target grants (nvmf::ctrlr::MAX_IO_QUEUES).
+const MAX_IO_QUEUES: u16 = nvmf::ctrlr::MAX_IO_QUEUES;
+
 /// What the target phase learned and the ceiling phase reuses.
 struct Geometry {
     block_size: u32,
@@ -117,7 +120,7 @@ fn progress(a: &Args, label: &str, secs: u64, ios: u64, last: &mut u64, dt: f64)
 
 /// Run the workload on `workers` (one thread each): prefill (--verify, first run only), warm-up,
 /// measure. The workers (and their connections) come back for the next repetition.
-fn run_phase(a: &Args, label: &str, workers: Vec<Worker>, mut ctrl: Option<&mut Controller>) -> Result<(PhaseResult, Vec<Worker>), String> {
+fn run_phase(a: &Args, label: &str, workers: Vec<Worker>, ctrls: &mut [Controller]) -> Result<(PhaseResult, Vec<Worker>), String> {
     let cores = a.cores.as_deref().map(parse_cores).transpose()?;
     let n = workers.len();
     let shared = Arc::new(Shared { phase: AtomicU8::new(worker::WARMUP), done: (0..n).map(|_| Default::default()).collect() });
@@ -143,22 +146,22 @@ fn run_phase(a: &Args, label: &str, workers: Vec<Worker>, mut ctrl: Option<&mut 
     barrier.wait();
     let total_done = |s: &Shared| s.done.iter().map(|d| d.0.load(Ordering::Relaxed)).sum::<u64>();
     let mut last = 0;
-    let tick = |secs: u64, label: &str, ctrl: &mut Option<&mut Controller>, last: &mut u64, t: &mut Instant| {
+    let tick = |secs: u64, label: &str, ctrls: &mut [Controller], last: &mut u64, t: &mut Instant| {
         std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
         let dt = t.elapsed().as_secs_f64();
         *t = Instant::now();
         progress(a, label, secs, total_done(&shared), last, dt);
-        if let Some(c) = ctrl.as_mut() {
+        for c in ctrls.iter_mut() {
             let _ = c.keep_alive();
         }
     };
     let mut t = Instant::now();
     for s in 1..=a.warmup {
-        tick(s, &format!("{label} warm-up"), &mut ctrl, &mut last, &mut t);
+        tick(s, &format!("{label} warm-up"), ctrls, &mut last, &mut t);
     }
     shared.phase.store(worker::MEASURE, Ordering::Relaxed);
     for s in 1..=a.time.max(1) {
-        tick(s, label, &mut ctrl, &mut last, &mut t);
+        tick(s, label, ctrls, &mut last, &mut t);
     }
     shared.phase.store(worker::STOP, Ordering::Relaxed);
     let mut lines = Vec::new();
@@ -231,12 +234,19 @@ pub fn main(a: Args) -> i32 {
 
 fn run(a: &Args) -> Result<bool, String> {
     let trid = parse_trid(&a.trid)?;
-    let (mut ctrl, g) = connect_target(a, &trid)?;
+    let (ctrl, g) = connect_target(a, &trid)?;
     let jobs = jobs(a, &g)?;
+    // A controller grants at most MAX_IO_QUEUES I/O queues: more queue pairs get more
+    // controllers (admin connections), as separate hosts would.
+    let mut ctrls = vec![ctrl];
     let mut workers = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        let qid = i as u16 + 1;
-        let q = IoQueue::connect(trid.addr, &trid.subnqn, ctrl.cntlid(), qid, &g.cfg, g.in_capsule)
+        let per = MAX_IO_QUEUES as usize;
+        if i / per >= ctrls.len() {
+            ctrls.push(Controller::connect(trid.addr, &trid.subnqn, &g.cfg).map_err(|e| format!("{}: {e}", trid.addr))?);
+        }
+        let qid = (i % per) as u16 + 1;
+        let q = IoQueue::connect(trid.addr, &trid.subnqn, ctrls[i / per].cntlid(), qid, &g.cfg, g.in_capsule)
             .map_err(|e| format!("connect I/O queue {qid}: {e}"))?;
         workers.push(Worker::new(job.clone(), q));
     }
@@ -275,10 +285,10 @@ fn run(a: &Args) -> Result<bool, String> {
     let mut reps = Vec::new();
     let mut last = None;
     for rep in 0..a.repeat.max(1) {
-        let (target, w) = run_phase(a, "target", workers, Some(&mut ctrl))?;
+        let (target, w) = run_phase(a, "target", workers, &mut ctrls)?;
         workers = w;
         let ceiling = if a.ceiling {
-            let (c, w) = run_phase(a, "ceiling", cworkers, None)?;
+            let (c, w) = run_phase(a, "ceiling", cworkers, &mut [])?;
             cworkers = w;
             Some(c)
         } else {
@@ -298,7 +308,9 @@ fn run(a: &Args) -> Result<bool, String> {
         let _ = h.join();
     }
     drop(workers);
-    let _ = ctrl.disconnect();
+    for c in ctrls {
+        let _ = c.disconnect();
+    }
     let Some((target, ceiling)) = last else { return Err("no repetition ran".into()) };
     let mut effs: Vec<f64> = reps.iter().filter_map(|r| r.2).collect();
     effs.sort_by(|x, y| x.total_cmp(y));

@@ -20,6 +20,9 @@ use zerocopy::FromBytes;
 const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
 /// Stop reading new commands while this much is waiting to be sent.
 const TX_HIGH_WATER: usize = 8 << 20;
+/// Sent bytes at the front of a send buffer that has not drained are dropped once there are
+/// this many and they are at least half of it.
+const TX_COMPACT_AT: usize = 256 << 10;
 /// Read payloads straight into the request buffer when at least this much is outstanding.
 const DIRECT_READ_MIN: usize = 4096;
 
@@ -814,6 +817,12 @@ impl TcpConn {
         }
         if self.tx_head == self.tx.len() {
             self.tx.clear();
+            self.tx_head = 0;
+        } else if self.tx_head >= TX_COMPACT_AT && self.tx_head * 2 >= self.tx.len() {
+            // A peer that reads slower than responses are queued never lets the buffer drain
+            // completely: drop the sent prefix (moving at most as many bytes as were sent), or
+            // the buffer would grow without bound, reallocating as it goes.
+            self.tx.drain(..self.tx_head);
             self.tx_head = 0;
         }
         written
