@@ -28,6 +28,8 @@ fn le32(b: &[u8], o: usize) -> u32 {
 const RX_BUF: usize = 64 << 10;
 /// Read data comes from here (zeros): as big as the largest transfer the target allows.
 const MAX_XFER: usize = 1 << 20;
+/// Empty passes spun before the responder starts sleeping between passes.
+const IDLE_SPIN: u32 = 1000;
 /// Stop taking new commands on a connection while this much waits to be sent.
 const TX_HIGH: usize = 8 << 20;
 
@@ -257,7 +259,7 @@ pub fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
     let mut conns: Vec<Conn> = Vec::new();
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        if conns.is_empty() || idle > 1000 {
+        if conns.is_empty() || idle > IDLE_SPIN {
             if let Ok((s, _)) = listener.accept() {
                 if s.set_nonblocking(true).is_ok() && s.set_nodelay(true).is_ok() {
                     conns.push(Conn::new(s));
@@ -277,6 +279,11 @@ pub fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
             idle = 0;
         } else {
             idle += 1;
+            // Idle (e.g. while the target phase runs on the same core): back off like
+            // `nvmf_tgt --idle-backoff-us 50`, so the two servers never compete for the core.
+            if idle > IDLE_SPIN {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
         }
     }
 }
