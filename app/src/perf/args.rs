@@ -1,22 +1,24 @@
 //! Command line of nvmf-perf (flags as in SPDK's spdk_nvme_perf where they exist).
 
 use clap::{Parser, ValueEnum};
+use nvmf::host::HostTransport;
 use std::net::SocketAddr;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "nvmf-perf",
     version,
-    about = "NVMe/TCP benchmark client (IOPS, bandwidth, latency percentiles)",
-    long_about = "NVMe/TCP benchmark client in the spirit of spdk_nvme_perf.\n\n\
-        One thread per I/O queue pair (-c), each with its own TCP connection, keeping -q commands \
-        in flight through the host's pipelined API.\n\n\
+    about = "NVMe/TCP and NVMe/RDMA benchmark client (IOPS, bandwidth, latency percentiles)",
+    long_about = "NVMe/TCP and NVMe/RDMA benchmark client in the spirit of spdk_nvme_perf.\n\n\
+        One thread per I/O queue pair (-c), each with its own TCP connection (or RDMA queue pair \
+        with trtype:rdma), keeping -q commands in flight through the host's pipelined API.\n\n\
         --ceiling runs the same workload a second time against a trivial NVMe/TCP responder \
         (no NVMe processing, no bdev) and prints target IOPS / ceiling IOPS. \
         `nvmf-perf --ceiling-server ADDR` runs only that responder."
 )]
 pub struct Args {
-    /// Transport ID: 'trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:NQN'.
+    /// Transport ID: 'trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:NQN' (trtype tcp or rdma;
+    /// rdma needs a build with `--features nvmf-tgt/rdma`).
     #[arg(short = 'r', long = "transport", default_value = "trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.nvmf-rs:cnode1")]
     pub trid: String,
     /// Commands in flight per queue pair.
@@ -120,17 +122,18 @@ impl Workload {
 /// A parsed transport ID.
 #[derive(Debug, Clone)]
 pub struct Trid {
+    /// `trtype:tcp` or `trtype:rdma` (NVMe/RDMA needs nvmf-tgt's `rdma` feature).
+    pub trtype: HostTransport,
     pub addr: SocketAddr,
     pub subnqn: String,
 }
 
 pub fn parse_trid(s: &str) -> Result<Trid, String> {
-    let (mut traddr, mut trsvcid, mut subnqn) = (None, "4420".to_string(), None);
+    let (mut traddr, mut trsvcid, mut subnqn, mut trtype) = (None, "4420".to_string(), None, HostTransport::Tcp);
     for kv in s.split_whitespace() {
         let (k, v) = kv.split_once(':').ok_or_else(|| format!("bad transport ID field {kv:?}"))?;
         match k.to_ascii_lowercase().as_str() {
-            "trtype" if v.eq_ignore_ascii_case("tcp") => {}
-            "trtype" => return Err(format!("trtype {v}: only tcp is supported")),
+            "trtype" => trtype = v.parse()?,
             "adrfam" if v.eq_ignore_ascii_case("ipv4") || v.eq_ignore_ascii_case("ipv6") => {}
             "traddr" => traddr = Some(v.to_string()),
             "trsvcid" => trsvcid = v.to_string(),
@@ -141,7 +144,7 @@ pub fn parse_trid(s: &str) -> Result<Trid, String> {
     let traddr = traddr.ok_or("transport ID needs traddr")?;
     let host = if traddr.contains(':') { format!("[{traddr}]") } else { traddr };
     let addr = format!("{host}:{trsvcid}").parse().map_err(|e| format!("address {host}:{trsvcid}: {e}"))?;
-    Ok(Trid { addr, subnqn: subnqn.unwrap_or_else(|| "nqn.2016-06.io.nvmf-rs:cnode1".into()) })
+    Ok(Trid { trtype, addr, subnqn: subnqn.unwrap_or_else(|| "nqn.2016-06.io.nvmf-rs:cnode1".into()) })
 }
 
 /// `1,3-5` -> [1, 3, 4, 5].
@@ -182,7 +185,10 @@ mod tests {
         let t = parse_trid("trtype:tcp traddr:127.0.0.1 trsvcid:4421 subnqn:nqn.x:y").unwrap();
         assert_eq!(t.addr.port(), 4421);
         assert_eq!(t.subnqn, "nqn.x:y");
-        assert!(parse_trid("trtype:rdma traddr:1.2.3.4").is_err());
+        assert_eq!(t.trtype, HostTransport::Tcp);
+        let r = parse_trid("trtype:RDMA adrfam:ipv4 traddr:10.0.2.15 trsvcid:4420 subnqn:nqn.x:r").unwrap();
+        assert_eq!((r.trtype, r.addr.port(), r.subnqn.as_str()), (HostTransport::Rdma, 4420, "nqn.x:r"));
+        assert!(parse_trid("trtype:fc traddr:1.2.3.4").is_err());
         assert_eq!(parse_cores("1,3-4").unwrap(), vec![1, 3, 4]);
     }
 }

@@ -9,7 +9,7 @@ pub mod report;
 pub mod worker;
 
 use args::{parse_cores, parse_trid, Args, Trid};
-use nvmf::host::{Controller, HostConfig, IoQueue};
+use nvmf::host::{Controller, HostConfig, HostTransport, IoQueue};
 use report::Line;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -37,14 +37,14 @@ pub struct PhaseResult {
     pub ok: bool,
 }
 
-fn host_cfg(a: &Args, queue_size: u16) -> HostConfig {
-    HostConfig { header_digest: a.hdgst, data_digest: a.ddgst, queue_size, ..HostConfig::default() }
+fn host_cfg(a: &Args, transport: HostTransport, queue_size: u16) -> HostConfig {
+    HostConfig { transport, header_digest: a.hdgst, data_digest: a.ddgst, queue_size, ..HostConfig::default() }
 }
 
 fn connect_target(a: &Args, t: &Trid) -> Result<(Controller, Geometry), String> {
     let want = (a.qd + 1).min(u16::MAX as usize) as u16;
     let e = |e: nvmf::host::HostError| format!("{}: {e}", t.addr);
-    let mut ctrl = Controller::connect(t.addr, &t.subnqn, &host_cfg(a, want)).map_err(e)?;
+    let mut ctrl = Controller::connect(t.addr, &t.subnqn, &host_cfg(a, t.trtype, want)).map_err(e)?;
     let max = ctrl.cap().max_queue_entries().min(u16::MAX as u32) as u16;
     if want > max {
         eprintln!("nvmf-perf: the controller allows {max} queue entries: {} commands in flight per queue pair, not {}", max - 1, a.qd);
@@ -71,7 +71,7 @@ fn connect_target(a: &Args, t: &Trid) -> Result<(Controller, Geometry), String> 
     }
     // I/O queues are connected with IoQueue::connect and this configuration (queue size
     // within MQES), not through the controller's own.
-    let cfg = host_cfg(a, want.min(max));
+    let cfg = host_cfg(a, t.trtype, want.min(max));
     let qd = a.qd.min(cfg.queue_size as usize - 1).max(1);
     Ok((ctrl, Geometry { block_size, ns, in_capsule, qd, cfg }))
 }
@@ -234,6 +234,9 @@ pub fn main(a: Args) -> i32 {
 
 fn run(a: &Args) -> Result<bool, String> {
     let trid = parse_trid(&a.trid)?;
+    if trid.trtype == HostTransport::Rdma && (a.ceiling || a.hdgst || a.ddgst) {
+        return Err("trtype:rdma: --ceiling (an NVMe/TCP responder) and digests are NVMe/TCP only".into());
+    }
     let (ctrl, g) = connect_target(a, &trid)?;
     let jobs = jobs(a, &g)?;
     // A controller grants at most MAX_IO_QUEUES I/O queues: more queue pairs get more
@@ -261,7 +264,7 @@ fn run(a: &Args) -> Result<bool, String> {
         if a.ddgst { ", ddgst" } else { "" }
     );
     if !a.json {
-        println!("nvmf-perf: {} {} -- {desc}", trid.addr, trid.subnqn);
+        println!("nvmf-perf: {}{} {} -- {desc}", if trid.trtype == HostTransport::Rdma { "rdma " } else { "" }, trid.addr, trid.subnqn);
     }
     // The ceiling: the same workload against the trivial responder, on its own connections.
     let stop = Arc::new(AtomicBool::new(false));
@@ -318,7 +321,7 @@ fn run(a: &Args) -> Result<bool, String> {
     if a.json {
         let phase = |p: &PhaseResult| json!({ "qpairs": p.lines.iter().map(Line::json).collect::<Vec<_>>(), "total": p.total.json() });
         let v = json!({
-            "transport": { "traddr": trid.addr.ip().to_string(), "trsvcid": trid.addr.port(), "subnqn": trid.subnqn },
+            "transport": { "trtype": if trid.trtype == HostTransport::Rdma { "rdma" } else { "tcp" }, "traddr": trid.addr.ip().to_string(), "trsvcid": trid.addr.port(), "subnqn": trid.subnqn },
             "workload": a.workload.name(), "io_size": a.io_size, "queue_depth": g.qd, "qpairs": a.qpairs.max(1),
             "namespaces": g.ns.len(), "read_pct": a.workload.read_pct(a.read_pct), "time_s": a.time, "warmup_s": a.warmup,
             "hdgst": a.hdgst, "ddgst": a.ddgst, "verify": a.verify,

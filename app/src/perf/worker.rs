@@ -3,7 +3,7 @@
 
 use super::hist::Histogram;
 use super::pattern;
-use nvmf::host::IoQueue;
+use nvmf::host::{HostError, IoQueue};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -135,7 +135,9 @@ impl Worker {
             let mut next = 0;
             while next < units || self.q.in_flight() > 0 {
                 while next < units && self.q.in_flight() < self.job.qd {
-                    self.submit_at(ni, next, false, None)?;
+                    if !self.submit_at(ni, next, false, None)? {
+                        break;
+                    }
                     next += 1;
                 }
                 let mut errs = 0;
@@ -178,7 +180,9 @@ impl Worker {
         (ni, unit, read)
     }
 
-    fn submit_at(&mut self, ni: usize, unit: u64, read: bool, t0: Option<Instant>) -> Result<(), String> {
+    /// Submit one command; `Ok(false)` when the queue has no room for it now (over RDMA, the
+    /// queue's registered data area can fill up before QD commands are in flight).
+    fn submit_at(&mut self, ni: usize, unit: u64, read: bool, t0: Option<Instant>) -> Result<bool, String> {
         let ns = &self.job.ns[ni];
         let lba = ns.start + unit * self.nlb as u64;
         let cid = if read {
@@ -189,13 +193,17 @@ impl Worker {
                 pattern::fill(&mut self.wbuf, ns.nsid, lba, g.wrapping_add(1) & !BUSY);
             }
             self.q.submit_write(ns.nsid, lba, self.nlb, &self.wbuf)
-        }
-        .map_err(|e| e.to_string())?;
+        };
+        let cid = match cid {
+            Ok(c) => c,
+            Err(HostError::QueueFull) if self.q.in_flight() > 0 => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
         if self.job.verify {
             self.gens[ni][unit as usize] |= BUSY;
         }
         self.cids[cid as usize] = Inflight { t0, ns: ni as u8, unit, read };
-        Ok(())
+        Ok(true)
     }
 
     /// Run until the phase turns STOP; returns the stats of the MEASURE phase.
@@ -221,7 +229,9 @@ impl Worker {
                 let now = Instant::now();
                 while self.q.in_flight() < self.job.qd {
                     let (ni, unit, read) = self.pick();
-                    self.submit_at(ni, unit, read, Some(now))?;
+                    if !self.submit_at(ni, unit, read, Some(now))? {
+                        break;
+                    }
                 }
             } else if self.q.in_flight() == 0 {
                 break;

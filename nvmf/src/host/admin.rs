@@ -1,6 +1,5 @@
 //! The admin queue: [`Controller`].
 
-use super::conn::Conn;
 use super::error::{HostError, Result};
 use super::io::IoQueue;
 use super::pdu::{self, ADMIN_QUEUE_SIZE};
@@ -53,8 +52,7 @@ impl Controller {
     /// Property Set CC (EN, IOSQES 6, IOCQES 4), then CSTS.RDY polled for up to CAP.TO. The
     /// discovery subsystem is enabled the same way.
     pub fn connect(addr: SocketAddr, subnqn: &str, cfg: &HostConfig) -> Result<Controller> {
-        let conn = Conn::connect(addr, cfg)?;
-        let mut q = Queue::new(conn, 0, ADMIN_QUEUE_SIZE as usize - 1, ADMIN_IN_CAPSULE);
+        let mut q = Queue::open(addr, 0, CNTLID_DYNAMIC, ADMIN_QUEUE_SIZE as usize - 1, ADMIN_IN_CAPSULE, cfg)?;
         let cqe = connect_queue(&mut q, 0, ADMIN_QUEUE_SIZE - 1, cfg.kato_ms, CNTLID_DYNAMIC, subnqn, cfg)?;
         let cntlid = cqe.dw0.get() as u16;
         log::debug!("connected to {subnqn} at {addr}: controller {cntlid}");
@@ -126,7 +124,7 @@ impl Controller {
     }
     /// CPDA and MAXH2CDATA from the ICResp.
     pub fn icresp_params(&self) -> (u8, u32) {
-        (self.q.conn.cpda, self.q.conn.maxh2cdata)
+        self.q.icresp_params()
     }
 
     /// Fabrics Property Get: a 4- or 8-byte property at `offset`.
@@ -296,7 +294,7 @@ impl Controller {
     /// Close the admin queue's connection (the target then tears the controller down). Call
     /// [`Controller::shutdown`] first for an orderly shutdown.
     pub fn disconnect(mut self) -> Result<()> {
-        let r = self.q.conn.flush();
+        let r = self.q.flush();
         self.q.close();
         r
     }
@@ -314,10 +312,10 @@ pub(crate) fn connect_queue(
     cfg: &HostConfig,
 ) -> Result<Cqe> {
     let data = pdu::connect_data(&cfg.hostid, cntlid, subnqn, &cfg.hostnqn);
-    let icd = q.icd_max;
-    q.icd_max = q.icd_max.max(data.as_bytes().len());
+    let icd = q.icd_max();
+    q.set_icd_max(icd.max(data.as_bytes().len()));
     let r = q.execute(pdu::connect_sqe(qid, sqsize, kato_ms), Some(data.as_bytes()), None);
-    q.icd_max = icd;
+    q.set_icd_max(icd);
     let cqe = r?;
     if !cqe.is_success() {
         log::debug!("Connect QID {qid} to {subnqn} failed: {:?} dw0 {:#x}", cqe.status(), cqe.dw0.get());

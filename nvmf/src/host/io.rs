@@ -1,7 +1,6 @@
 //! An I/O queue: [`IoQueue`], on its own TCP connection.
 
 use super::admin::connect_queue;
-use super::conn::Conn;
 use super::error::{HostError, Result};
 use super::pdu;
 use super::queue::{check, Queue};
@@ -49,15 +48,14 @@ impl IoQueue {
         if qid == 0 || cfg.queue_size < 2 {
             return Err(HostError::InvalidArgument(format!("QID {qid}, queue size {}", cfg.queue_size)));
         }
-        let conn = Conn::connect(addr, cfg)?;
-        let mut q = Queue::new(conn, qid, cfg.queue_size as usize - 1, in_capsule);
+        let mut q = Queue::open(addr, qid, cntlid, cfg.queue_size as usize - 1, in_capsule, cfg)?;
         connect_queue(&mut q, qid, cfg.queue_size - 1, 0, cntlid, subnqn, cfg)?;
         log::debug!("I/O queue {qid} of controller {cntlid} connected");
         Ok(IoQueue { q })
     }
 
     pub fn qid(&self) -> u16 {
-        self.q.qid
+        self.q.qid()
     }
     /// Most commands in flight at once (`queue_size - 1`).
     pub fn depth(&self) -> usize {
@@ -69,11 +67,11 @@ impl IoQueue {
     }
     /// Largest write sent as in-capsule data.
     pub fn in_capsule_size(&self) -> usize {
-        self.q.icd_max
+        self.q.icd_max()
     }
     /// CPDA and MAXH2CDATA from the ICResp.
     pub fn icresp_params(&self) -> (u8, u32) {
-        (self.q.conn.cpda, self.q.conn.maxh2cdata)
+        self.q.icresp_params()
     }
 
     /// Read `nlb` blocks from `slba` into `buf` (the SGL length is `buf.len()`).
@@ -168,7 +166,7 @@ impl IoQueue {
                         crate::spec::GenericStatus::INVALID_OPCODE | crate::spec::GenericStatus::INVALID_FIELD
                     ) =>
             {
-                log::debug!("queue {}: target does not support Fabrics Disconnect ({:?}); closing", self.q.qid, cqe.status());
+                log::debug!("queue {}: target does not support Fabrics Disconnect ({:?}); closing", self.q.qid(), cqe.status());
                 Ok(())
             }
             Ok(cqe) => check(cqe).map(|_| ()),

@@ -1,13 +1,19 @@
-//! The command engine shared by the admin queue and the I/O queues: command slots indexed by
-//! CID, in-capsule or R2T/H2CData writes, C2HData reads, completions by CapsuleResp or by a
-//! C2HData with SUCCESS. Slot buffers are reused, so steady-state I/O allocates nothing.
+//! The command engine shared by the admin queue and the I/O queues. [`Queue`] is the
+//! transport-agnostic seam: it dispatches to the NVMe/TCP engine here ([`TcpQueue`]) or to the
+//! NVMe/RDMA one (`host/rdma.rs`, feature `rdma`); both keep command slots indexed by CID and
+//! offer the same submit / wait / poll / release calls, and `execute` is built on them once.
+//!
+//! [`TcpQueue`]: in-capsule or R2T/H2CData writes, C2HData reads, completions by CapsuleResp or
+//! by a C2HData with SUCCESS. Slot buffers are reused, so steady-state I/O allocates nothing.
 
 use super::conn::Conn;
 use super::error::{HostError, Result};
 use super::pdu::SQE_FLAGS_SGL;
+use super::{HostConfig, HostTransport};
 use crate::spec::tcp::{fes, pdu_flags, pdu_type, CapsuleRespHdr, DataHdr, R2THdr};
 use crate::spec::{Cqe, SglDescriptor, Sqe};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 /// Largest data transfer of one command the host sets up (its buffer is allocated here).
 pub const MAX_TRANSFER: usize = 64 << 20;
@@ -42,7 +48,7 @@ struct Slot {
     cqe: Cqe,
 }
 
-pub(crate) struct Queue {
+pub(crate) struct TcpQueue {
     pub conn: Conn,
     pub qid: u16,
     slots: Vec<Slot>,
@@ -54,9 +60,9 @@ pub(crate) struct Queue {
 
 const F: u16 = fes::INVALID_PDU_HEADER_FIELD;
 
-impl Queue {
+impl TcpQueue {
     /// A queue allowing `depth` commands in flight (CIDs `0..depth`).
-    pub fn new(conn: Conn, qid: u16, depth: usize, icd_max: usize) -> Queue {
+    pub fn new(conn: Conn, qid: u16, depth: usize, icd_max: usize) -> TcpQueue {
         let depth = depth.clamp(1, 0xffff);
         let slots = (0..depth)
             .map(|_| Slot {
@@ -69,7 +75,7 @@ impl Queue {
                 cqe: Cqe::default(),
             })
             .collect();
-        Queue {
+        TcpQueue {
             conn,
             qid,
             slots,
@@ -194,7 +200,7 @@ impl Queue {
                 if flags & pdu_flags::SUCCESS != 0 && flags & pdu_flags::LAST_PDU == 0 {
                     return Err(self.conn.violation(Some((F, 1)), 24, "C2HData SUCCESS without LAST_PDU".into()));
                 }
-                let Queue { conn, slots, .. } = self;
+                let TcpQueue { conn, slots, .. } = self;
                 let slot = &mut slots[cid as usize];
                 conn.recv_data(&mut slot.buf[datao..datao + datal])?;
                 slot.rcvd += datal;
@@ -229,7 +235,7 @@ impl Queue {
                     return Err(self.conn.violation(Some((fes::DATA_TRANSFER_OUT_OF_RANGE, 12)), 24, msg));
                 }
                 log::trace!("qid {} R2T cid {cid} ttag {} off {r2to} len {r2tl}", self.qid, h.ttag.get());
-                let Queue { conn, slots, .. } = self;
+                let TcpQueue { conn, slots, .. } = self;
                 conn.send_h2c(cid, h.ttag.get(), r2to as u32, &slots[cid as usize].buf[r2to..r2to + r2tl])?;
                 conn.flush()?;
             }
@@ -238,13 +244,13 @@ impl Queue {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         let r = self.conn.flush();
         self.conn.guard(r)
     }
 
     /// Block until `cid` completes; other completions arriving meanwhile stay queued for
-    /// [`Queue::poll`]. The slot stays allocated until [`Queue::release`].
+    /// [`TcpQueue::poll`]. The slot stays allocated until [`TcpQueue::release`].
     pub fn wait(&mut self, cid: u16) -> Result<Cqe> {
         self.flush()?;
         loop {
@@ -279,24 +285,6 @@ impl Queue {
         }
     }
 
-    /// Submit, wait, copy read data into `data_in`. Returns the CQE whatever its status.
-    pub fn execute(&mut self, sqe: Sqe, data_out: Option<&[u8]>, data_in: Option<&mut [u8]>) -> Result<Cqe> {
-        let in_len = data_in.as_ref().map_or(0, |b| b.len());
-        let cid = self.submit(sqe, data_out, in_len)?;
-        let r = self.wait(cid);
-        if let (Ok(_), Some(dst)) = (&r, data_in) {
-            let src = self.data(cid);
-            dst[..src.len()].copy_from_slice(src);
-        }
-        self.release(cid);
-        r
-    }
-
-    /// Like [`Queue::execute`], turning an error status into `HostError::Status`.
-    pub fn execute_ok(&mut self, sqe: Sqe, data_out: Option<&[u8]>, data_in: Option<&mut [u8]>) -> Result<Cqe> {
-        check(self.execute(sqe, data_out, data_in)?)
-    }
-
     /// Hand every completion that has arrived to `on_complete`; when none has and commands are
     /// in flight, block (up to the I/O timeout) for at least one. Returns how many were handed.
     pub fn poll(&mut self, mut on_complete: impl FnMut(u16, Cqe, Option<&[u8]>)) -> Result<usize> {
@@ -320,6 +308,109 @@ impl Queue {
 
     pub fn close(&mut self) {
         self.conn.close();
+    }
+}
+
+/// Which transport a queue runs over (chosen by [`HostConfig::transport`]).
+pub(crate) enum Queue {
+    Tcp(TcpQueue),
+    #[cfg(feature = "rdma")]
+    Rdma(super::rdma::RdmaQueue),
+}
+
+/// Run `$e` with `$q` bound to the queue's engine, whatever the transport.
+macro_rules! each {
+    ($self:expr, $q:ident => $e:expr) => {
+        match $self {
+            Queue::Tcp($q) => $e,
+            #[cfg(feature = "rdma")]
+            Queue::Rdma($q) => $e,
+        }
+    };
+}
+
+impl Queue {
+    /// Open the transport connection of queue `qid` (of controller `cntlid`, or
+    /// `CNTLID_DYNAMIC` for an admin queue) to `addr`, allowing `depth` commands in flight and
+    /// writes of up to `icd_max` bytes in-capsule. The Fabrics Connect is the caller's.
+    pub fn open(addr: SocketAddr, qid: u16, cntlid: u16, depth: usize, icd_max: usize, cfg: &HostConfig) -> Result<Queue> {
+        match cfg.transport {
+            HostTransport::Tcp => {
+                let _ = cntlid;
+                Ok(Queue::Tcp(TcpQueue::new(Conn::connect(addr, cfg)?, qid, depth, icd_max)))
+            }
+            #[cfg(feature = "rdma")]
+            HostTransport::Rdma => Ok(Queue::Rdma(super::rdma::RdmaQueue::connect(addr, qid, cntlid, depth, icd_max, cfg)?)),
+            #[cfg(not(feature = "rdma"))]
+            HostTransport::Rdma => Err(HostError::InvalidArgument(
+                "NVMe/RDMA: nvmf was built without the `rdma` feature".into(),
+            )),
+        }
+    }
+
+    pub fn qid(&self) -> u16 {
+        each!(self, q => q.qid)
+    }
+    pub fn depth(&self) -> usize {
+        each!(self, q => q.depth())
+    }
+    pub fn in_flight(&self) -> usize {
+        each!(self, q => q.in_flight())
+    }
+    /// Largest write sent as in-capsule data.
+    pub fn icd_max(&self) -> usize {
+        each!(self, q => q.icd_max)
+    }
+    pub fn set_icd_max(&mut self, n: usize) {
+        each!(self, q => q.icd_max = n)
+    }
+    /// NVMe/TCP ICResp CPDA and MAXH2CDATA; (0, 0) over RDMA.
+    pub fn icresp_params(&self) -> (u8, u32) {
+        match self {
+            Queue::Tcp(q) => (q.conn.cpda, q.conn.maxh2cdata),
+            #[cfg(feature = "rdma")]
+            Queue::Rdma(_) => (0, 0),
+        }
+    }
+    pub fn submit(&mut self, sqe: Sqe, out: Option<&[u8]>, in_len: usize) -> Result<u16> {
+        each!(self, q => q.submit(sqe, out, in_len))
+    }
+    pub fn wait(&mut self, cid: u16) -> Result<Cqe> {
+        each!(self, q => q.wait(cid))
+    }
+    pub fn data(&self, cid: u16) -> &[u8] {
+        each!(self, q => q.data(cid))
+    }
+    pub fn release(&mut self, cid: u16) {
+        each!(self, q => q.release(cid))
+    }
+    pub fn poll(&mut self, on_complete: impl FnMut(u16, Cqe, Option<&[u8]>)) -> Result<usize> {
+        each!(self, q => q.poll(on_complete))
+    }
+    /// Send whatever is queued (TCP batches capsules; RDMA posts each at once).
+    pub fn flush(&mut self) -> Result<()> {
+        each!(self, q => q.flush())
+    }
+    pub fn close(&mut self) {
+        each!(self, q => q.close())
+    }
+
+    /// Submit, wait, copy read data into `data_in`. Returns the CQE whatever its status.
+    pub fn execute(&mut self, sqe: Sqe, data_out: Option<&[u8]>, data_in: Option<&mut [u8]>) -> Result<Cqe> {
+        let in_len = data_in.as_ref().map_or(0, |b| b.len());
+        let cid = self.submit(sqe, data_out, in_len)?;
+        let r = self.wait(cid);
+        if let (Ok(_), Some(dst)) = (&r, data_in) {
+            let src = self.data(cid);
+            dst[..src.len()].copy_from_slice(src);
+        }
+        self.release(cid);
+        r
+    }
+
+    /// Like [`Queue::execute`], turning an error status into `HostError::Status`.
+    pub fn execute_ok(&mut self, sqe: Sqe, data_out: Option<&[u8]>, data_in: Option<&mut [u8]>) -> Result<Cqe> {
+        check(self.execute(sqe, data_out, data_in)?)
     }
 }
 

@@ -1,13 +1,17 @@
 #!/bin/sh
-# STEP: NVMe/RDMA over soft-RoCE (rdma_rxe on eth0): nvmf_tgt (built with --features rdma) listens on RDMA at the guest's eth0 address; the Linux nvme-rdma host connects, id-ctrl (keyed SGLs), fio crc32c verify, disconnect, clean target exit
+# STEP: NVMe/RDMA over soft-RoCE (rdma_rxe on eth0): nvmf_tgt (built with --features rdma) listens on RDMA at the guest's eth0 address; the Linux nvme-rdma host connects, id-ctrl (keyed SGLs), fio crc32c verify, disconnect; then our host client over RDMA (host_check --trtype rdma: discovery, identify, write/read verify 512 B..2 MiB, pipelined I/O, shutdown) and nvmf-perf -r trtype:rdma --verify; clean target exit
 . /qemu/lib.sh
-need_bins nvmf_tgt
+need_bins nvmf_tgt host_check nvmf-perf
 NQN=nqn.2016-06.io.nvmf-rs:rdma
 ADDR=10.0.2.15
 PORT=4420
 
 # nvmf_tgt must have been built with the rdma feature (it then links librdmacm).
 grep -q rdma_create_id /usr/local/bin/nvmf_tgt 2>/dev/null || skip "nvmf_tgt was built without --features rdma"
+# Our host client too (cargo build ... --features nvmf-tgt/rdma builds host_check and nvmf-perf with nvmf/rdma).
+for b in host_check nvmf-perf; do
+  grep -q rdma_connect "/usr/local/bin/$b" 2>/dev/null || skip "$b was built without the nvmf/rdma feature"
+done
 [ -e /etc/libibverbs.d/rxe.driver ] || skip "the rxe provider (ibverbs-providers) is not in the guest image"
 command -v rdma >/dev/null 2>&1 || skip "the rdma tool (iproute2) is not in the guest image"
 
@@ -59,5 +63,25 @@ must fio --name=rdma-qd --filename="$dev" --direct=1 --ioengine=libaio --rw=rand
   --size=8M --verify=crc32c --verify_fatal=1 --numjobs=1 --randseed=11
 
 nvme_disconnect_one "$NQN"
+
+# Our host client over RDMA: writes up to the in-capsule size (8 KiB) go in-capsule, larger
+# ones by keyed SGL (the target RDMA READs them from our registered memory), reads by keyed SGL
+# (RDMA WRITE into it); discovery, identify, 512 B..2 MiB split by MDTS, 16 in flight on a
+# second queue, shutdown.
+say "host_check over RDMA"
+x host_check "$ADDR:$PORT" "$NQN" --trtype rdma >/tmp/host_check.out 2>&1
+rc=$?
+cat /tmp/host_check.out
+[ $rc = 0 ] || { tail -n 30 "$TGT_LOG"; fail "host_check --trtype rdma failed (status $rc)"; }
+grep -q '^host_check: PASS' /tmp/host_check.out || fail "host_check --trtype rdma did not report PASS"
+grep -q 'CHECK rw-2097152 ok' /tmp/host_check.out || fail "no 2 MiB transfer over RDMA"
+
+# nvmf-perf over RDMA with data verification: small mixed I/O (in-capsule writes), then 64 KiB
+# random writes and reads (keyed SGLs both ways). Soft-RoCE under TCG: no performance figure.
+TRID="trtype:rdma adrfam:ipv4 traddr:$ADDR trsvcid:$PORT subnqn:$NQN"
+say "nvmf-perf over RDMA"
+x nvmf-perf -r "$TRID" -q 16 -o 4096 -w randrw -M 50 -t 3 --verify || { tail -n 30 "$TGT_LOG"; fail "nvmf-perf -r trtype:rdma 4 KiB randrw --verify"; }
+x nvmf-perf -r "$TRID" -q 8 -o 65536 -w randrw -M 50 -t 3 --verify || { tail -n 30 "$TGT_LOG"; fail "nvmf-perf -r trtype:rdma 64 KiB randrw --verify"; }
+
 trap - EXIT
 tgt_stop

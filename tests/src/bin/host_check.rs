@@ -1,9 +1,10 @@
-//! `host_check`: our NVMe/TCP host (`nvmf::host`) against any target, normally the Linux kernel
-//! target (nvmet-tcp) in the QEMU test bed's `host-vs-nvmet` step: an independent
-//! implementation checks our host side.
+//! `host_check`: our NVMe/TCP or NVMe/RDMA host (`nvmf::host`) against any target, normally the
+//! Linux kernel target (nvmet-tcp) in the QEMU test bed's `host-vs-nvmet` step: an independent
+//! implementation checks our host side; over RDMA (`--trtype rdma`, needs a build with the
+//! `nvmf/rdma` feature, e.g. `--features nvmf-tgt/rdma`) nvmf_tgt on soft-RoCE in the `rdma` step.
 //!
 //! ```text
-//! host_check ADDR:PORT SUBNQN [--digests none|header|data|both] [--hostnqn NQN] [--expect-discovery]
+//! host_check ADDR:PORT SUBNQN [--trtype tcp|rdma] [--digests none|header|data|both] [--hostnqn NQN]
 //! ```
 //!
 //! Discovery log (through the discovery controller), connect, Identify Controller and Namespace,
@@ -11,7 +12,7 @@
 //! controller's MDTS), pipelined I/O on two queues, Flush, orderly shutdown. Prints one
 //! `CHECK <name> ok|FAILED ...` line per check and exits 1 if any failed.
 
-use nvmf::host::{Controller, HostConfig};
+use nvmf::host::{Controller, HostConfig, HostTransport};
 use nvmf::spec::discovery::DiscoveryLogEntry;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -39,12 +40,13 @@ struct Args {
     hdgst: bool,
     ddgst: bool,
     hostnqn: Option<String>,
+    trtype: HostTransport,
 }
 
 fn parse() -> Result<Args, String> {
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut pos = Vec::new();
-    let (mut hdgst, mut ddgst, mut hostnqn) = (false, false, None);
+    let (mut hdgst, mut ddgst, mut hostnqn, mut trtype) = (false, false, None, HostTransport::Tcp);
     let mut i = 0;
     while i < v.len() {
         match v[i].as_str() {
@@ -58,6 +60,10 @@ fn parse() -> Result<Args, String> {
                     o => return Err(format!("--digests {o:?}: none|header|data|both")),
                 }
             }
+            "--trtype" => {
+                i += 1;
+                trtype = v.get(i).ok_or("--trtype needs a value")?.parse()?;
+            }
             "--hostnqn" => {
                 i += 1;
                 hostnqn = Some(v.get(i).ok_or("--hostnqn needs a value")?.clone());
@@ -68,10 +74,13 @@ fn parse() -> Result<Args, String> {
         i += 1;
     }
     if pos.len() != 2 {
-        return Err("usage: host_check ADDR:PORT SUBNQN [--digests none|header|data|both] [--hostnqn NQN]".into());
+        return Err("usage: host_check ADDR:PORT SUBNQN [--trtype tcp|rdma] [--digests none|header|data|both] [--hostnqn NQN]".into());
+    }
+    if trtype == HostTransport::Rdma && (hdgst || ddgst) {
+        return Err("--digests: NVMe/TCP only".into());
     }
     let addr = pos[0].parse().map_err(|e| format!("{}: {e}", pos[0]))?;
-    Ok(Args { addr, nqn: pos[1].clone(), hdgst, ddgst, hostnqn })
+    Ok(Args { addr, nqn: pos[1].clone(), hdgst, ddgst, hostnqn, trtype })
 }
 
 fn main() {
@@ -84,6 +93,7 @@ fn main() {
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let mut cfg = HostConfig {
+        transport: a.trtype,
         header_digest: a.hdgst,
         data_digest: a.ddgst,
         kato_ms: 0,
@@ -102,7 +112,7 @@ fn main() {
         }
     };
     let t0 = Instant::now();
-    println!("host_check: {} {} digests: header={} data={}", a.addr, a.nqn, a.hdgst, a.ddgst);
+    println!("host_check: {:?} {} {} digests: header={} data={}", a.trtype, a.addr, a.nqn, a.hdgst, a.ddgst);
 
     // Discovery.
     let disc = (|| -> Result<String, String> {

@@ -18,10 +18,11 @@
 //! memory per I/O is avoided on purpose.
 
 mod cm;
-mod conn;
+// The host client (`host/rdma.rs`) uses the work-request and keyed-SGL types and the verbs layer.
+pub(crate) mod conn;
 mod group;
 pub mod private;
-mod verbs;
+pub(crate) mod verbs;
 
 use super::{Transport, TransportAddr, TransportListener, TransportPollGroup, TransportType};
 use crate::{Error, Result};

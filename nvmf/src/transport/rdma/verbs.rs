@@ -158,6 +158,21 @@ impl EventChannel {
         Ok(me)
     }
 
+    /// Wait up to `timeout` for the channel to have an event, then take it (host side: a
+    /// non-blocking channel waited on with poll(2), so that connection setup is bounded).
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<CmEvent> {
+        // SAFETY: `self.0` is a valid channel; its fd stays open while the channel lives.
+        let fd = unsafe { (*self.0).fd };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n <= 0 {
+            return None;
+        }
+        self.get()
+    }
+
     /// The next event, or `None` when there is none (non-blocking channel) or on error.
     pub fn get(&self) -> Option<CmEvent> {
         let mut ev: *mut rdma_cm_event = ptr::null_mut();
@@ -219,6 +234,7 @@ pub(crate) struct DeviceAttrs {
 }
 
 impl Device {
+    #[allow(dead_code)]
     pub fn key(&self) -> usize {
         self.0 as usize
     }
@@ -405,6 +421,7 @@ impl Arena {
         }
         Ok(Arena { base: p as *mut u8, len, mr })
     }
+    #[allow(dead_code)]
     pub fn len(&self) -> usize {
         self.len
     }
