@@ -686,4 +686,21 @@ fn default_config() {
     assert_eq!(hex, DEFAULT_HOST_UUID.replace('-', ""));
     assert_eq!((c.kato_ms, c.queue_size, c.io_timeout), (30_000, 128, Duration::from_secs(10)));
     assert!(!c.header_digest && !c.data_digest);
+    assert_eq!(c.transport, HostTransport::Tcp);
+}
+
+#[test]
+fn transport_names() {
+    assert_eq!("tcp".parse::<HostTransport>(), Ok(HostTransport::Tcp));
+    assert_eq!("RDMA".parse::<HostTransport>(), Ok(HostTransport::Rdma));
+    assert!("fc".parse::<HostTransport>().is_err());
+}
+
+/// Without the `rdma` feature, asking for NVMe/RDMA fails before anything is sent.
+#[cfg(not(feature = "rdma"))]
+#[test]
+fn rdma_without_the_feature_is_an_invalid_argument() {
+    let cfg = HostConfig { transport: HostTransport::Rdma, ..cfg(false) };
+    let r = Controller::connect("127.0.0.1:9".parse().unwrap(), SUBNQN, &cfg);
+    assert!(matches!(r, Err(HostError::InvalidArgument(ref m)) if m.contains("rdma")), "{:?}", r.err());
 }
