@@ -86,7 +86,7 @@ fn wait_all(qp: &mut IoQpair, n: usize, what: &str) -> Result<Vec<u64>, String> 
 
 /// One thread's work: its own queue pair and LBA range, `ios` 4 KiB writes then reads with up to
 /// 16 in flight, every read compared with what was written.
-fn thread_io(ctrl: &Controller, t: u64, ios: u64, nsid: u32, bs: u32) -> Result<(u16, Duration), String> {
+fn thread_io(ctrl: &Controller, t: u64, ios: u64, nsid: u32, bs: u32) -> Result<(IoQpair, Duration), String> {
     let t0 = Instant::now();
     let mut qp = ctrl.alloc_io_qpair_with(32).map_err(|e| format!("alloc_io_qpair: {e}"))?;
     let pool = ctrl.dma().alloc_pool(4096, 16).map_err(|e| format!("alloc_pool: {e}"))?;
@@ -141,7 +141,8 @@ fn thread_io(ctrl: &Controller, t: u64, ios: u64, nsid: u32, bs: u32) -> Result<
             }
         }
     }
-    Ok((qp.qid(), t0.elapsed()))
+    let dt = t0.elapsed();
+    Ok((qp, dt))
 }
 
 /// Large transfer through PRP lists: `len` bytes in commands of at most `max_transfer_bytes()`,
@@ -261,12 +262,20 @@ fn main() {
     }
 
     // N queue pairs on N threads.
+    // Each thread keeps its queue pair until all are done: a thread that finished early would
+    // otherwise free its QID for a late starter (seen under load) and the QIDs would repeat.
     let t1 = Instant::now();
+    let all_done = Arc::new(std::sync::Barrier::new(args.threads as usize));
     let handles: Vec<_> = (0..args.threads)
         .map(|t| {
             let ctrl = ctrl.clone();
             let ios = args.ios;
-            std::thread::spawn(move || thread_io(&ctrl, t, ios, nsid, bs))
+            let all_done = all_done.clone();
+            std::thread::spawn(move || {
+                let r = thread_io(&ctrl, t, ios, nsid, bs);
+                all_done.wait();
+                r.map(|(qp, dt)| (qp.qid(), dt))
+            })
         })
         .collect();
     let mut qids = Vec::new();

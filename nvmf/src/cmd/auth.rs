@@ -292,7 +292,8 @@ pub(crate) fn send(q: &mut NvmeQueue, mut cmd: Cmd<'_>) -> Exec {
             auth.clear();
             auth.step = Step::Done;
             auth.authenticated = true;
-            log::info!("{}: authenticated (bidirectional)", who(qid, &ctrl));
+            let (hash, group) = (auth.hash.name(), auth.dhgroup.name());
+            log::info!("{}: authenticated ({hash}, {group}, bidirectional)", who(qid, &ctrl));
             Exec::Complete
         }
         _ => {

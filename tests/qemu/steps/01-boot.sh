@@ -1,5 +1,6 @@
 #!/bin/sh
 # STEP: modules load, the emulated NVMe controller (class 0x010802) is bound to nvme and its block device works, eth0/IOMMU/hugepages are up, nvme-cli and fio run
+# PROFILES: iommu auth
 . /qemu/lib.sh
 
 say "kernel $(uname -r), $(nproc) CPUs"

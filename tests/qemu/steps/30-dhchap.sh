@@ -1,5 +1,6 @@
 #!/bin/sh
-# STEP: DH-HMAC-CHAP in-band authentication: nvmf_tgt in the guest with per-host keys (nvmf_subsystem_add_host dhchap_key/dhchap_ctrlr_key); the Linux host connects with nvme connect --dhchap-secret (unidirectional, SHA-256 + ffdhe2048), with --dhchap-ctrl-secret too (bidirectional, SHA-512 + null and SHA-384 + ffdhe2048), fio verify on each; refused with a wrong host key, without a key, and when the controller key it expects is wrong. Needs a guest kernel with CONFIG_NVME_AUTH / NVME_HOST_AUTH (Debian 6.1 has neither: QEMU_KERNEL_PKG=linux-image-6.12.100+deb12-amd64)
+# STEP: DH-HMAC-CHAP in-band authentication: nvmf_tgt in the guest with per-host keys (nvmf_subsystem_add_host dhchap_key/dhchap_ctrlr_key); the Linux host connects with nvme connect --dhchap-secret (unidirectional, SHA-256 + ffdhe2048), with --dhchap-ctrl-secret too (bidirectional, SHA-512 + null and SHA-384 + ffdhe2048), fio verify on each; every I/O queue authenticates; re-authentication of a live controller via sysfs; refused with a wrong host key, without a key, and when the controller key it expects is wrong. Runs in the auth profile (Debian 6.12 kernel; 6.1 has no CONFIG_NVME_AUTH)
+# PROFILES: auth
 . /qemu/lib.sh
 need_bins nvmf_tgt
 ADDR=127.0.0.1
@@ -19,7 +20,7 @@ WRONG='DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:'
 modprobe nvme-fabrics 2>/dev/null
 for m in nvme-auth hmac sha256_generic sha512_generic dh_generic; do modprobe "$m" 2>/dev/null; done
 grep -q ' nvme_auth_negotiate' /proc/kallsyms 2>/dev/null ||
-  skip "guest kernel $(uname -r) has no NVMe in-band authentication (CONFIG_NVME_AUTH / NVME_HOST_AUTH); run with QEMU_KERNEL_PKG=linux-image-6.12.100+deb12-amd64"
+  skip "guest kernel $(uname -r) has no NVMe in-band authentication (CONFIG_NVME_AUTH / NVME_HOST_AUTH); run it in the auth profile (tests/qemu/run --profile auth), or set QEMU_AUTH_KERNEL_PKG to a kernel that has it"
 
 # nvme-cli with --dhchap-secret (2.0+), or the fabrics options string written directly.
 if nvme connect --help 2>&1 | grep -q dhchap-secret; then CLI=1; else CLI=0; fi
@@ -102,14 +103,42 @@ refused() {
 
 ok "$UNI" "$KEY" "" "authenticated with hash hmac(sha256) dhgroup ffdhe2048"
 grep -q "qid 0 host $HOSTNQN: authenticated (sha256, ffdhe2048)" "$TGT_LOG" || fail "target log: no successful authentication for $UNI"
+# Linux 6.x authenticates every I/O queue after its Connect too.
+grep -q "qid 1 host $HOSTNQN: authenticated (sha256, ffdhe2048)" "$TGT_LOG" || fail "target log: the I/O queues of $UNI did not authenticate"
 ok "$BI" "$KEY" "$CKEY" "controller authenticated"
 ok "$BIDH" "$KEY" "$CKEY" "authenticated with hash hmac(sha384) dhgroup ffdhe2048"
-grep -q "authenticated (bidirectional)" "$TGT_LOG" || fail "target log: no bidirectional authentication"
+grep -q "auth-bi qid 0 host $HOSTNQN: authenticated (sha512, null, bidirectional)" "$TGT_LOG" || fail "target log: no bidirectional authentication for $BI"
+grep -q "auth-bi-dh qid 0 host $HOSTNQN: authenticated (sha384, ffdhe2048, bidirectional)" "$TGT_LOG" || fail "target log: no bidirectional authentication for $BIDH"
+
+# Re-authentication: writing the host secret to the controller's sysfs attribute makes Linux run
+# a new transaction (AUTH_Negotiate on the authenticated queues) on the admin and I/O queues.
+say "$BIDH: re-authentication of a live controller"
+dmesg -c >/dev/null 2>&1
+connect "$BIDH" "$KEY" "$CKEY" || fail "authenticated connect to $BIDH"
+ctrl=$(nvmf_ctrl_by_nqn "$BIDH" "$ADDR") || fail "no controller for $BIDH after connect"
+dev=$(wait_ns_blk "$ctrl" 1 20) || fail "namespace 1 of $ctrl did not appear"
+[ -e "/sys/class/nvme/$ctrl/dhchap_secret" ] || fail "no /sys/class/nvme/$ctrl/dhchap_secret"
+cntlid=$(cat "/sys/class/nvme/$ctrl/cntlid")
+pat="controller $cntlid of $BIDH qid [0-9]* host $HOSTNQN: authenticated (sha384, ffdhe2048, bidirectional)"
+n0=$(grep -c "$pat" "$TGT_LOG")
+echo "target log: $n0 authenticated queue(s) of controller $cntlid before"
+[ "$n0" -ge 2 ] || fail "expected the admin queue and at least one I/O queue of controller $cntlid to be authenticated"
+x sh -c "printf '%s' '$KEY' > /sys/class/nvme/$ctrl/dhchap_secret" || fail "writing dhchap_secret"
+wait_until 30 sh -c "[ \$(grep -c '$pat' $TGT_LOG) -ge $((n0 * 2)) ]" ||
+  { dmesg | tail -20; tail -20 "$TGT_LOG"; fail "the queues of controller $cntlid did not all re-authenticate"; }
+echo "target log: $(grep -c "$pat" "$TGT_LOG") authenticated queue(s) of controller $cntlid after"
+dmesg | grep -i 'authenticat' | head -8
+dmesg | grep -qi 'authentication failed' && fail "dmesg reports a failed re-authentication"
+[ "$(cat /sys/class/nvme/$ctrl/state)" = live ] || fail "$ctrl is $(cat /sys/class/nvme/$ctrl/state) after re-authentication"
+fio_verify "$dev" 4M
+nvme_disconnect_one "$BIDH"
+wait_until 10 sh -c "! test -e /sys/class/nvme/$ctrl" || fail "$ctrl still present after disconnect"
 
 refused "$UNI" "$WRONG" "" "wrong host key"
 grep -q "DH-HMAC-CHAP authentication failed: authentication failed" "$TGT_LOG" || fail "target log: wrong key not reported"
 refused "$UNI" "" "" "no host key"
 refused "$BI" "$KEY" "$WRONG" "wrong controller key"
+grep -q "auth-bi qid 0 host $HOSTNQN: host aborted authentication" "$TGT_LOG" || fail "target log: the host's AUTH_Failure2 (wrong controller key) not reported"
 
 # The right key still works after the refusals.
 ok "$UNI" "$KEY" "" "authenticated with hash hmac(sha256)"
