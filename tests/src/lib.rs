@@ -4,7 +4,6 @@
 use nvmf::bdev::{Bdev, MallocBdev};
 use nvmf::{NamespaceConfig, PollGroup, Subsystem, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -201,24 +200,7 @@ pub fn reset_connection(s: TcpStream) {
 
 /// Set SO_LINGER to { on, 0 s } on `s`: closing it then sends an RST instead of a FIN.
 pub fn set_linger_zero(s: &TcpStream) {
-    #[repr(C)]
-    struct Linger {
-        l_onoff: i32,
-        l_linger: i32,
-    }
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, value: *const std::ffi::c_void, len: u32) -> i32;
-    }
-    // Linux values (asm-generic/socket.h).
-    const SOL_SOCKET: i32 = 1;
-    const SO_LINGER: i32 = 13;
-    let l = Linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the descriptor is an open socket owned by `s` for the whole call; `value` points
-    // at a live `struct linger` (two C ints) and `len` is its size.
-    let rc = unsafe {
-        setsockopt(s.as_raw_fd(), SOL_SOCKET, SO_LINGER, &l as *const Linger as *const std::ffi::c_void, std::mem::size_of::<Linger>() as u32)
-    };
-    if rc != 0 {
-        log::warn!("setsockopt(SO_LINGER): {}", std::io::Error::last_os_error());
+    if let Err(e) = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)) {
+        log::warn!("setsockopt(SO_LINGER): {e}");
     }
 }

@@ -166,14 +166,10 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     Ok(v)
 }
 
-/// Pin the calling thread to `core` (best effort).
+/// Pin the calling thread to `core` (best effort, through nix's safe sched_setaffinity).
 pub fn pin(core: usize) -> bool {
-    // SAFETY: cpu_set_t is plain data; the calls only read it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    let mut set = nix::sched::CpuSet::new();
+    set.set(core).is_ok() && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_ok()
 }
 
 #[cfg(test)]
