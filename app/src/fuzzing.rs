@@ -45,6 +45,7 @@ fn with_sandbox<R>(f: impl FnOnce(&mut Sandbox) -> R) -> R {
             let _ = env_logger::builder().is_test(true).try_init();
             let tag = format!("nvmf-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "");
             let dir = std::env::temp_dir();
+            remove_stale(&dir);
             let aio_file = dir.join(format!("{tag}.img"));
             std::fs::File::create(&aio_file).and_then(|f| f.set_len(1 << 20)).expect("scratch file");
             let server = rpc::RpcServer::bind(&dir.join(format!("{tag}.sock"))).expect("bind the RPC socket");
@@ -52,6 +53,19 @@ fn with_sandbox<R>(f: impl FnOnce(&mut Sandbox) -> R) -> R {
         });
         f(sb)
     })
+}
+
+/// Remove the scratch files and sockets of earlier runs whose process is gone (libFuzzer exits
+/// without running thread-local destructors).
+fn remove_stale(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("nvmf-fuzz-").and_then(|r| r.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Keep one request inside the sandbox (see the module documentation).
