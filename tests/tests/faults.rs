@@ -286,8 +286,12 @@ fn keep_alive_expiry_with_io_in_flight_loses_nothing_acknowledged() {
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut total = 0;
+    let mut pass = 0u64;
     while Instant::now() < deadline {
-        let n = write_until_failure(&mut q, 0, 256, 1, &ledger, &stop, 2000, &[Gs::KEEP_ALIVE_EXPIRED, Gs::ABORTED_SQ_DELETION]);
+        // Each pass uses higher seeds, so "a later write" stays a larger seed in the ledger.
+        pass += 1;
+        let seed = 1 + pass * 1_000_000;
+        let n = write_until_failure(&mut q, 0, 256, seed, &ledger, &stop, 2000, &[Gs::KEEP_ALIVE_EXPIRED, Gs::ABORTED_SQ_DELETION]);
         total += n;
         if n < 2000 {
             break; // the connection went away

@@ -119,9 +119,8 @@ pub fn handle_request(state: &mut AppState, req: Value) -> Option<Value> {
             } else {
                 let params = obj.remove("params");
                 let r = dispatch(state, &m, params);
-                if id.is_none() {
-                    return None;
-                }
+                // A notification (no id) gets no response.
+                id.as_ref()?;
                 r
             }
         }

@@ -37,6 +37,7 @@ impl HashId {
         }
     }
     /// Digest length in bytes (the HL field of the messages).
+    #[allow(clippy::len_without_is_empty)] // a fixed digest size, never empty
     pub fn len(self) -> usize {
         match self {
             HashId::Sha256 => 32,

@@ -14,14 +14,14 @@
 //! - Unmap is not supported (a hole punch would be file-system specific); the size is taken
 //!   from the metadata for a regular file and by seeking to the end for a block device.
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 
-use super::malloc::{check_geometry, COMPLETION_QUEUE_CAPACITY};
-use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus};
+use super::malloc::check_geometry;
+use super::sync_channel::{SyncChannel, SyncExecute};
+use super::{check_io, Bdev, BdevChannel, BdevError, BdevIo, BdevOp, BdevStatus};
 
 /// Size of each channel's zero buffer for WriteZeroes, and the chunk size of Compare reads.
 const CHUNK: usize = 128 * 1024;
@@ -110,14 +110,13 @@ impl Bdev for FileBdev {
             path: self.path.clone(),
             source,
         })?;
-        Ok(Box::new(FileChannel {
+        Ok(Box::new(SyncChannel::new(FileChannel {
             file,
             block_size: self.block_size,
             num_blocks: self.num_blocks,
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
-            done: VecDeque::with_capacity(COMPLETION_QUEUE_CAPACITY),
-        }))
+        })))
     }
 }
 
@@ -129,7 +128,6 @@ struct FileChannel {
     zeroes: Box<[u8]>,
     /// Compare's read buffer: grows once, to at most `CHUNK` bytes.
     scratch: Vec<u8>,
-    done: VecDeque<BdevCompletion>,
 }
 
 /// Map a failed write or flush to a status: out of space or quota is `NoSpace`, the rest is a
@@ -142,7 +140,7 @@ fn write_status(e: &io::Error) -> BdevStatus {
 }
 
 impl FileChannel {
-    fn execute(&mut self, io: &mut BdevIo) -> BdevStatus {
+    fn run(&mut self, io: &mut BdevIo) -> BdevStatus {
         if io.op == BdevOp::Unmap {
             return BdevStatus::Unsupported;
         }
@@ -213,28 +211,16 @@ impl FileChannel {
     }
 }
 
-impl BdevChannel for FileChannel {
-    fn submit(&mut self, mut io: BdevIo) {
-        let status = self.execute(&mut io);
-        self.done.push_back(BdevCompletion {
-            tag: io.tag,
-            status,
-            buf: io.buf,
-        });
-    }
-    fn poll(&mut self, out: &mut Vec<BdevCompletion>) -> usize {
-        let n = self.done.len();
-        out.extend(self.done.drain(..));
-        n
-    }
-    fn outstanding(&self) -> usize {
-        self.done.len()
+impl SyncExecute for FileChannel {
+    fn execute(&mut self, io: &mut BdevIo) -> BdevStatus {
+        FileChannel::run(self, io)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bdev::BdevCompletion;
     use crate::bdev::IoBuf;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -668,14 +654,13 @@ mod tests {
     fn write_to_read_only_file_fails() {
         // A channel whose handle cannot write reports WriteError (not a panic, not Success).
         let t = TempFile::new("ro", 4 * 512);
-        let mut ch = FileChannel {
+        let mut ch = SyncChannel::new(FileChannel {
             file: File::open(&t.0).unwrap(),
             block_size: 512,
             num_blocks: 4,
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
-            done: VecDeque::new(),
-        };
+        });
         assert_eq!(
             run(&mut ch, BdevOp::Write, 0, 1, Some(IoBuf::new(512))).status,
             BdevStatus::WriteError
@@ -693,14 +678,13 @@ mod tests {
         let Ok(file) = OpenOptions::new().read(true).write(true).open("/dev/full") else {
             return;
         };
-        let mut ch = FileChannel {
+        let mut ch = SyncChannel::new(FileChannel {
             file,
             block_size: 512,
             num_blocks: 4,
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
-            done: VecDeque::new(),
-        };
+        });
         assert_eq!(
             run(&mut ch, BdevOp::Write, 1, 1, Some(IoBuf::new(512))).status,
             BdevStatus::NoSpace

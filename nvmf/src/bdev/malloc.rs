@@ -12,18 +12,16 @@
 //! - I/O is synchronous: `submit` copies, then queues the completion in a pre-allocated
 //!   `VecDeque` that `poll` drains, so completions are never reported from inside `submit`.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use zerocopy::FromZeros;
 
+use super::sync_channel::{SyncChannel, SyncExecute};
 use super::{
-    check_io, dsm_ranges, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus,
+    check_io, dsm_ranges, Bdev, BdevChannel, BdevError, BdevIo, BdevOp, BdevStatus,
 };
 
-/// Initial capacity of each channel's completion queue.
-pub(super) const COMPLETION_QUEUE_CAPACITY: usize = 256;
 
 /// Validate a bdev geometry: `block_size` a power of two >= 512, `num_blocks` > 0, and the size
 /// in bytes representable in a `u64` (so `check_io`'s byte-offset arithmetic cannot overflow).
@@ -90,12 +88,11 @@ impl Bdev for MallocBdev {
         true
     }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
-        Ok(Box::new(MallocChannel {
+        Ok(Box::new(SyncChannel::new(MallocChannel {
             mem: Arc::clone(&self.mem),
             block_size: self.block_size,
             num_blocks: self.num_blocks,
-            done: VecDeque::with_capacity(COMPLETION_QUEUE_CAPACITY),
-        }))
+        })))
     }
 }
 
@@ -103,7 +100,6 @@ struct MallocChannel {
     mem: Arc<Box<[AtomicU64]>>,
     block_size: u32,
     num_blocks: u64,
-    done: VecDeque<BdevCompletion>,
 }
 
 impl MallocChannel {
@@ -121,7 +117,7 @@ impl MallocChannel {
         self.words(off, len)
     }
 
-    fn execute(&self, io: &mut BdevIo) -> BdevStatus {
+    fn run(&self, io: &mut BdevIo) -> BdevStatus {
         let (off, len) = match check_io(io, self.block_size, self.num_blocks) {
             Ok(r) => r,
             Err(status) => return status,
@@ -196,28 +192,16 @@ fn zero(words: &[AtomicU64]) {
     }
 }
 
-impl BdevChannel for MallocChannel {
-    fn submit(&mut self, mut io: BdevIo) {
-        let status = self.execute(&mut io);
-        self.done.push_back(BdevCompletion {
-            tag: io.tag,
-            status,
-            buf: io.buf,
-        });
-    }
-    fn poll(&mut self, out: &mut Vec<BdevCompletion>) -> usize {
-        let n = self.done.len();
-        out.extend(self.done.drain(..));
-        n
-    }
-    fn outstanding(&self) -> usize {
-        self.done.len()
+impl SyncExecute for MallocChannel {
+    fn execute(&mut self, io: &mut BdevIo) -> BdevStatus {
+        MallocChannel::run(self, io)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bdev::BdevCompletion;
     use crate::bdev::IoBuf;
 
     const BS: u32 = 512;

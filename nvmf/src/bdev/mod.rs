@@ -9,6 +9,7 @@ pub mod file;
 pub mod malloc;
 pub mod null;
 pub mod nvme;
+mod sync_channel;
 
 pub use buf::{BufPool, IoBuf};
 pub use file::FileBdev;

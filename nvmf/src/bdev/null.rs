@@ -10,10 +10,10 @@
 //!   completion is queued in a pre-allocated `VecDeque` that `poll` drains, so nothing is
 //!   reported from inside `submit` and steady-state I/O allocates nothing.
 
-use std::collections::VecDeque;
 
-use super::malloc::{check_geometry, COMPLETION_QUEUE_CAPACITY};
-use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus};
+use super::malloc::check_geometry;
+use super::sync_channel::{SyncChannel, SyncExecute};
+use super::{check_io, Bdev, BdevChannel, BdevError, BdevIo, BdevOp, BdevStatus};
 
 /// A device that discards writes and reads zeroes. Wrap it in an `Arc` to share it.
 #[derive(Debug)]
@@ -52,22 +52,20 @@ impl Bdev for NullBdev {
         true
     }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
-        Ok(Box::new(NullChannel {
+        Ok(Box::new(SyncChannel::new(NullChannel {
             block_size: self.block_size,
             num_blocks: self.num_blocks,
-            done: VecDeque::with_capacity(COMPLETION_QUEUE_CAPACITY),
-        }))
+        })))
     }
 }
 
 struct NullChannel {
     block_size: u32,
     num_blocks: u64,
-    done: VecDeque<BdevCompletion>,
 }
 
 impl NullChannel {
-    fn execute(&self, io: &mut BdevIo) -> BdevStatus {
+    fn run(&self, io: &mut BdevIo) -> BdevStatus {
         if let Err(status) = check_io(io, self.block_size, self.num_blocks) {
             return status;
         }
@@ -92,28 +90,16 @@ impl NullChannel {
     }
 }
 
-impl BdevChannel for NullChannel {
-    fn submit(&mut self, mut io: BdevIo) {
-        let status = self.execute(&mut io);
-        self.done.push_back(BdevCompletion {
-            tag: io.tag,
-            status,
-            buf: io.buf,
-        });
-    }
-    fn poll(&mut self, out: &mut Vec<BdevCompletion>) -> usize {
-        let n = self.done.len();
-        out.extend(self.done.drain(..));
-        n
-    }
-    fn outstanding(&self) -> usize {
-        self.done.len()
+impl SyncExecute for NullChannel {
+    fn execute(&mut self, io: &mut BdevIo) -> BdevStatus {
+        NullChannel::run(self, io)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bdev::BdevCompletion;
     use crate::bdev::IoBuf;
 
     fn run(

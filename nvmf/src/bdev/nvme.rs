@@ -371,7 +371,7 @@ impl NvmeChannel {
         let Some(&ci) = self.free_cmds.last() else { return Step::Blocked };
         let remaining = io.total - io.next;
         let needs_buf = if io.passthru.is_some() {
-            io.buf.as_ref().is_some_and(|b| b.len() > 0)
+            io.buf.as_ref().is_some_and(|b| !b.is_empty())
         } else {
             match io.op {
             BdevOp::Read | BdevOp::Write | BdevOp::Compare => true,
