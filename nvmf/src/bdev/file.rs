@@ -220,7 +220,7 @@ impl SyncExecute for FileChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bdev::BdevCompletion;
+    use crate::bdev::test_util::*;
     use crate::bdev::IoBuf;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -257,45 +257,10 @@ mod tests {
         }
     }
 
-    fn run(
-        ch: &mut dyn BdevChannel,
-        op: BdevOp,
-        off: u64,
-        nb: u64,
-        buf: Option<IoBuf>,
-    ) -> BdevCompletion {
-        ch.submit(BdevIo {
-            op,
-            offset_blocks: off,
-            num_blocks: nb,
-            buf,
-            tag: 7,
-        });
-        assert_eq!(ch.outstanding(), 1);
-        let mut out = Vec::new();
-        assert_eq!(ch.poll(&mut out), 1);
-        assert_eq!(ch.outstanding(), 0);
-        let c = out.pop().unwrap();
-        assert_eq!(c.tag, 7);
-        c
-    }
-
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1)
             .collect()
-    }
-
-    fn read(ch: &mut dyn BdevChannel, off: u64, nb: u64, bs: u32) -> Vec<u8> {
-        let c = run(
-            ch,
-            BdevOp::Read,
-            off,
-            nb,
-            Some(IoBuf::from(vec![0x5a; nb as usize * bs as usize])),
-        );
-        assert_eq!(c.status, BdevStatus::Success);
-        c.buf.unwrap().as_slice().to_vec()
     }
 
     #[test]

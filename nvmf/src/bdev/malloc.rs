@@ -201,33 +201,10 @@ impl SyncExecute for MallocChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bdev::BdevCompletion;
+    use crate::bdev::test_util::*;
     use crate::bdev::IoBuf;
 
     const BS: u32 = 512;
-
-    fn run(
-        ch: &mut dyn BdevChannel,
-        op: BdevOp,
-        off: u64,
-        nb: u64,
-        buf: Option<IoBuf>,
-    ) -> BdevCompletion {
-        ch.submit(BdevIo {
-            op,
-            offset_blocks: off,
-            num_blocks: nb,
-            buf,
-            tag: 0xabc,
-        });
-        assert_eq!(ch.outstanding(), 1);
-        let mut out = Vec::new();
-        assert_eq!(ch.poll(&mut out), 1);
-        assert_eq!(ch.outstanding(), 0);
-        let c = out.pop().unwrap();
-        assert_eq!(c.tag, 0xabc);
-        c
-    }
 
     fn pattern(len: usize, seed: u8) -> IoBuf {
         IoBuf::from(
@@ -235,24 +212,6 @@ mod tests {
                 .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
                 .collect::<Vec<_>>(),
         )
-    }
-
-    fn read(ch: &mut dyn BdevChannel, off: u64, nb: u64, bs: u32) -> Vec<u8> {
-        // Pre-fill with garbage so a read that does nothing is caught.
-        let buf = IoBuf::from(vec![0x5a; nb as usize * bs as usize]);
-        let c = run(ch, BdevOp::Read, off, nb, Some(buf));
-        assert_eq!(c.status, BdevStatus::Success);
-        c.buf.unwrap().as_slice().to_vec()
-    }
-
-    fn dsm(ranges: &[(u64, u32)]) -> IoBuf {
-        let mut v = Vec::new();
-        for &(slba, nlb) in ranges {
-            v.extend_from_slice(&0u32.to_le_bytes());
-            v.extend_from_slice(&nlb.to_le_bytes());
-            v.extend_from_slice(&slba.to_le_bytes());
-        }
-        IoBuf::from(v)
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod malloc;
 pub mod null;
 pub mod nvme;
 mod sync_channel;
+#[cfg(test)]
+mod test_util;
 
 pub use buf::{BufPool, IoBuf};
 pub use file::FileBdev;

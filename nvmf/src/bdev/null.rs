@@ -99,31 +99,8 @@ impl SyncExecute for NullChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bdev::BdevCompletion;
+    use crate::bdev::test_util::*;
     use crate::bdev::IoBuf;
-
-    fn run(
-        ch: &mut dyn BdevChannel,
-        op: BdevOp,
-        off: u64,
-        nb: u64,
-        buf: Option<IoBuf>,
-    ) -> BdevCompletion {
-        ch.submit(BdevIo {
-            op,
-            offset_blocks: off,
-            num_blocks: nb,
-            buf,
-            tag: 42,
-        });
-        assert_eq!(ch.outstanding(), 1);
-        let mut out = Vec::new();
-        assert_eq!(ch.poll(&mut out), 1);
-        assert_eq!(ch.outstanding(), 0);
-        let c = out.pop().unwrap();
-        assert_eq!(c.tag, 42);
-        c
-    }
 
     fn dsm(slba: u64, nlb: u32) -> IoBuf {
         let mut v = vec![0u8; 16];

@@ -709,6 +709,7 @@ impl BdevChannel for NvmeChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bdev::test_util::dsm;
     use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
     use nvme_driver::ControllerOptions;
     use std::time::{Duration, Instant};
@@ -765,16 +766,6 @@ mod tests {
         let mut v = vec![0u8; len];
         assert!(emu.read_disk(1, off, &mut v));
         v
-    }
-
-    fn dsm(ranges: &[(u64, u32)]) -> IoBuf {
-        let mut v = Vec::new();
-        for &(slba, nlb) in ranges {
-            v.extend_from_slice(&0u32.to_le_bytes());
-            v.extend_from_slice(&nlb.to_le_bytes());
-            v.extend_from_slice(&slba.to_le_bytes());
-        }
-        IoBuf::from(v)
     }
 
     #[test]
