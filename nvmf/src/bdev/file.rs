@@ -437,37 +437,7 @@ mod tests {
             .status,
             BdevStatus::Success
         );
-        for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare] {
-            assert_eq!(
-                run(&mut *ch, op, 15, 2, Some(IoBuf::new(1024))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 16, 1, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, u64::MAX, 1, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 3, u64::MAX - 2, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 0, 1, Some(IoBuf::new(4096))).status,
-                BdevStatus::InvalidArg
-            );
-            assert_eq!(run(&mut *ch, op, 0, 1, None).status, BdevStatus::InvalidArg);
-        }
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, u64::MAX, 1, None).status,
-            BdevStatus::OutOfRange
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, 15, 2, None).status,
-            BdevStatus::OutOfRange
-        );
+        assert_rejects_bad_requests(&mut *ch, 16, 512);
         assert_eq!(read(&mut *ch, 15, 1, 512), data);
         // Nothing was written past the end of the device.
         assert_eq!(std::fs::metadata(&t.0).unwrap().len(), 16 * 512);

@@ -346,37 +346,7 @@ mod tests {
             run(&mut *ch, BdevOp::Write, 15, 1, Some(data)).status,
             BdevStatus::Success
         );
-        for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare] {
-            assert_eq!(
-                run(&mut *ch, op, 15, 2, Some(IoBuf::new(1024))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 16, 1, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, u64::MAX, 2, Some(IoBuf::new(1024))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 1, u64::MAX, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 0, 1, Some(IoBuf::new(511))).status,
-                BdevStatus::InvalidArg
-            );
-            assert_eq!(
-                run(&mut *ch, op, 0, 1, Some(IoBuf::new(1024))).status,
-                BdevStatus::InvalidArg
-            );
-            assert_eq!(run(&mut *ch, op, 0, 1, None).status, BdevStatus::InvalidArg);
-        }
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, u64::MAX, 1, None).status,
-            BdevStatus::OutOfRange
-        );
+        assert_rejects_bad_requests(&mut *ch, 16, BS);
         assert_eq!(
             run(&mut *ch, BdevOp::WriteZeroes, 10, 7, None).status,
             BdevStatus::OutOfRange

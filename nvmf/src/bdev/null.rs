@@ -211,33 +211,7 @@ mod tests {
     fn out_of_range_and_bad_requests() {
         let b = NullBdev::new("n", 16, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
-        for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare] {
-            assert_eq!(
-                run(&mut *ch, op, 15, 2, Some(IoBuf::new(1024))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, u64::MAX, 1, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 2, u64::MAX - 1, Some(IoBuf::new(512))).status,
-                BdevStatus::OutOfRange
-            );
-            assert_eq!(
-                run(&mut *ch, op, 0, 1, Some(IoBuf::new(513))).status,
-                BdevStatus::InvalidArg
-            );
-            assert_eq!(run(&mut *ch, op, 0, 1, None).status, BdevStatus::InvalidArg);
-        }
-        // A failed I/O still hands its buffer back.
-        let c = run(&mut *ch, BdevOp::Read, 16, 1, Some(IoBuf::new(512)));
-        assert_eq!(c.status, BdevStatus::OutOfRange);
-        assert!(c.buf.is_some());
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, 1, u64::MAX, None).status,
-            BdevStatus::OutOfRange
-        );
+        assert_rejects_bad_requests(&mut *ch, 16, 512);
         assert_eq!(
             run(&mut *ch, BdevOp::Unmap, 0, 0, None).status,
             BdevStatus::InvalidArg

@@ -31,3 +31,35 @@ pub(super) fn dsm(ranges: &[(u64, u32)]) -> IoBuf {
     }
     IoBuf::from(v)
 }
+
+/// The request checks every backing makes, on a channel of a device with `blocks` blocks of `bs`
+/// bytes: Read/Write/Compare ranges past the end (including ones that overflow u64) are
+/// `OutOfRange`; a missing or wrongly sized buffer is `InvalidArg`; Write Zeroes past the end is
+/// `OutOfRange`. Every failed I/O hands its buffer back.
+pub(super) fn assert_rejects_bad_requests(ch: &mut dyn BdevChannel, blocks: u64, bs: u32) {
+    let bs = bs as usize;
+    for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare] {
+        let out_of_range = [
+            (blocks - 1, 2, 2 * bs),
+            (blocks, 1, bs),
+            (u64::MAX, 1, bs),
+            (u64::MAX, 2, 2 * bs),
+            (1, u64::MAX, bs),
+            (2, u64::MAX - 1, bs),
+            (3, u64::MAX - 2, bs),
+        ];
+        for (off, nb, len) in out_of_range {
+            let c = run(ch, op, off, nb, Some(IoBuf::new(len)));
+            assert_eq!(c.status, BdevStatus::OutOfRange, "{op:?} at {off} for {nb} blocks");
+            assert!(c.buf.is_some(), "a failed I/O hands its buffer back");
+        }
+        for len in [bs - 1, bs + 1, 2 * bs, 8 * bs] {
+            let c = run(ch, op, 0, 1, Some(IoBuf::new(len)));
+            assert_eq!(c.status, BdevStatus::InvalidArg, "{op:?} with a {len}-byte buffer");
+        }
+        assert_eq!(run(ch, op, 0, 1, None).status, BdevStatus::InvalidArg, "{op:?} without a buffer");
+    }
+    for (off, nb) in [(u64::MAX, 1), (blocks - 1, 2), (1, u64::MAX)] {
+        assert_eq!(run(ch, BdevOp::WriteZeroes, off, nb, None).status, BdevStatus::OutOfRange, "write zeroes at {off}");
+    }
+}
