@@ -124,7 +124,8 @@ impl IoQpair {
         self.prp_lists.carve(cid as usize * PAGE_SIZE, PAGE_SIZE)
     }
 
-    fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, token: u64) -> Result<()> {
         let bs = self.block_size(nsid).ok_or_else(|| Error::InvalidArgument(format!("no namespace {nsid}")))?;
         if blocks == 0 || blocks > 0x1_0000 {
             return Err(Error::InvalidArgument(format!("{blocks} blocks in one command")));
@@ -133,11 +134,11 @@ impl IoQpair {
         if len > self.max_transfer {
             return Err(Error::TransferTooLarge { len, max: self.max_transfer });
         }
-        if len > buf.len() {
-            return Err(Error::InvalidArgument(format!("{len} byte transfer into a {} byte buffer", buf.len())));
+        if off.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return Err(Error::InvalidArgument(format!("{len} byte transfer at {off} of a {} byte buffer", buf.len())));
         }
         let cid = self.take_slot(token)?;
-        let (prp1, prp2) = match crate::prp::build(buf, 0, len, &self.list_page(cid)) {
+        let (prp1, prp2) = match crate::prp::build(buf, off, len, &self.list_page(cid)) {
             Ok(p) => p,
             Err(e) => {
                 self.release_slot(cid);
@@ -155,15 +156,24 @@ impl IoQpair {
 
     /// Queue a Read of `blocks` blocks at `lba` into the start of `buf`.
     pub fn read(&mut self, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
-        self.rw(NvmOpcode::Read, nsid, lba, blocks, buf, token)
+        self.rw(NvmOpcode::Read, nsid, lba, blocks, buf, 0, token)
     }
     /// Queue a Write of `blocks` blocks at `lba` from the start of `buf`.
     pub fn write(&mut self, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
-        self.rw(NvmOpcode::Write, nsid, lba, blocks, buf, token)
+        self.rw(NvmOpcode::Write, nsid, lba, blocks, buf, 0, token)
     }
     /// Queue a Compare of `blocks` blocks at `lba` with the start of `buf`.
     pub fn compare(&mut self, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
-        self.rw(NvmOpcode::Compare, nsid, lba, blocks, buf, token)
+        self.rw(NvmOpcode::Compare, nsid, lba, blocks, buf, 0, token)
+    }
+    /// Queue a Read, Write or Compare whose data is `blocks` blocks at byte `off` of `buf`
+    /// (one piece of a larger buffer split into several commands).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rw_at(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, token: u64) -> Result<()> {
+        match op {
+            NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => self.rw(op, nsid, lba, blocks, buf, off, token),
+            _ => Err(Error::InvalidArgument(format!("{op:?} is not a data transfer"))),
+        }
     }
 
     /// Queue a Flush.

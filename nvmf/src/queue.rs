@@ -130,6 +130,30 @@ impl NvmeQueue {
         self.ns_table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.clone()
     }
 
+    /// A buffer of `len` bytes for the data of I/O command `sqe`: lent by the namespace's
+    /// bdev channel when the device can work on it in place (direct mode: no copy between the
+    /// network and the device), otherwise (or when none is free) from the poll group's pool.
+    /// `None` when neither has one: the caller waits and retries.
+    pub fn data_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
+        // Dataset Management ranges are read by the target, not moved by the device.
+        if self.qid != 0 && sqe.opcode != crate::spec::NvmOpcode::DatasetManagement as u8 && !self.auth_pending() {
+            if let Some(ctrl) = self.ctrl.as_ref() {
+                let generation = ctrl.subsys.ns_generation.load(Ordering::Acquire);
+                if generation != self.ns_generation || self.ns_table.is_none() {
+                    self.ns_table = Some(ctrl.subsys.ns_table());
+                    self.ns_generation = generation;
+                }
+                let ns = self.ns_table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
+                if let Some(ns) = ns.filter(|ns| ns.bdev.lends_buffers()) {
+                    if let Some(b) = ctx.channel(ns).and_then(|ch| ch.alloc_buf(len)) {
+                        return Some(b);
+                    }
+                }
+            }
+        }
+        ctx.bufs.get(len)
+    }
+
     /// Checks done once per poll: controller teardown, reset, keep-alive, pending events.
     pub fn poll_event(&mut self, now: Instant) -> Option<QueueEvent> {
         let ctrl = self.ctrl.as_ref()?;

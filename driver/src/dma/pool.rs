@@ -1,22 +1,32 @@
 //! Fixed-size DMA buffer pools for the hot path: one mapping carved into equal buffers that
 //! return to the pool when dropped, so steady-state I/O never calls mmap.
+//!
+//! The free list is a lock-free bounded queue: a buffer may be handed to another layer (the
+//! target hands it to its transport, which receives network data straight into it) and dropped
+//! there, and taking or returning one never takes a lock.
 
 use super::region::DmaRegion;
+use crossbeam_queue::ArrayQueue;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 struct Shared {
     whole: DmaRegion,
     buf_size: usize,
     stride: usize,
-    count: usize,
-    free: Mutex<Vec<u32>>,
+    free: ArrayQueue<u32>,
 }
 
 /// A pool of equal DMA buffers. Cloning shares the pool.
 #[derive(Clone)]
 pub struct DmaPool {
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for DmaPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DmaPool({} x {} bytes, {} free)", self.capacity(), self.buf_size(), self.available())
+    }
 }
 
 /// A buffer taken from a [`DmaPool`]; goes back on drop. Dereferences to its [`DmaRegion`].
@@ -26,15 +36,25 @@ pub struct PoolBuf {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for PoolBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PoolBuf(#{} of pool {:#x}, {:?})", self.index, self.pool_id(), self.region)
+    }
+}
+
 impl DmaPool {
     pub(crate) fn new(whole: DmaRegion, buf_size: usize, stride: usize, count: usize) -> Self {
-        let free = (0..count as u32).rev().collect();
-        DmaPool { shared: Arc::new(Shared { whole, buf_size, stride, count, free: Mutex::new(free) }) }
+        let free = ArrayQueue::new(count.max(1));
+        for i in 0..count as u32 {
+            // Cannot fail: the queue holds `count` entries.
+            let _ = free.push(i);
+        }
+        DmaPool { shared: Arc::new(Shared { whole, buf_size, stride, free }) }
     }
 
     /// Take a buffer, or `None` when all are in use.
     pub fn get(&self) -> Option<PoolBuf> {
-        let index = self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+        let index = self.shared.free.pop()?;
         let off = index as usize * self.shared.stride;
         // Disjoint: each index is handed to one PoolBuf at a time.
         let region = self.shared.whole.carve(off, self.shared.buf_size);
@@ -44,10 +64,30 @@ impl DmaPool {
         self.shared.buf_size
     }
     pub fn capacity(&self) -> usize {
-        self.shared.count
+        self.shared.whole.len() / self.shared.stride.max(1)
     }
     pub fn available(&self) -> usize {
-        self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.shared.free.len()
+    }
+    /// Identifies the pool: equal for clones of it and for its buffers' [`PoolBuf::pool_id`].
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+    /// The pool's whole memory as (virtual address, length): registering it once with another
+    /// DMA engine (an RDMA memory region) covers every buffer of the pool.
+    pub fn span(&self) -> (usize, usize) {
+        (self.shared.whole.as_ptr() as usize, self.shared.whole.len())
+    }
+}
+
+impl PoolBuf {
+    /// The [`DmaPool::id`] of the pool this buffer came from.
+    pub fn pool_id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+    /// A handle on the pool this buffer came from (keeps its memory alive).
+    pub fn pool(&self) -> DmaPool {
+        DmaPool { shared: self.shared.clone() }
     }
 }
 
@@ -64,6 +104,33 @@ impl DerefMut for PoolBuf {
 }
 impl Drop for PoolBuf {
     fn drop(&mut self) {
-        self.shared.free.lock().unwrap_or_else(|p| p.into_inner()).push(self.index);
+        // Cannot fail: only indexes taken from this queue come back, so it is never full.
+        let _ = self.shared.free.push(self.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dma::{DmaAllocator, DmaBacking, IdentityMapper};
+    use std::sync::Arc;
+
+    #[test]
+    fn buffers_come_back_on_drop_from_any_thread_and_know_their_pool() {
+        let alloc = DmaAllocator::new(Arc::new(IdentityMapper::new()), DmaBacking::Anonymous);
+        let pool = alloc.alloc_pool(8192, 4).expect("pool");
+        let other = alloc.alloc_pool(4096, 1).expect("pool");
+        assert_eq!(pool.capacity(), 4);
+        let bufs: Vec<_> = (0..4).map(|_| pool.get().expect("buffer")).collect();
+        assert!(pool.get().is_none(), "a fifth buffer from a pool of four");
+        assert!(bufs.iter().all(|b| b.pool_id() == pool.id() && b.len() == 8192));
+        assert_ne!(other.id(), pool.id());
+        let (va, len) = pool.span();
+        assert!(len >= 4 * 8192);
+        for b in &bufs {
+            let p = b.as_ptr() as usize;
+            assert!(p >= va && p + b.len() <= va + len, "buffer outside the pool's span");
+        }
+        std::thread::spawn(move || drop(bufs)).join().expect("thread");
+        assert_eq!(pool.available(), 4);
     }
 }

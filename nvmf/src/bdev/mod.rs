@@ -135,6 +135,11 @@ pub trait Bdev: Send + Sync {
     fn supports_passthru(&self) -> bool {
         false
     }
+    /// Whether its channels lend DMA buffers ([`BdevChannel::alloc_buf`]) that transports
+    /// should move data into and out of: true only for NVMe devices (direct mode).
+    fn lends_buffers(&self) -> bool {
+        false
+    }
     /// Open a channel for one poll group (one thread).
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError>;
 }
@@ -152,8 +157,17 @@ pub trait BdevChannel: Send {
     /// Start a passthrough command; it completes through `poll` (with `BdevStatus::Nvme` when
     /// the device answered). A channel that cannot pass commands through hands the request
     /// back at once (`Err`), and the caller answers Invalid Opcode. The default does that.
+    // Handed back by value, not boxed: the I/O path allocates nothing.
+    #[allow(clippy::result_large_err)]
     fn submit_passthru(&mut self, io: PassthruIo) -> Result<(), PassthruIo> {
         Err(io)
+    }
+    /// A data buffer of `len` bytes in memory the device reaches directly (direct mode: a DMA
+    /// buffer of the channel's own pool), for the transport to receive host data into or to
+    /// fill by a read and send from; it comes back in the I/O and goes back to its pool when
+    /// dropped. `None` (the default, and when none is free) means: use an ordinary pool buffer.
+    fn alloc_buf(&mut self, _len: usize) -> Option<IoBuf> {
+        None
     }
 }
 

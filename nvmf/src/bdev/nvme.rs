@@ -5,9 +5,14 @@
 //! - One hardware queue pair per channel. Each poll group opens its own channel, so each reactor
 //!   thread owns its own `IoQpair` (Send, not Sync) and its own `DmaPool`: no lock on the I/O
 //!   path. The `Controller` is shared (`Arc`) only for the control path.
-//! - Data crosses one copy: the transport's `IoBuf` is copied into a DMA buffer before a
-//!   Write/Compare and out of it after a Read. Removing it means letting the transport receive
-//!   into (and send from) DMA buffers; see docs.
+//! - No copy between the network and the device: the channel lends its DMA buffers to the
+//!   transport (`alloc_buf`), which receives host data into them and sends read data from them,
+//!   and the device reads or writes them in place. Buffers it did not lend (pools exhausted,
+//!   other bdevs' buffers, emulated Compare) are copied through a DMA buffer of its own, and
+//!   the bytes copied are counted (`NvmeBdev::copied_bytes`).
+//! - Two pools per channel: command-sized buffers (one per queue slot; a quarter is kept back
+//!   for the copy path so a host that never sends the data it announced cannot stall it) and a
+//!   few buffers of the target's largest I/O, so a 1 MiB transfer is zero-copy too.
 //! - An I/O larger than a DMA buffer (buffer size = min(max transfer, `max_buf_size`), a multiple
 //!   of the block size) is split into several NVMe commands, so devices with a small MDTS work and
 //!   the pinned memory per poll group stays bounded (queue depth x buffer size).
@@ -21,6 +26,7 @@
 //!   outstanding when the controller failed, are never reused (the device may still write them).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nvme_driver::spec::identify::oncs;
@@ -28,10 +34,12 @@ use nvme_driver::spec::{CommandSpecificStatus as Cs, GenericStatus as Gs, MediaS
 use nvme_driver::{Controller, DmaPool, IoQpair, PoolBuf};
 
 use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf, PassthruIo};
-use nvme_driver::spec::Sqe;
+use nvme_driver::spec::{NvmOpcode, Sqe};
 
 /// Default upper bound of one DMA buffer (and so of one NVMe data command).
 pub const DEFAULT_MAX_BUF_SIZE: usize = 128 << 10;
+/// Default number of large DMA buffers (of the target's largest I/O) per channel.
+pub const DEFAULT_LARGE_BUFS: usize = 8;
 /// Write Zeroes NLB limit (16-bit 0's based field).
 const MAX_WZ_BLOCKS: u64 = 0x1_0000;
 /// Dataset Management ranges per command.
@@ -50,11 +58,14 @@ pub struct NvmeBdevOpts {
     pub max_buf_size: usize,
     /// DMA buffers per channel; `None` = the queue depth (every command slot can carry data).
     pub num_bufs: Option<usize>,
+    /// DMA buffers of `crate::MAX_IO_SIZE` bytes per channel, lent to transports for I/Os larger
+    /// than a command buffer (0: such I/Os are copied through command buffers).
+    pub large_bufs: usize,
 }
 
 impl Default for NvmeBdevOpts {
     fn default() -> Self {
-        NvmeBdevOpts { queue_entries: None, max_buf_size: DEFAULT_MAX_BUF_SIZE, num_bufs: None }
+        NvmeBdevOpts { queue_entries: None, max_buf_size: DEFAULT_MAX_BUF_SIZE, num_bufs: None, large_bufs: DEFAULT_LARGE_BUFS }
     }
 }
 
@@ -69,6 +80,8 @@ pub struct NvmeBdev {
     vwc: bool,
     buf_size: usize,
     opts: NvmeBdevOpts,
+    /// Bytes copied between transport buffers and DMA buffers, over all channels.
+    copied: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for NvmeBdev {
@@ -119,6 +132,7 @@ impl NvmeBdev {
             buf_size,
             opts,
             ctrl,
+            copied: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -131,6 +145,11 @@ impl NvmeBdev {
     /// Bytes of one DMA buffer (the largest single NVMe data command this bdev issues).
     pub fn buf_size(&self) -> usize {
         self.buf_size
+    }
+    /// Data bytes copied between transport buffers and DMA buffers so far (0 while every I/O
+    /// used a buffer lent by its channel).
+    pub fn copied_bytes(&self) -> u64 {
+        self.copied.load(Ordering::Relaxed)
     }
 }
 
@@ -165,6 +184,9 @@ impl Bdev for NvmeBdev {
     fn supports_passthru(&self) -> bool {
         true
     }
+    fn lends_buffers(&self) -> bool {
+        true
+    }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
         Ok(Box::new(self.open()?))
     }
@@ -185,9 +207,23 @@ impl NvmeBdev {
             .dma()
             .alloc_pool(self.buf_size, nbufs)
             .map_err(|e| io_error(&self.name, "allocate DMA buffers", e))?;
+        let bs = self.block_size as usize;
+        let large_size = crate::MAX_IO_SIZE / bs * bs;
+        let large = match self.opts.large_bufs {
+            0 => None,
+            n => Some(
+                self.ctrl
+                    .dma()
+                    .alloc_pool(large_size, n)
+                    .map_err(|e| io_error(&self.name, "allocate large DMA buffers", e))?,
+            ),
+        };
         Ok(NvmeChannel {
             qp,
+            lend_reserve: (pool.capacity() / 4).max(1),
             pool,
+            large,
+            copied: self.copied.clone(),
             nsid: self.nsid,
             block_size: self.block_size,
             num_blocks: self.num_blocks,
@@ -225,6 +261,8 @@ struct Io {
     /// A passthrough command (sanitized: NSID, flags, pointers); `op` is Write when its data
     /// goes to the device, Read otherwise.
     passthru: Option<Sqe>,
+    /// `buf` is a DMA buffer this channel lent: commands point the device at it directly.
+    direct: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,6 +299,11 @@ struct NvmeChannel {
     // buffer still referenced by an outstanding command goes back to the pool.
     qp: IoQpair,
     pool: DmaPool,
+    /// Buffers of the target's largest I/O, lent to transports only.
+    large: Option<DmaPool>,
+    /// Command buffers never lent out, so the copy path always makes progress.
+    lend_reserve: usize,
+    copied: Arc<AtomicU64>,
     nsid: u32,
     block_size: u32,
     num_blocks: u64,
@@ -336,6 +379,12 @@ pub fn map_status(status: Status, op: BdevOp) -> BdevStatus {
 }
 
 impl NvmeChannel {
+    /// Whether `buf` is a DMA buffer of this channel's pools (the device can address it).
+    fn lent(&self, buf: Option<&IoBuf>) -> bool {
+        buf.and_then(IoBuf::dma)
+            .is_some_and(|d| d.pool_id() == self.pool.id() || self.large.as_ref().is_some_and(|l| l.id() == d.pool_id()))
+    }
+
     fn alloc_io(&mut self, io: Io) -> u32 {
         match self.free_ios.pop() {
             Some(i) => {
@@ -370,7 +419,9 @@ impl NvmeChannel {
         }
         let Some(&ci) = self.free_cmds.last() else { return Step::Blocked };
         let remaining = io.total - io.next;
-        let needs_buf = if io.passthru.is_some() {
+        let needs_buf = if io.direct {
+            false
+        } else if io.passthru.is_some() {
             io.buf.as_ref().is_some_and(|b| !b.is_empty())
         } else {
             match io.op {
@@ -398,16 +449,37 @@ impl NvmeChannel {
                     len = b.len();
                     if io.op == BdevOp::Write {
                         d.write(0, b.as_slice());
+                        self.copied.fetch_add(len as u64, Ordering::Relaxed);
                     } else {
                         kind = Kind::Read;
                     }
                     self.qp.submit_raw(sqe, Some((d, 0, len)), token)
                 }
+                (None, Some(b)) if io.direct => match b.dma() {
+                    Some(d) => self.qp.submit_raw(sqe, Some((d, 0, b.len())), token),
+                    None => Err(nvme_driver::Error::InvalidArgument("lent buffer is not DMA memory".into())),
+                },
                 _ => self.qp.submit_raw(sqe, None, token),
             };
             (1, r)
         } else {
             match (io.op, dma.as_ref()) {
+            (BdevOp::Read | BdevOp::Write | BdevOp::Compare, _) if io.direct => {
+                // The device moves the data in place, in the buffer the transport filled or
+                // will send from.
+                let blocks = remaining.min(self.buf_blocks);
+                let at = io.next as usize * bs;
+                let opc = match io.op {
+                    BdevOp::Read => NvmOpcode::Read,
+                    BdevOp::Write => NvmOpcode::Write,
+                    _ => NvmOpcode::Compare,
+                };
+                let r = match io.buf.as_ref().and_then(IoBuf::dma) {
+                    Some(d) => self.qp.rw_at(opc, nsid, lba, blocks as u32, d, at, token),
+                    None => Err(nvme_driver::Error::InvalidArgument("lent buffer is not DMA memory".into())),
+                };
+                (blocks, r)
+            }
             (BdevOp::Read | BdevOp::Write | BdevOp::Compare, Some(d)) => {
                 let blocks = remaining.min(self.buf_blocks);
                 off = io.next as usize * bs;
@@ -424,7 +496,10 @@ impl NvmeChannel {
                     op => {
                         // The one copy left on the data path (see the module docs).
                         match io.buf.as_ref().and_then(|b| b.as_slice().get(off..off + len)) {
-                            Some(src) => d.write(0, src),
+                            Some(src) => {
+                                d.write(0, src);
+                                self.copied.fetch_add(len as u64, Ordering::Relaxed);
+                            }
                             None => {
                                 io.status = BdevStatus::InvalidArg;
                                 return Step::More;
@@ -520,8 +595,17 @@ impl NvmeChannel {
         );
         self.dead = true;
         for c in self.cmds.iter_mut() {
-            if let Some(dma) = c.take().and_then(|c| c.dma) {
+            let Some(c) = c.take() else { continue };
+            if let Some(dma) = c.dma {
                 self.quarantine.push(dma);
+            }
+            // A lent buffer the device may still write stays out of use too.
+            if let Some(io) = self.ios.get_mut(c.io as usize).and_then(Option::as_mut) {
+                if io.direct {
+                    if let Some(Ok(d)) = io.buf.take().map(IoBuf::into_dma) {
+                        self.quarantine.push(d);
+                    }
+                }
             }
         }
         self.waiting.clear();
@@ -559,6 +643,12 @@ impl BdevChannel for NvmeChannel {
             self.done.push_back(BdevCompletion { tag: io.tag, status: BdevStatus::Success, buf: io.buf });
             return;
         }
+        let data_in_place = match io.op {
+            BdevOp::Read | BdevOp::Write => true,
+            BdevOp::Compare => self.native_compare,
+            _ => false,
+        };
+        let direct = data_in_place && self.lent(io.buf.as_ref());
         let idx = self.alloc_io(Io {
             tag: io.tag,
             op: io.op,
@@ -569,6 +659,7 @@ impl BdevChannel for NvmeChannel {
             inflight: 0,
             status: BdevStatus::Success,
             passthru: None,
+            direct,
         });
         self.waiting.push_back(idx);
         // Queue SQEs only when nothing older waits (FIFO); the doorbell is rung by `poll`.
@@ -581,7 +672,7 @@ impl BdevChannel for NvmeChannel {
         let before = out.len();
         if !self.dead {
             let max = self.qp.depth();
-            let NvmeChannel { qp, cmds, free_cmds, ios, free_ios, quarantine, name, .. } = self;
+            let NvmeChannel { qp, cmds, free_cmds, ios, free_ios, quarantine, name, copied, .. } = self;
             let r = qp.poll(max, |token, result| {
                 let Some(cmd) = cmds.get_mut(token as usize).and_then(Option::take) else {
                     log::warn!("bdev {name}: completion for unknown token {token}");
@@ -608,6 +699,7 @@ impl BdevChannel for NvmeChannel {
                         (Kind::Read, Some(d), Some(b)) => {
                             if let Some(dst) = b.as_mut_slice().get_mut(cmd.off..cmd.off + cmd.len) {
                                 d.read(0, dst);
+                                copied.fetch_add(cmd.len as u64, Ordering::Relaxed);
                             }
                         }
                         (Kind::CompareByRead, Some(d), Some(b)) => {
@@ -625,6 +717,11 @@ impl BdevChannel for NvmeChannel {
                                 // The device may still own the buffer: never reuse it.
                                 if let Some(d) = cmd.dma {
                                     quarantine.push(d);
+                                }
+                                if io.direct {
+                                    if let Some(Ok(d)) = io.buf.take().map(IoBuf::into_dma) {
+                                        quarantine.push(d);
+                                    }
                                 }
                                 failure(io.op)
                             }
@@ -663,6 +760,21 @@ impl BdevChannel for NvmeChannel {
         self.ios.len() - self.free_ios.len() + self.done.len()
     }
 
+    fn alloc_buf(&mut self, len: usize) -> Option<IoBuf> {
+        if self.dead || len == 0 {
+            return None;
+        }
+        let b = if len <= self.pool.buf_size() {
+            if self.pool.available() <= self.lend_reserve {
+                return None;
+            }
+            self.pool.get()?
+        } else {
+            self.large.as_ref()?.get()?
+        };
+        IoBuf::from_dma(b, len)
+    }
+
     fn submit_passthru(&mut self, io: PassthruIo) -> Result<(), PassthruIo> {
         let op = if io.host_to_ctrl { BdevOp::Write } else { BdevOp::Read };
         let len = io.buf.as_ref().map_or(0, |b| b.len());
@@ -687,6 +799,7 @@ impl BdevChannel for NvmeChannel {
         sqe.cid.set(0);
         sqe.mptr.set(0);
         sqe.dptr = [0; 16];
+        let direct = self.lent(io.buf.as_ref());
         let idx = self.alloc_io(Io {
             tag: io.tag,
             op,
@@ -697,6 +810,7 @@ impl BdevChannel for NvmeChannel {
             inflight: 0,
             status: BdevStatus::Success,
             passthru: Some(sqe),
+            direct,
         });
         self.waiting.push_back(idx);
         if self.waiting.len() == 1 {
@@ -898,6 +1012,61 @@ mod tests {
         assert_eq!(&got[..8 * 512], &data[..8 * 512]);
         assert!(got[8 * 512..108 * 512].iter().all(|&x| x == 0));
         assert_eq!(&got[108 * 512..], &data[108 * 512..]);
+    }
+
+    /// A buffer lent by the channel, filled with `data`.
+    fn lent(ch: &mut dyn BdevChannel, data: &[u8]) -> IoBuf {
+        let mut b = ch.alloc_buf(data.len()).expect("channel lends a DMA buffer");
+        b.as_mut_slice().copy_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn lent_buffers_move_data_in_place_with_no_copy() {
+        // MDTS 2: 16 KiB commands; 32-entry queue: 31 command buffers, 7 kept back from lending.
+        let (emu, b) = setup(2, small());
+        let mut ch = b.open_channel().unwrap();
+        let ch = &mut *ch;
+        let data = pattern(12 * 512, 1);
+        let w = lent(ch, &data);
+        assert!(w.dma().is_some());
+        assert_eq!(run(ch, BdevOp::Write, 7, 12, Some(w)).status, BdevStatus::Success);
+        assert_eq!(disk(&emu, 7 * 512, data.len()), data, "the device wrote the lent buffer in place");
+        let mut r = ch.alloc_buf(data.len()).unwrap();
+        r.as_mut_slice().fill(0xee);
+        let c = run(ch, BdevOp::Read, 7, 12, Some(r));
+        assert_eq!(c.status, BdevStatus::Success);
+        assert_eq!(c.buf.as_ref().unwrap().as_slice(), &data[..], "the device read into the lent buffer");
+        drop(c);
+        // 1 MiB: a large buffer, 64 commands of 16 KiB at offsets into it, still no copy.
+        let big = pattern(1 << 20, 2);
+        let before = emu.stats().io_commands;
+        let w = lent(ch, &big);
+        assert_eq!(run(ch, BdevOp::Write, 1000, 2048, Some(w)).status, BdevStatus::Success);
+        assert_eq!(emu.stats().io_commands - before, 64);
+        assert_eq!(disk(&emu, 1000 * 512, big.len()), big);
+        let r = ch.alloc_buf(1 << 20).unwrap();
+        let c = run(ch, BdevOp::Read, 1000, 2048, Some(r));
+        assert_eq!(c.buf.as_ref().unwrap().as_slice(), &big[..]);
+        drop(c);
+        let mut other = big.clone();
+        other[12345] ^= 1;
+        let x = lent(ch, &other);
+        assert_eq!(run(ch, BdevOp::Compare, 1000, 2048, Some(x)).status, BdevStatus::CompareMismatch);
+        let x = lent(ch, &big);
+        assert_eq!(run(ch, BdevOp::Compare, 1000, 2048, Some(x)).status, BdevStatus::Success);
+        assert_eq!(b.copied_bytes(), 0, "nothing was copied");
+        // A heap buffer still works, through a command buffer: counted.
+        assert_eq!(read(ch, 7, 12), data);
+        assert_eq!(b.copied_bytes(), data.len() as u64);
+        // Lending stops short of the reserve, and beyond the largest I/O.
+        let held: Vec<IoBuf> = std::iter::from_fn(|| ch.alloc_buf(512)).take(100).collect();
+        assert_eq!(held.len(), 31 - 7);
+        assert!(ch.alloc_buf((1 << 20) + 512).is_none());
+        // With every lendable buffer held, heap-buffer I/O still goes through the reserve.
+        assert_eq!(read(ch, 1000, 2048), big);
+        drop(held);
+        assert!(ch.alloc_buf(512).is_some(), "lent buffers came back");
     }
 
     #[test]

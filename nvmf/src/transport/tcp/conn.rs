@@ -254,7 +254,8 @@ impl TcpConn {
         let mut n = 0;
         while let Some(&slot) = self.need_buf.first() {
             let len = self.reqs[slot as usize].xfer_len as usize;
-            let Some(mut buf) = ctx.bufs.get(len) else { break };
+            let sqe = self.reqs[slot as usize].sqe;
+            let Some(mut buf) = self.q.data_buf(ctx, &sqe, len) else { break };
             let r = &self.reqs[slot as usize];
             if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
                 buf.zero();
@@ -533,11 +534,12 @@ impl TcpConn {
                 if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
                     return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
                 }
+                let Ok((cap, _)) = CapsuleCmdHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
                 let Some(slot) = self.free.pop() else {
                     return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
                 };
                 let buf = if data_len > 0 {
-                    match ctx.bufs.get(data_len) {
+                    match self.q.data_buf(ctx, &cap.sqe, data_len) {
                         Some(b) => Some(b),
                         None => {
                             // Pool exhausted: leave the PDU in the buffer and retry on a later
@@ -550,7 +552,6 @@ impl TcpConn {
                 } else {
                     None
                 };
-                let Ok((cap, _)) = CapsuleCmdHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
                 let r = &mut self.reqs[slot as usize];
                 r.state = ReqState::CapsuleData;
                 r.sqe = cap.sqe;
@@ -680,7 +681,8 @@ impl TcpConn {
             return self.fail_req(slot, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
         }
         r.xfer_len = len;
-        match ctx.bufs.get(len as usize) {
+        let sqe = r.sqe;
+        match self.q.data_buf(ctx, &sqe, len as usize) {
             Some(mut b) => {
                 // Pool buffers hold earlier I/O's data: anything but a read that the bdev
                 // fills completely is zeroed so a short answer never leaks it.
