@@ -73,6 +73,11 @@ impl DmaPool {
     pub fn id(&self) -> usize {
         Arc::as_ptr(&self.shared) as usize
     }
+    /// Whether this is the last handle on the pool (no clone, no buffer out): whoever keeps
+    /// it only to keep the memory alive may let it go.
+    pub fn is_last_handle(&self) -> bool {
+        Arc::strong_count(&self.shared) == 1
+    }
     /// The pool's whole memory as (virtual address, length): registering it once with another
     /// DMA engine (an RDMA memory region) covers every buffer of the pool.
     pub fn span(&self) -> (usize, usize) {

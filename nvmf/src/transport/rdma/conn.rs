@@ -12,9 +12,13 @@
 //! ```
 //!
 //! Nothing here calls verbs directly: work requests go through [`SendQueue`] and the registered
-//! memory through [`LocalMem`], so tests drive this with fakes. Data is staged in registered
-//! "units" of the poll group's arena and copied to and from the `IoBuf`s the bdevs take (the
-//! bdev layer hands out Vec-backed buffers, which are not registered memory).
+//! memory through [`LocalMem`], so tests drive this with fakes.
+//!
+//! Data: when the namespace's bdev lends a DMA buffer (direct mode, an NVMe device), RDMA
+//! READ/WRITE move host data straight into and out of it (its pool is registered once), and
+//! the device works on the same memory: no copy. Otherwise data is staged in registered
+//! "units" of the poll group's arena and copied to and from the heap `IoBuf`s the other bdevs
+//! take (not registered memory; registering per I/O is avoided on purpose).
 
 use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
@@ -69,6 +73,11 @@ pub(crate) trait LocalMem {
     fn lkey(&self) -> u32;
     fn read(&self, off: usize, dst: &mut [u8]);
     fn write(&mut self, off: usize, src: &[u8]);
+    /// The local key covering a DMA pool buffer (registering its pool on first use), or `None`
+    /// when it cannot be registered: the data is staged instead.
+    fn dma_lkey(&mut self, _buf: &nvme_driver::PoolBuf) -> Option<u32> {
+        None
+    }
 }
 
 /// Fixed-size staging units in registered memory, shared by a poll group's connections.
@@ -231,6 +240,8 @@ struct Req {
     failed: bool,
     /// Executed already (NeedUnits then means: stage the completion's data).
     executed: bool,
+    /// Host data was RDMA READ straight into `buf` (a registered DMA buffer): nothing to copy.
+    direct: bool,
 }
 
 impl Req {
@@ -246,6 +257,7 @@ impl Req {
             pending: 0,
             failed: false,
             executed: false,
+            direct: false,
         }
     }
 }
@@ -406,6 +418,7 @@ impl RdmaConn {
         r.pending = 0;
         r.failed = false;
         r.executed = false;
+        r.direct = false;
         r.dir = direction(&r.sqe);
         r.st = St::Executing;
         let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
@@ -424,7 +437,8 @@ impl RdmaConn {
                 self.exec(slot, ctx, res)
             }
             DataPlan::InCapsule { off: d, len: n } => {
-                let Some(mut b) = ctx.bufs.get(n) else {
+                let sqe = r.sqe;
+                let Some(mut b) = self.q.data_buf(ctx, &sqe, n) else {
                     // The receive buffer is re-posted after this call, so the data cannot wait
                     // for a buffer: ask the host to retry.
                     r.dir = Dir::None;
@@ -441,13 +455,42 @@ impl RdmaConn {
                     return self.exec(slot, ctx, res);
                 }
                 if r.dir == Dir::HostToCtrl {
-                    r.st = St::NeedUnits;
+                    if self.read_direct(slot, ctx, res) {
+                        return;
+                    }
+                    self.reqs[slot as usize].st = St::NeedUnits;
                 } else {
                     r.st = St::NeedBuf;
                 }
                 self.advance(slot, ctx, res);
             }
         }
+    }
+
+    /// Host-to-controller data into a DMA buffer lent by the bdev: RDMA READ straight into it.
+    /// Returns false (and holds nothing) when there is none or it cannot be registered; a
+    /// heap buffer taken on the way is kept for the staged path.
+    fn read_direct(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
+        let r = &mut self.reqs[slot as usize];
+        let sqe = r.sqe;
+        let k = r.keyed;
+        let Some(b) = self.q.data_buf(ctx, &sqe, k.len as usize) else { return false };
+        let lkey = b.dma().and_then(|d| res.mem.dma_lkey(d));
+        let r = &mut self.reqs[slot as usize];
+        let Some(lkey) = lkey else {
+            r.buf = Some(b);
+            return false;
+        };
+        let local = b.as_slice().as_ptr() as u64;
+        r.buf = Some(b);
+        r.direct = true;
+        r.st = St::Reading;
+        let wr = Wr::Read { local, len: k.len, lkey, remote: k.addr, rkey: k.key };
+        self.post(slot, &wr);
+        if self.reqs[slot as usize].pending == 0 {
+            self.release(slot, ctx, res);
+        }
+        true
     }
 
     /// Move a waiting request forward if its resources are there; queue it otherwise.
@@ -476,8 +519,21 @@ impl RdmaConn {
                 }
                 true
             }
+            St::NeedBuf if r.direct => {
+                // RDMA READ put the host data in place.
+                self.exec(slot, ctx, res);
+                true
+            }
             St::NeedBuf => {
-                let Some(mut b) = ctx.bufs.get(len) else {
+                let taken = match r.buf.take() {
+                    Some(b) => Some(b),
+                    None => {
+                        let sqe = r.sqe;
+                        self.q.data_buf(ctx, &sqe, len)
+                    }
+                };
+                let r = &mut self.reqs[slot as usize];
+                let Some(mut b) = taken else {
                     if !self.waiting.contains(&slot) {
                         self.waiting.push_back(slot);
                     }
@@ -640,7 +696,14 @@ impl RdmaConn {
             r.cqe.sqhd.set(0xffff);
         }
         let has_data = r.cqe.status().is_success() && r.dir == Dir::CtrlToHost && r.keyed.len > 0 && r.buf.is_some();
-        if has_data {
+        let lkey = match r.buf.as_ref().and_then(IoBuf::dma) {
+            Some(d) if has_data => res.mem.dma_lkey(d),
+            _ => None,
+        };
+        if let Some(lkey) = lkey {
+            // Read data goes out of the lent DMA buffer itself, held until the WRITE is done.
+            self.write_direct(slot, lkey, ctx, res);
+        } else if has_data {
             r.st = St::NeedUnits;
             self.advance(slot, ctx, res);
         } else {
@@ -648,6 +711,24 @@ impl RdmaConn {
                 ctx.bufs.put(b);
             }
             self.post_response(slot, ctx, res);
+        }
+    }
+
+    /// RDMA WRITE the read data from the request's registered DMA buffer, then the response.
+    fn write_direct(&mut self, slot: u16, lkey: u32, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+        let r = &mut self.reqs[slot as usize];
+        r.st = St::Sending;
+        let k = r.keyed;
+        let Some(b) = r.buf.as_ref() else { return self.release(slot, ctx, res) };
+        let len = (k.len as usize).min(b.len()) as u32;
+        let wr = Wr::Write { local: b.as_slice().as_ptr() as u64, len, lkey, remote: k.addr, rkey: k.key };
+        if self.post(slot, &wr) {
+            let cqe = self.reqs[slot as usize].cqe;
+            let inv = k.invalidate.then_some(k.key);
+            self.post(slot, &Wr::SendInline { data: cqe.as_bytes(), inv_rkey: inv });
+        }
+        if self.reqs[slot as usize].pending == 0 {
+            self.release(slot, ctx, res);
         }
     }
 

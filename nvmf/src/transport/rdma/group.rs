@@ -3,11 +3,16 @@
 //! arena holding the SRQ's receive buffers and the data staging units. CM events of the
 //! group's connections come on the group's own event channel (ids are migrated to it), so
 //! disconnects and device removal are seen by the thread that owns the connection.
+//!
+//! Direct mode: the first time a connection moves data in a DMA buffer lent by an NVMe bdev
+//! channel, that channel's whole buffer pool is registered on the device's PD (once; the
+//! registration goes when the pool is no longer used), so RDMA READ/WRITE work on the same
+//! memory the NVMe device does.
 
 use super::cm::RdmaNewConn;
 use super::conn::{split_send_wr_id, ConnLimits, ConnState, LocalMem, RdmaConn, Res, SendQueue, UnitPool, Wr, SQE_SIZE, WR_SEND};
 use super::private;
-use super::verbs::{self, Arena, CmEventKind, CmId, Cq, Device, EventChannel, Pd, QpCaps, Srq, Wc};
+use super::verbs::{self, Arena, CmEventKind, CmId, Cq, Device, DmaMr, EventChannel, Pd, QpCaps, Srq, Wc};
 use super::RdmaTransportOpts;
 use crate::bdev::BdevCompletion;
 use crate::poll_group::GroupCtx;
@@ -36,24 +41,55 @@ impl SendQueue for Qp {
     }
 }
 
-impl LocalMem for Arena {
+/// A device's registered memory as a connection sees it during one call: the arena, and the
+/// registrations of NVMe DMA buffer pools (made on first use).
+struct DevMem<'a> {
+    arena: &'a mut Arena,
+    dma_mrs: &'a mut Vec<(usize, Option<DmaMr>)>,
+    pd: &'a Pd,
+}
+
+impl LocalMem for DevMem<'_> {
     fn addr(&self, off: usize) -> u64 {
-        Arena::addr(self, off)
+        self.arena.addr(off)
     }
     fn lkey(&self) -> u32 {
-        Arena::lkey(self)
+        self.arena.lkey()
     }
     fn read(&self, off: usize, dst: &mut [u8]) {
-        Arena::read(self, off, dst)
+        self.arena.read(off, dst)
     }
     fn write(&mut self, off: usize, src: &[u8]) {
-        Arena::write(self, off, src)
+        self.arena.write(off, src)
+    }
+    fn dma_lkey(&mut self, buf: &nvme_driver::PoolBuf) -> Option<u32> {
+        let id = buf.pool_id();
+        if let Some((_, mr)) = self.dma_mrs.iter().find(|(p, _)| *p == id) {
+            return mr.as_ref().map(DmaMr::lkey);
+        }
+        // Once per pool and device; a failure is remembered (that pool's I/O is staged).
+        let mr = match DmaMr::new(self.pd, buf.pool()) {
+            Ok(mr) => {
+                let (va, len) = mr.pool().span();
+                log::info!("rdma: registered NVMe DMA buffer pool at {va:#x} ({len} bytes) for direct data transfers");
+                Some(mr)
+            }
+            Err(e) => {
+                log::warn!("rdma: {e}; data of that pool goes through staging buffers");
+                None
+            }
+        };
+        let lkey = mr.as_ref().map(DmaMr::lkey);
+        self.dma_mrs.push((id, mr));
+        lkey
     }
 }
 
 /// Resources of one device in this poll group. Field order is drop order: memory and SRQ
 /// before the CQ, all before the PD.
 struct DevRes {
+    /// Registered NVMe DMA buffer pools, by pool id (`None`: registering failed).
+    dma_mrs: Vec<(usize, Option<DmaMr>)>,
     arena: Arena,
     srq: Srq,
     cq: Cq,
@@ -82,6 +118,7 @@ impl DevRes {
         // Every queue entry may have its response SEND and the data units it holds posted.
         let max_send_wr = (opts.max_queue_depth as u32 + opts.num_shared_buffers).min(attrs.max_qp_wr);
         let d = DevRes {
+            dma_mrs: Vec::new(),
             arena,
             srq,
             cq,
@@ -98,6 +135,12 @@ impl DevRes {
             d.post_recv(i)?;
         }
         Ok(d)
+    }
+
+    /// Forget registrations of pools nobody else uses any more (their channel was closed and
+    /// every buffer came back): the memory can go.
+    fn reap_dma_mrs(&mut self) {
+        self.dma_mrs.retain(|(_, mr)| mr.as_ref().is_none_or(|mr| !mr.pool().is_last_handle()));
     }
 
     fn post_recv(&self, i: usize) -> std::io::Result<()> {
@@ -155,9 +198,12 @@ impl RdmaPollGroup {
         Ok((di, qpn))
     }
 
-    fn res(devs: &mut [DevRes], di: usize) -> Option<Res<'_>> {
+    /// Run `f` with device `di`'s registered memory and staging units.
+    fn with_res<R>(devs: &mut [DevRes], di: usize, f: impl FnOnce(&mut Res<'_>) -> R) -> Option<R> {
         let d = devs.get_mut(di)?;
-        Some(Res { mem: &mut d.arena, units: &mut d.units })
+        let mut mem = DevMem { arena: &mut d.arena, dma_mrs: &mut d.dma_mrs, pd: &d.pd };
+        let mut res = Res { mem: &mut mem, units: &mut d.units };
+        Some(f(&mut res))
     }
 }
 
@@ -229,18 +275,17 @@ impl TransportPollGroup for RdmaPollGroup {
             for wc in wcs.iter() {
                 if wc.wr_id & WR_SEND == 0 {
                     let recv = wc.wr_id as usize;
-                    let d = &mut self.devs[di];
                     if wc.ok {
                         if let Some(&ci) = self.by_qpn.get(&wc.qp_num) {
                             if let Some(Some(c)) = self.conns.get_mut(ci as usize) {
-                                let off = recv * d.recv_size;
-                                let mut res = Res { mem: &mut d.arena, units: &mut d.units };
-                                c.on_recv(off, wc.byte_len as usize, ctx, &mut res);
+                                let off = recv * self.devs[di].recv_size;
+                                Self::with_res(&mut self.devs, di, |res| c.on_recv(off, wc.byte_len as usize, ctx, res));
                             }
                         }
                     } else if !wc.flushed {
                         log::warn!("rdma receive failed: {}", verbs::wc_status_str(wc.status));
                     }
+                    let d = &mut self.devs[di];
                     if recv < d.recv_count {
                         if let Err(e) = d.post_recv(recv) {
                             log::error!("re-posting an SRQ receive: {e}");
@@ -252,9 +297,7 @@ impl TransportPollGroup for RdmaPollGroup {
                         if !wc.ok && !wc.flushed {
                             log::warn!("rdma connection {}: work request failed: {}", c.peer, verbs::wc_status_str(wc.status));
                         }
-                        if let Some(mut res) = Self::res(&mut self.devs, c.dev) {
-                            c.on_send_done(slot, wc.ok, ctx, &mut res);
-                        }
+                        Self::with_res(&mut self.devs, c.dev, |res| c.on_send_done(slot, wc.ok, ctx, res));
                     }
                 }
             }
@@ -264,17 +307,26 @@ impl TransportPollGroup for RdmaPollGroup {
         let mut dead = Vec::new();
         for (i, slot) in self.conns.iter_mut().enumerate() {
             let Some(c) = slot.as_mut() else { continue };
-            let Some(mut res) = Self::res(&mut self.devs, c.dev) else { continue };
-            if c.state == ConnState::Ready {
-                work += c.retry_waiting(ctx, &mut res);
-                work += c.poll_events(ctx, &mut res);
-            }
-            if c.state == ConnState::Closing {
-                c.close(ctx, &mut res);
-                work += 1;
-            }
+            work += Self::with_res(&mut self.devs, c.dev, |res| {
+                let mut work = 0;
+                if c.state == ConnState::Ready {
+                    work += c.retry_waiting(ctx, res);
+                    work += c.poll_events(ctx, res);
+                }
+                if c.state == ConnState::Closing {
+                    c.close(ctx, res);
+                    work += 1;
+                }
+                work
+            })
+            .unwrap_or(0);
             if c.is_drained() {
                 dead.push(i);
+            }
+        }
+        if ctx.tick {
+            for d in self.devs.iter_mut() {
+                d.reap_dma_mrs();
             }
         }
         for i in dead {
@@ -291,9 +343,7 @@ impl TransportPollGroup for RdmaPollGroup {
     fn bdev_complete(&mut self, conn: u32, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx) {
         match self.conns.get_mut(conn as usize) {
             Some(Some(c)) => {
-                if let Some(mut res) = Self::res(&mut self.devs, c.dev) {
-                    c.bdev_complete(slot, done, ctx, &mut res);
-                }
+                Self::with_res(&mut self.devs, c.dev, |res| c.bdev_complete(slot, done, ctx, res));
             }
             _ => {
                 if let Some(b) = done.buf {

@@ -461,6 +461,44 @@ impl Drop for Arena {
     }
 }
 
+/// A memory region over a DMA buffer pool of the NVMe driver (direct mode), so RDMA READs
+/// and WRITEs move host data straight into and out of the buffers the device works on.
+/// Holding a pool handle keeps the memory mapped for as long as it is registered.
+pub(crate) struct DmaMr {
+    mr: *mut ibv_mr,
+    pool: nvme_driver::DmaPool,
+}
+// SAFETY: the MR is owned and only read (its keys) after registration.
+unsafe impl Send for DmaMr {}
+
+impl DmaMr {
+    /// Register the whole pool once (local write access: the target is the RDMA initiator).
+    pub fn new(pd: &Pd, pool: nvme_driver::DmaPool) -> io::Result<DmaMr> {
+        let (va, len) = pool.span();
+        let access = ibv_access_flags::IBV_ACCESS_LOCAL_WRITE.0;
+        // SAFETY: `va..va+len` is the pool's mapping, kept mapped by `pool` (held in the
+        // returned value) until after the MR is deregistered in Drop.
+        let mr = unsafe { ibv_reg_mr(pd.0, va as *mut libc::c_void, len, access as i32) };
+        if mr.is_null() {
+            return Err(os_err("ibv_reg_mr of an NVMe DMA buffer pool"));
+        }
+        Ok(DmaMr { mr, pool })
+    }
+    pub fn lkey(&self) -> u32 {
+        // SAFETY: the MR is valid while self lives.
+        unsafe { (*self.mr).lkey }
+    }
+    pub fn pool(&self) -> &nvme_driver::DmaPool {
+        &self.pool
+    }
+}
+impl Drop for DmaMr {
+    fn drop(&mut self) {
+        // SAFETY: registered in `new`; the pool memory is still mapped (`self.pool` drops after).
+        unsafe { ibv_dereg_mr(self.mr) };
+    }
+}
+
 /// QP sizes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct QpCaps {
