@@ -71,6 +71,15 @@ impl GroupCtx {
         self.bufs.in_use()
     }
 
+    /// Poll every channel with I/O outstanding; finished I/Os are appended to `out`.
+    pub(crate) fn poll_channels(&mut self, out: &mut Vec<BdevCompletion>) {
+        for c in self.channels.iter_mut() {
+            if c.chan.outstanding() > 0 {
+                c.chan.poll(out);
+            }
+        }
+    }
+
     /// Close channels of namespaces that were removed once their I/O has drained.
     fn reap_channels(&mut self) {
         self.channels.retain(|c| Arc::strong_count(&c.ns) > 1 || c.chan.outstanding() > 0);
@@ -125,11 +134,7 @@ impl PollGroup {
 
     fn poll_bdevs(&mut self) -> usize {
         let mut done = std::mem::take(&mut self.ctx.completions);
-        for c in self.ctx.channels.iter_mut() {
-            if c.chan.outstanding() > 0 {
-                c.chan.poll(&mut done);
-            }
-        }
+        self.ctx.poll_channels(&mut done);
         let n = done.len();
         for c in done.drain(..) {
             let (t, conn, slot) = split_tag(c.tag);

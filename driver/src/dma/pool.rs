@@ -73,6 +73,33 @@ impl DmaPool {
     pub fn id(&self) -> usize {
         Arc::as_ptr(&self.shared) as usize
     }
+    /// Copy bytes out of the pool's memory at virtual address `va` (what a software DMA engine
+    /// reading by address does). False, copying nothing, when the range is not in the pool.
+    pub fn read_va(&self, va: usize, dst: &mut [u8]) -> bool {
+        match self.offset_of(va, dst.len()) {
+            Some(off) => {
+                self.shared.whole.read(off, dst);
+                true
+            }
+            None => false,
+        }
+    }
+    /// Copy bytes into the pool's memory at virtual address `va` (a software DMA engine
+    /// writing by address). False, copying nothing, when the range is not in the pool.
+    pub fn write_va(&self, va: usize, src: &[u8]) -> bool {
+        match self.offset_of(va, src.len()) {
+            Some(off) => {
+                self.shared.whole.write(off, src);
+                true
+            }
+            None => false,
+        }
+    }
+    fn offset_of(&self, va: usize, len: usize) -> Option<usize> {
+        let (base, size) = self.span();
+        let off = va.checked_sub(base)?;
+        (off.checked_add(len)? <= size).then_some(off)
+    }
     /// Whether this is the last handle on the pool (no clone, no buffer out): whoever keeps
     /// it only to keep the memory alive may let it go.
     pub fn is_last_handle(&self) -> bool {
@@ -135,6 +162,14 @@ mod tests {
             let p = b.as_ptr() as usize;
             assert!(p >= va && p + b.len() <= va + len, "buffer outside the pool's span");
         }
+        let p = bufs[1].as_ptr() as usize;
+        assert!(pool.write_va(p + 100, b"dma"));
+        let mut back = [0u8; 3];
+        bufs[1].read(100, &mut back);
+        assert_eq!(&back, b"dma");
+        assert!(pool.read_va(p + 100, &mut back) && &back == b"dma");
+        assert!(!pool.write_va(va + len - 1, b"xy"), "past the end");
+        assert!(!pool.read_va(va.wrapping_sub(1), &mut back), "before the start");
         std::thread::spawn(move || drop(bufs)).join().expect("thread");
         assert_eq!(pool.available(), 4);
     }

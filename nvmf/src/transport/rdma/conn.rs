@@ -853,8 +853,8 @@ pub(crate) mod tests {
     }
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub(crate) enum OwnedWr {
-        Read { local: u64, len: u32, remote: u64, rkey: u32 },
-        Write { local: u64, len: u32, remote: u64, rkey: u32 },
+        Read { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
+        Write { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
         Send { data: Vec<u8>, inv: Option<u32> },
     }
     impl SendQueue for FakeQp {
@@ -863,8 +863,8 @@ pub(crate) mod tests {
                 return false;
             }
             let w = match *wr {
-                Wr::Read { local, len, remote, rkey, .. } => OwnedWr::Read { local, len, remote, rkey },
-                Wr::Write { local, len, remote, rkey, .. } => OwnedWr::Write { local, len, remote, rkey },
+                Wr::Read { local, len, lkey, remote, rkey } => OwnedWr::Read { local, len, lkey, remote, rkey },
+                Wr::Write { local, len, lkey, remote, rkey } => OwnedWr::Write { local, len, lkey, remote, rkey },
                 Wr::SendInline { data, inv_rkey } => OwnedWr::Send { data: data.to_vec(), inv: inv_rkey },
                 Wr::Send { .. } => OwnedWr::Send { data: vec![], inv: None },
             };
@@ -875,8 +875,17 @@ pub(crate) mod tests {
             self.disconnected.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
-    pub(crate) struct FakeMem(pub Vec<u8>);
+    /// The arena, plus NVMe DMA pools "registered" under `DMA_LKEY` (the fake NIC reaches them
+    /// by address with `DmaPool::read_va`/`write_va`).
+    pub(crate) struct FakeMem(pub Vec<u8>, pub Vec<nvme_driver::DmaPool>);
+    const DMA_LKEY: u32 = 0x55;
     impl LocalMem for FakeMem {
+        fn dma_lkey(&mut self, buf: &nvme_driver::PoolBuf) -> Option<u32> {
+            if !self.1.iter().any(|p| p.id() == buf.pool_id()) {
+                self.1.push(buf.pool());
+            }
+            Some(DMA_LKEY)
+        }
         fn addr(&self, off: usize) -> u64 {
             0x10_0000 + off as u64
         }
@@ -904,6 +913,9 @@ pub(crate) mod tests {
     const UNIT: usize = 1024;
     const UNITS_BASE: usize = 16384;
 
+    /// SENDs' CQEs with the invalidated key, and WRITEs' bytes by remote address.
+    type Finished = (Vec<(Cqe, Option<u32>)>, Vec<(u64, Vec<u8>)>);
+
     struct Rig {
         _t: Target,
         ctx: GroupCtx,
@@ -929,7 +941,7 @@ pub(crate) mod tests {
             let disconnected = qp.disconnected.clone();
             let limits = ConnLimits { max_io: 1 << 20, icd_max: 8192 };
             let conn = RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 77, 0, listener, limits);
-            Rig { _t: t, ctx, conn, posted, disconnected, mem: FakeMem(vec![0; UNITS_BASE + UNIT * units]), units: UnitPool::new(UNITS_BASE, UNIT, units) }
+            Rig { _t: t, ctx, conn, posted, disconnected, mem: FakeMem(vec![0; UNITS_BASE + UNIT * units], Vec::new()), units: UnitPool::new(UNITS_BASE, UNIT, units) }
         }
         fn recv(&mut self, sqe: &Sqe, icd: &[u8]) {
             self.mem.0[..64].copy_from_slice(sqe.as_bytes());
@@ -948,7 +960,7 @@ pub(crate) mod tests {
         }
         /// Complete every posted work request; READs get `host` data. Returns the SENDs' CQEs
         /// (with the invalidated key) and the bytes each WRITE carried, by remote address.
-        fn finish(&mut self, host: &[u8]) -> (Vec<(Cqe, Option<u32>)>, Vec<(u64, Vec<u8>)>) {
+        fn finish(&mut self, host: &[u8]) -> Finished {
             let mut cqes = Vec::new();
             let mut writes = Vec::new();
             loop {
@@ -958,15 +970,26 @@ pub(crate) mod tests {
                 }
                 for (id, wr) in wrs {
                     match wr {
-                        OwnedWr::Read { local, len, remote, rkey } => {
+                        OwnedWr::Read { local, len, lkey, remote, rkey } => {
                             assert_eq!(rkey, 0x1234);
-                            let off = (local - 0x10_0000) as usize;
                             let src = (remote - 0xAAAA_0000) as usize;
-                            self.mem.0[off..off + len as usize].copy_from_slice(&host[src..src + len as usize]);
+                            let data = &host[src..src + len as usize];
+                            if lkey == DMA_LKEY {
+                                assert!(self.mem.1.iter().any(|p| p.write_va(local as usize, data)), "READ into unregistered memory");
+                            } else {
+                                let off = (local - 0x10_0000) as usize;
+                                self.mem.0[off..off + len as usize].copy_from_slice(data);
+                            }
                         }
-                        OwnedWr::Write { local, len, remote, .. } => {
-                            let off = (local - 0x10_0000) as usize;
-                            writes.push((remote, self.mem.0[off..off + len as usize].to_vec()));
+                        OwnedWr::Write { local, len, lkey, remote, .. } => {
+                            let mut data = vec![0u8; len as usize];
+                            if lkey == DMA_LKEY {
+                                assert!(self.mem.1.iter().any(|p| p.read_va(local as usize, &mut data)), "WRITE from unregistered memory");
+                            } else {
+                                let off = (local - 0x10_0000) as usize;
+                                data.copy_from_slice(&self.mem.0[off..off + len as usize]);
+                            }
+                            writes.push((remote, data));
                         }
                         OwnedWr::Send { data, inv } => cqes.push((Cqe::read_from_bytes(&data).unwrap(), inv)),
                     }
@@ -1119,5 +1142,95 @@ pub(crate) mod tests {
         // Capsules arriving after the close are ignored.
         rig.recv(&sqe, &[]);
         assert!(rig.take().is_empty());
+    }
+
+    /// Deliver bdev completions to the connection until `n` arrived.
+    fn drain_bdev(rig: &mut Rig, n: usize) {
+        let mut got = 0;
+        let start = std::time::Instant::now();
+        while got < n {
+            let mut out = Vec::new();
+            rig.ctx.poll_channels(&mut out);
+            for c in out {
+                let (_, conn, slot) = crate::transport::split_tag(c.tag);
+                assert_eq!(conn, 5);
+                let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+                rig.conn.bdev_complete(slot, c, &mut rig.ctx, &mut res);
+                got += 1;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "bdev I/O did not complete");
+        }
+    }
+
+    #[test]
+    fn direct_mode_data_moves_by_rdma_straight_into_and_out_of_dma_buffers() {
+        use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
+        let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(512, 8192)], ..Default::default() });
+        let pcie = Arc::new(nvme_driver::Controller::new_emulated(&emu, Default::default()).unwrap());
+        let nvme = Arc::new(crate::bdev::NvmeBdev::new("Nvme0n1", pcie, 1).unwrap());
+        let mut rig = Rig::new(4);
+        let sub = rig._t.subsystem(NQN).unwrap();
+        let nsid = sub.add_namespace(NamespaceConfig::new(nvme.clone())).unwrap();
+        // Admin queue, then I/O queue 1 of the same controller on a second connection (the
+        // admin one stays open beside it).
+        let cntlid = connect_admin(&mut rig);
+        let mut en = fabrics_sqe(FabricsType::PropertySet);
+        PropertyCmd { eight_bytes: false, offset: reg::CC, value: Cc::enabled_nvm().0 as u64 }.write(&mut en);
+        en.set_sgl1(Keyed::encode(0, 0, 0, false));
+        rig.recv(&en, &[]);
+        assert!(rig.finish(&[]).0[0].0.status().is_success(), "CC.EN");
+        let qp = FakeQp { posted: rig.posted.clone(), ..Default::default() };
+        let limits = ConnLimits { max_io: 1 << 20, icd_max: 8192 };
+        let io_conn = RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 78, 0, TransportAddr::rdma("10.0.0.1", 4420), limits);
+        let _admin = std::mem::replace(&mut rig.conn, io_conn);
+        let io = &mut rig;
+        let mut sqe = connect_sqe(1, 31, 0);
+        sqe.cid.set(2);
+        sqe.set_sgl1(keyed(1024, false));
+        io.recv(&sqe, &[]);
+        let data = connect_data(&[7; 16], cntlid, NQN, HOSTNQN);
+        let (cqes, _) = io.finish(data.as_bytes());
+        assert!(cqes[0].0.status().is_success(), "I/O queue connect: {:?}", cqes[0].0.status());
+        let units = io.units.available();
+        // A 64 KiB write: one RDMA READ straight into a lent DMA buffer, no staging unit.
+        let host: Vec<u8> = (0..65536u32).map(|i| (i * 7 + i / 4096) as u8).collect();
+        let mut w = Sqe { opcode: 0x01, ..Default::default() };
+        w.cid.set(3);
+        w.nsid.set(nsid);
+        w.cdw12.set(127);
+        w.set_sgl1(keyed(65536, false));
+        io.recv(&w, &[]);
+        let wrs = io.take();
+        assert!(matches!(wrs[..], [(_, OwnedWr::Read { len: 65536, lkey: DMA_LKEY, remote: 0xAAAA_0000, .. })]), "{wrs:?}");
+        assert_eq!(io.units.available(), units, "no staging unit taken");
+        io.posted.lock().unwrap().extend(wrs);
+        let (cqes, _) = io.finish(&host);
+        assert!(cqes.is_empty(), "the write is at the device");
+        drain_bdev(io, 1);
+        let (cqes, writes) = io.finish(&[]);
+        assert!(writes.is_empty());
+        assert!(cqes[0].0.status().is_success(), "{:?}", cqes[0].0.status());
+        let mut disk = vec![0u8; 65536];
+        assert!(emu.read_disk(1, 0, &mut disk));
+        assert!(disk == host, "the device wrote what RDMA READ put in the lent buffer");
+        // Read it back: the device fills a lent buffer, one RDMA WRITE sends it from there.
+        let mut r = Sqe { opcode: 0x02, ..Default::default() };
+        r.cid.set(4);
+        r.nsid.set(nsid);
+        r.cdw12.set(127);
+        r.set_sgl1(keyed(65536, true));
+        io.recv(&r, &[]);
+        assert!(io.take().is_empty(), "nothing to post before the device answers");
+        drain_bdev(io, 1);
+        let wrs = io.take();
+        assert!(matches!(wrs[..], [(_, OwnedWr::Write { len: 65536, lkey: DMA_LKEY, .. }), (_, OwnedWr::Send { inv: Some(0x1234), .. })]), "{wrs:?}");
+        io.posted.lock().unwrap().extend(wrs);
+        let (cqes, writes) = io.finish(&[]);
+        assert!(cqes[0].0.status().is_success());
+        assert_eq!(writes.len(), 1);
+        assert!(writes[0].1 == host, "RDMA WRITE carried the device's data");
+        assert_eq!(io.units.available(), units);
+        assert_eq!(nvme.copied_bytes(), 0, "no copy between network and device");
+        assert_eq!(io.ctx.bufs.in_use(), 0);
     }
 }
