@@ -214,3 +214,30 @@ nvme_disconnect_one() {
   [ $_rc = 0 ] || fail "nvme disconnect -n $1"
   echo "$_out" | grep -q 'disconnected 1 controller' || fail "nvme disconnect -n $1 did not disconnect 1 controller"
 }
+
+# NVMe/RDMA over soft-RoCE (steps 20-rdma, 21-rdma-direct).
+# rdma_need: skip unless nvmf_tgt was built with the rdma feature (it then links librdmacm),
+# host_check and nvmf-perf too (cargo build ... --features nvmf-tgt/rdma,nvmf-tests/rdma), and
+# the image has the rxe provider (ibverbs-providers) and the rdma tool (iproute2).
+rdma_need() {
+  grep -q rdma_create_id /usr/local/bin/nvmf_tgt 2>/dev/null || skip "nvmf_tgt was built without --features rdma"
+  for _b in host_check nvmf-perf; do
+    grep -q rdma_connect "/usr/local/bin/$_b" 2>/dev/null || skip "$_b was built without the nvmf/rdma feature"
+  done
+  [ -e /etc/libibverbs.d/rxe.driver ] || skip "the rxe provider (ibverbs-providers) is not in the guest image"
+  command -v rdma >/dev/null 2>&1 || skip "the rdma tool (iproute2) is not in the guest image"
+}
+# rxe_setup ADDR: soft-RoCE device rxe0 on eth0 with ADDR/24 (crc32_generic first for rxe's
+# ICRC, then the RDMA core, rxe and the nvme-rdma host); waits for /dev/infiniband/rdma_cm.
+# Idempotent: a second step in the same boot finds everything in place.
+rxe_setup() {
+  for _m in crc32_generic ib_core ib_uverbs rdma_cm rdma_ucm rdma_rxe nvme-rdma; do
+    module_loaded "$_m" || modprobe "$_m" || fail "modprobe $_m"
+  done
+  ip link set eth0 up
+  ip addr show dev eth0 | grep -q "inet $1/" || ip addr add "$1/24" dev eth0 2>/dev/null
+  wait_until 20 grep -q up /sys/class/net/eth0/operstate || fail "eth0 did not come up"
+  rdma link show 2>/dev/null | grep -q rxe0 || must rdma link add rxe0 type rxe netdev eth0
+  x rdma link show
+  wait_until 20 test -e /dev/infiniband/rdma_cm || fail "/dev/infiniband/rdma_cm did not appear"
+}

@@ -6,28 +6,13 @@ NQN=nqn.2016-06.io.nvmf-rs:rdma
 ADDR=10.0.2.15
 PORT=4420
 
-# nvmf_tgt must have been built with the rdma feature (it then links librdmacm).
-grep -q rdma_create_id /usr/local/bin/nvmf_tgt 2>/dev/null || skip "nvmf_tgt was built without --features rdma"
-# Our host client too (cargo build ... --features nvmf-tgt/rdma builds host_check and nvmf-perf with nvmf/rdma).
-for b in host_check nvmf-perf; do
-  grep -q rdma_connect "/usr/local/bin/$b" 2>/dev/null || skip "$b was built without the nvmf/rdma feature"
-done
-[ -e /etc/libibverbs.d/rxe.driver ] || skip "the rxe provider (ibverbs-providers) is not in the guest image"
-command -v rdma >/dev/null 2>&1 || skip "the rdma tool (iproute2) is not in the guest image"
+# Skips unless nvmf_tgt, host_check and nvmf-perf have RDMA and the image has soft-RoCE.
+rdma_need
 
 cleanup() { nvme disconnect -n "$NQN" >/dev/null 2>&1; tgt_stop >/dev/null 2>&1; }
 trap cleanup EXIT
 
-# Soft-RoCE: crc32_generic first (rxe's ICRC), then the RDMA core and rxe.
-for m in crc32_generic ib_core ib_uverbs rdma_cm rdma_ucm rdma_rxe nvme-rdma; do
-  module_loaded "$m" || modprobe "$m" || fail "modprobe $m"
-done
-ip link set eth0 up
-ip addr show dev eth0 | grep -q "inet $ADDR/" || ip addr add "$ADDR/24" dev eth0 2>/dev/null
-wait_until 20 grep -q up /sys/class/net/eth0/operstate || fail "eth0 did not come up"
-rdma link show 2>/dev/null | grep -q rxe0 || must rdma link add rxe0 type rxe netdev eth0
-x rdma link show
-wait_until 20 test -e /dev/infiniband/rdma_cm || fail "/dev/infiniband/rdma_cm did not appear"
+rxe_setup "$ADDR"
 
 cat >/tmp/tgt-rdma.json <<JSON
 {"subsystems": [
