@@ -37,6 +37,8 @@ pub struct NvmeCtrlr {
     pub traddr: String,
     /// The bdevs made from its namespaces (`<name>n<nsid>`).
     pub bdevs: Vec<String>,
+    /// The same bdevs, for what only an NVMe bdev reports (bytes copied instead of lent).
+    pub nvme_bdevs: Vec<Arc<nvmf::bdev::NvmeBdev>>,
     /// `Some` for the emulated controller.
     pub emulated: Option<EmulatedShape>,
 }

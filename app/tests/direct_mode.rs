@@ -103,6 +103,9 @@ fn host_to_emulated_controller_through_two_reactors() {
     assert!(q1.read(1, BLOCKS, 1, &mut one).is_err());
 
     passthrough(&mut q1, &mut q2);
+    // Every transfer used a DMA buffer the reactor's channel lent to the transport.
+    let bdevs = rpc_json(&t, &["bdev_get_bdevs", "--name", "Nvme0n1"]);
+    assert_eq!(bdevs[0]["driver_specific"]["nvme"][0]["data_copied_bytes"], 0, "no bounce copy: {bdevs}");
 
     assert_eq!(
         t.wait_count("bdev Nvme0n1: channel on hardware I/O queue", 2, SEC),

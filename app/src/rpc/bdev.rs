@@ -230,11 +230,15 @@ fn describe(state: &AppState, b: &Arc<dyn Bdev>) -> Value {
             if let Some(c) = state.nvme_ctrlrs.get(ctrlr) {
                 let nsid = name.strip_prefix(&format!("{ctrlr}n")).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
                 let key = if c.emulated.is_some() { "traddr" } else { "pci_address" };
+                // Not in SPDK: data bytes that went through a bounce copy instead of a buffer
+                // lent to the transport (0 while direct mode is zero-copy).
+                let copied = c.nvme_bdevs.iter().find(|b| b.name() == name).map_or(0, |b| b.copied_bytes());
                 v["driver_specific"] = json!({"nvme": [{
                     key: c.traddr,
                     "trid": {"trtype": c.trtype, "traddr": c.traddr},
                     "ctrlr": ctrlr,
                     "ns_data": {"id": nsid},
+                    "data_copied_bytes": copied,
                 }]});
             }
         }
@@ -345,19 +349,20 @@ pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Re
     }
     .map_err(|e| RpcError::new(ENODEV, format!("Unable to attach controller {} at {} {}: {e}", p.name, p.trtype, p.traddr)))?;
     let ctrl = Arc::new(ctrl);
-    let mut made: Vec<(String, Arc<dyn Bdev>)> = Vec::new();
+    let mut made: Vec<(String, Arc<NvmeBdev>)> = Vec::new();
     for ns in ctrl.namespaces() {
         let name = format!("{}n{}", p.name, ns.nsid);
         // On error `made` and `ctrl` drop here: the controller shuts down.
         let b = NvmeBdev::new(&name, ctrl.clone(), ns.nsid)?;
         made.push((name, Arc::new(b)));
     }
+    let nvme_bdevs: Vec<Arc<NvmeBdev>> = made.iter().map(|(_, b)| b.clone()).collect();
     if made.is_empty() {
         log::warn!("controller {} at {} has no active namespace", p.name, p.traddr);
     }
     let names: Vec<String> = made.iter().map(|(n, _)| n.clone()).collect();
     for (_, b) in made {
-        insert(state, b, BdevKind::Nvme { ctrlr: p.name.clone() }, None);
+        insert(state, b as Arc<dyn Bdev>, BdevKind::Nvme { ctrlr: p.name.clone() }, None);
     }
     let id = ctrl.identify();
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim_end_matches([' ', '\0']).to_string();
@@ -371,7 +376,7 @@ pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Re
     let traddr = if emulated { EMULATED_TRADDR.to_string() } else { p.traddr };
     state.nvme_ctrlrs.insert(
         p.name,
-        NvmeCtrlr { ctrl, trtype: "PCIe".into(), traddr, bdevs: names.clone(), emulated: shape },
+        NvmeCtrlr { ctrl, trtype: "PCIe".into(), traddr, bdevs: names.clone(), nvme_bdevs, emulated: shape },
     );
     Ok(json!(names))
 }

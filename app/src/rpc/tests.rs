@@ -124,6 +124,7 @@ fn nvme_attach_and_detach_emulated() {
     assert_eq!(b[0]["product_name"], "NVMe disk");
     assert_eq!((b[0]["block_size"].as_u64(), b[0]["num_blocks"].as_u64()), (Some(4096), Some(1024)));
     assert_eq!(b[0]["driver_specific"]["nvme"][0]["trid"]["traddr"], "emulated");
+    assert_eq!(b[0]["driver_specific"]["nvme"][0]["data_copied_bytes"], 0);
     assert_eq!(b[0]["supported_io_types"]["nvme_io"], true, "passthrough");
     // Bad requests change nothing.
     fails(&mut st, "bdev_nvme_attach_controller", emu.clone(), EEXIST);

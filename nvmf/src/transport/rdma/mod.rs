@@ -11,9 +11,11 @@
 //!   for controller data, SEND / SEND with Invalidate for responses).
 //! - `verbs.rs`: the only unsafe code.
 //!
-//! Copies: the bdev layer takes Vec-backed `IoBuf`s from the poll group's `BufPool`, which are
-//! not registered memory. Host data is read into registered staging units and copied into the
-//! `IoBuf`; read data is copied from the `IoBuf` into units and written from there. In-capsule
+//! Copies: in direct mode the data buffer is a DMA buffer lent by the NVMe bdev channel; its
+//! pool is registered once (`verbs::DmaMr`) and RDMA READ/WRITE move data straight into and out
+//! of it, no copy. Other bdevs take Vec-backed `IoBuf`s from the poll group's `BufPool`, which
+//! are not registered memory: host data is read into registered staging units and copied into
+//! the `IoBuf`, read data copied from the `IoBuf` into units and written from there. In-capsule
 //! data is copied out of the receive buffer so that it can be re-posted at once. Registering
 //! memory per I/O is avoided on purpose.
 
