@@ -38,6 +38,9 @@ pub(crate) const KEYED_SUBTYPE_ADDRESS: u8 = 0x0;
 pub(crate) const KEYED_SUBTYPE_INVALIDATE: u8 = 0xF;
 /// Send-queue work request IDs carry this bit; receive IDs (SRQ buffer indexes) do not.
 pub(crate) const WR_SEND: u64 = 1 << 63;
+/// How long a closed connection waits for its flushed work requests before it gives up on
+/// them (a removed device or a broken provider may never report them).
+pub(crate) const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) fn send_wr_id(conn: u32, slot: u16) -> u64 {
     WR_SEND | (conn as u64) << 16 | slot as u64
@@ -58,6 +61,15 @@ pub(crate) enum Wr<'a> {
     SendInline { data: &'a [u8], inv_rkey: Option<u32> },
     /// SEND from registered memory (host side: command capsules).
     Send { local: u64, len: u32, lkey: u32 },
+}
+
+/// Stands in for a QP that was destroyed: posts nothing.
+struct NoQp;
+impl SendQueue for NoQp {
+    fn post(&mut self, _wr_id: u64, _wr: &Wr<'_>) -> bool {
+        false
+    }
+    fn disconnect(&mut self) {}
 }
 
 /// Where a connection posts work requests (its QP).
@@ -298,6 +310,8 @@ pub(crate) struct RdmaConn {
     pub posted: usize,
     /// Bdev I/Os not yet completed.
     pub outstanding: usize,
+    /// When `close` ran.
+    closed_at: Option<std::time::Instant>,
 }
 
 impl RdmaConn {
@@ -319,6 +333,7 @@ impl RdmaConn {
             waiting: VecDeque::with_capacity(MAX_SLOTS),
             posted: 0,
             outstanding: 0,
+            closed_at: None,
         }
     }
 
@@ -338,6 +353,7 @@ impl RdmaConn {
         }
         self.qp.disconnect();
         self.state = ConnState::Closed;
+        self.closed_at = Some(ctx.now);
         self.q.on_close();
         self.waiting.clear();
         for i in 0..self.reqs.len() {
@@ -346,6 +362,35 @@ impl RdmaConn {
                 self.release(i as u16, ctx, res);
             }
         }
+    }
+
+    /// A closed connection whose flushed work requests did not come back within
+    /// `FLUSH_TIMEOUT` (bdev I/O done): destroy its QP, after which the device touches none of
+    /// its memory any more, then free what the requests held. Returns whether it did.
+    pub fn abandon_stuck_work_requests(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
+        let stuck = self.state == ConnState::Closed
+            && self.posted > 0
+            && self.outstanding == 0
+            && self.closed_at.is_some_and(|t| ctx.now.saturating_duration_since(t) >= FLUSH_TIMEOUT);
+        if !stuck {
+            return false;
+        }
+        log::warn!(
+            "rdma connection {}: {} work requests not flushed after {:?}; destroying the QP",
+            self.peer,
+            self.posted,
+            FLUSH_TIMEOUT
+        );
+        // Dropping the QP destroys it: no DMA into the buffers below from here on.
+        self.qp = Box::new(NoQp);
+        self.posted = 0;
+        for i in 0..self.reqs.len() {
+            self.reqs[i].pending = 0;
+            if self.reqs[i].st != St::Free {
+                self.release(i as u16, ctx, res);
+            }
+        }
+        true
     }
 
     pub fn is_drained(&self) -> bool {
@@ -850,6 +895,13 @@ pub(crate) mod tests {
         pub posted: std::sync::Arc<std::sync::Mutex<Vec<(u64, OwnedWr)>>>,
         pub fail_posts: bool,
         pub disconnected: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        /// Set when the QP is dropped (destroyed).
+        pub destroyed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl Drop for FakeQp {
+        fn drop(&mut self) {
+            self.destroyed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub(crate) enum OwnedWr {
@@ -1144,6 +1196,48 @@ pub(crate) mod tests {
         assert!(rig.take().is_empty());
     }
 
+    #[test]
+    fn unflushed_work_requests_are_given_up_after_the_timeout_with_the_qp_destroyed() {
+        let mut rig = Rig::new(4);
+        let destroyed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut qp = FakeQp::default();
+        qp.posted = rig.posted.clone();
+        qp.destroyed = destroyed.clone();
+        rig.conn.qp = Box::new(qp);
+        let mut sqe = connect_sqe(0, 31, 0);
+        let data = connect_data(&[7; 16], 0xffff, NQN, HOSTNQN);
+        rig.recv(&sqe, data.as_bytes());
+        rig.finish(&[]);
+        let mut en = fabrics_sqe(FabricsType::PropertySet);
+        PropertyCmd { eight_bytes: false, offset: reg::CC, value: Cc::enabled_nvm().0 as u64 }.write(&mut en);
+        rig.recv(&en, &[]);
+        assert!(rig.finish(&[]).0[0].0.status().is_success(), "CC.EN");
+        // A 4 KiB Identify by keyed SGL: its WRITEs and SEND are posted and never complete.
+        sqe = Sqe { opcode: 0x06, ..Default::default() };
+        sqe.cdw10.set(1);
+        sqe.set_sgl1(keyed(4096, false));
+        rig.recv(&sqe, &[]);
+        assert_eq!(rig.take().len(), 5);
+        assert_eq!(rig.units.available(), 0, "the units are held by the posted WRITEs");
+        rig.conn.fail("test");
+        let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+        rig.conn.close(&mut rig.ctx, &mut res);
+        assert!(!rig.conn.is_drained());
+        // Not yet: flushes may still come.
+        rig.ctx.now += FLUSH_TIMEOUT / 2;
+        assert!(!rig.conn.abandon_stuck_work_requests(&mut rig.ctx, &mut res));
+        assert!(!destroyed.load(Ordering::SeqCst));
+        rig.ctx.now += FLUSH_TIMEOUT;
+        assert!(rig.conn.abandon_stuck_work_requests(&mut rig.ctx, &mut res));
+        assert!(destroyed.load(Ordering::SeqCst), "QP destroyed before the memory is reused");
+        assert!(rig.conn.is_drained());
+        // A late completion for the destroyed QP changes nothing.
+        rig.conn.on_send_done(0, false, &mut rig.ctx, &mut res);
+        assert!(rig.conn.is_drained());
+        assert_eq!(rig.units.available(), 4, "units back");
+        assert_eq!(rig.ctx.bufs.in_use(), 0, "buffers back");
+    }
+
     /// Deliver bdev completions to the connection until `n` arrived.
     fn drain_bdev(rig: &mut Rig, n: usize) {
         let mut got = 0;
@@ -1179,7 +1273,8 @@ pub(crate) mod tests {
         en.set_sgl1(Keyed::encode(0, 0, 0, false));
         rig.recv(&en, &[]);
         assert!(rig.finish(&[]).0[0].0.status().is_success(), "CC.EN");
-        let qp = FakeQp { posted: rig.posted.clone(), ..Default::default() };
+        let mut qp = FakeQp::default();
+        qp.posted = rig.posted.clone();
         let limits = ConnLimits { max_io: 1 << 20, icd_max: 8192 };
         let io_conn = RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 78, 0, TransportAddr::rdma("10.0.0.1", 4420), limits);
         let _admin = std::mem::replace(&mut rig.conn, io_conn);

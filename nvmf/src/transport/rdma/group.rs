@@ -317,6 +317,9 @@ impl TransportPollGroup for RdmaPollGroup {
                     c.close(ctx, res);
                     work += 1;
                 }
+                if ctx.tick && c.abandon_stuck_work_requests(ctx, res) {
+                    work += 1;
+                }
                 work
             })
             .unwrap_or(0);
