@@ -4,6 +4,7 @@
 //! checked, and a malformed PDU ends in a C2HTermReq and closes only this connection.
 
 use super::pdu_tx;
+use super::send::{SendQueue, ZERO_COPY_MIN};
 use super::TcpTransportOpts;
 use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
@@ -13,16 +14,13 @@ use crate::spec::tcp::{dgst, digest, digest_append, expected_hlen, fes, pdu_flag
 use crate::spec::{Cqe, GenericStatus as Gs, Sqe, Status};
 use crate::transport::make_tag;
 use mio::net::TcpStream;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use zerocopy::FromBytes;
 
 /// Most commands in flight on one connection (the largest SQ size a host may ask for).
 const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
 /// Stop reading new commands while this much is waiting to be sent.
 const TX_HIGH_WATER: usize = 8 << 20;
-/// Sent bytes at the front of a send buffer that has not drained are dropped once there are
-/// this many and they are at least half of it.
-const TX_COMPACT_AT: usize = 256 << 10;
 /// Read payloads straight into the request buffer when at least this much is outstanding.
 const DIRECT_READ_MIN: usize = 4096;
 
@@ -136,8 +134,8 @@ pub(crate) struct TcpConn {
     rx_state: Rx,
     /// Running data digest of the current payload.
     rx_crc: u32,
-    pub tx: Vec<u8>,
-    tx_head: usize,
+    /// PDUs to send: bytes, plus C2HData payloads sent from their request buffers.
+    tx: SendQueue,
     reqs: Vec<TcpReq>,
     free: Vec<u16>,
     /// Requests waiting for a pool buffer, oldest first.
@@ -175,8 +173,7 @@ impl TcpConn {
             rx_tail: 0,
             rx_state: Rx::Header,
             rx_crc: 0,
-            tx: Vec::with_capacity(16 * 1024),
-            tx_head: 0,
+            tx: SendQueue::new(16 * 1024),
             reqs: (0..MAX_SLOTS).map(|_| TcpReq::new()).collect(),
             free: (0..MAX_SLOTS as u16).rev().collect(),
             need_buf: Vec::with_capacity(MAX_SLOTS),
@@ -200,7 +197,7 @@ impl TcpConn {
         match f {
             Fatal::TermReq { fes, fei } => {
                 log::warn!("connection {}: C2HTermReq FES {fes:#x} FEI {fei:#x}", self.peer);
-                pdu_tx::c2h_term_req(&mut self.tx, fes, fei, hdr);
+                pdu_tx::c2h_term_req(self.tx.bytes_mut(), fes, fei, hdr);
             }
             Fatal::Close(why) => log::info!("connection {}: closing ({why})", self.peer),
         }
@@ -224,7 +221,7 @@ impl TcpConn {
             }
         }
         self.need_buf.clear();
-        self.tx = Vec::new();
+        self.tx.shut(&mut ctx.bufs);
         self.rx = Box::new([]);
     }
 
@@ -273,7 +270,7 @@ impl TcpConn {
         let mut work = 0;
         self.stalled = false;
         while matches!(self.state, ConnState::AwaitIcReq | ConnState::Ready) {
-            if self.tx.len() - self.tx_head > TX_HIGH_WATER || !self.need_buf.is_empty() || self.stalled {
+            if self.tx.pending() > TX_HIGH_WATER || !self.need_buf.is_empty() || self.stalled {
                 break; // back-pressure: resume on a later poll
             }
             match self.process(ctx) {
@@ -507,7 +504,7 @@ impl TcpConn {
                 self.hdgst = d & dgst::HEADER != 0;
                 self.ddgst = d & dgst::DATA != 0;
                 self.hpda = ic.hpda;
-                pdu_tx::ic_resp(&mut self.tx, d, self.maxh2cdata);
+                pdu_tx::ic_resp(self.tx.bytes_mut(), d, self.maxh2cdata);
                 self.state = ConnState::Ready;
                 self.rx_head += 128;
                 Ok(1)
@@ -707,7 +704,7 @@ impl TcpConn {
             r.h2c_done = 0;
             // One R2T for the whole transfer; the host splits it into H2CData PDUs of at most
             // MAXH2CDATA bytes (as Linux nvmet does).
-            pdu_tx::r2t(&mut self.tx, r.sqe.cid.get(), slot, 0, r.xfer_len, self.hdgst);
+            pdu_tx::r2t(self.tx.bytes_mut(), r.sqe.cid.get(), slot, 0, r.xfer_len, self.hdgst);
         } else {
             self.exec(slot, ctx);
         }
@@ -757,6 +754,8 @@ impl TcpConn {
 
     /// Send the command's data (reads) and completion, then free the request.
     fn complete(&mut self, slot: u16, ctx: &mut GroupCtx) {
+        // Buffers already sent go back first, so the segment queue has room.
+        self.tx.reclaim(&mut ctx.bufs);
         let r = &mut self.reqs[slot as usize];
         let cid = r.sqe.cid.get();
         r.cqe.cid.set(cid);
@@ -765,19 +764,30 @@ impl TcpConn {
             r.cqe.sqhd.set(0xffff);
         }
         let ok = r.cqe.status().is_success();
-        let data = match (&r.buf, r.dir) {
-            (Some(b), Dir::CtrlToHost) if ok && r.xfer_len > 0 => Some(b),
+        let data_len = match (&r.buf, r.dir) {
+            (Some(b), Dir::CtrlToHost) if ok && r.xfer_len > 0 => Some((r.xfer_len as usize).min(b.len())),
             _ => None,
         };
         let mut need_resp = true;
-        if let Some(b) = data {
+        if let Some(len) = data_len {
             let use_success = self.c2h_success && self.q.sq_flow_disabled && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
-            let bytes = &b.as_slice()[..(r.xfer_len as usize).min(b.len())];
-            pdu_tx::c2h_data(&mut self.tx, cid, 0, bytes, true, use_success, self.hdgst, self.ddgst, self.hpda);
+            let (hdgst, ddgst, hpda) = (self.hdgst, self.ddgst, self.hpda);
+            match r.buf.take() {
+                // Large payloads leave straight from the buffer (writev in `flush`), which goes
+                // back to its pool once they are written.
+                Some(b) if len >= ZERO_COPY_MIN && self.tx.can_take_segment() => {
+                    pdu_tx::c2h_data_from_buf(&mut self.tx, cid, 0, b, len, true, use_success, hdgst, ddgst, hpda);
+                }
+                Some(b) => {
+                    pdu_tx::c2h_data(self.tx.bytes_mut(), cid, 0, &b.as_slice()[..len], true, use_success, hdgst, ddgst, hpda);
+                    ctx.bufs.put(b);
+                }
+                None => {}
+            }
             need_resp = !use_success;
         }
         if need_resp {
-            pdu_tx::capsule_resp(&mut self.tx, &r.cqe, self.hdgst);
+            pdu_tx::capsule_resp(self.tx.bytes_mut(), &r.cqe, self.hdgst);
         }
         if let Some(b) = r.buf.take() {
             ctx.bufs.put(b);
@@ -786,24 +796,23 @@ impl TcpConn {
         self.free.push(slot);
     }
 
-    /// Write queued PDUs. Returns bytes written.
+    /// Write queued PDUs (one `writev` per round, payload segments included). Returns bytes
+    /// written. Heap buffers of segments written out wait in the send queue until `reclaim`.
     pub fn flush(&mut self) -> usize {
         let mut written = 0;
-        while self.tx_head < self.tx.len() && self.writable {
-            match self.sock.write(&self.tx[self.tx_head..]) {
-                Ok(0) => {
+        while !self.tx.is_empty() && self.writable {
+            match self.tx.write_to(&mut self.sock) {
+                Ok((0, _)) => {
                     self.state = ConnState::Closing;
                     self.tx.clear();
-                    self.tx_head = 0;
                     break;
                 }
-                Ok(n) => {
+                Ok((n, short)) => {
                     // A short write filled the socket buffer: wait for the writable edge
                     // instead of trying again for EAGAIN.
-                    if self.tx_head + n < self.tx.len() {
+                    if short {
                         self.writable = false;
                     }
-                    self.tx_head += n;
                     written += n;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
@@ -811,23 +820,18 @@ impl TcpConn {
                 Err(_) => {
                     // The peer is gone: drop what is queued and close.
                     self.tx.clear();
-                    self.tx_head = 0;
                     self.state = ConnState::Closing;
                     break;
                 }
             }
         }
-        if self.tx_head == self.tx.len() {
-            self.tx.clear();
-            self.tx_head = 0;
-        } else if self.tx_head >= TX_COMPACT_AT && self.tx_head * 2 >= self.tx.len() {
-            // A peer that reads slower than responses are queued never lets the buffer drain
-            // completely: drop the sent prefix (moving at most as many bytes as were sent), or
-            // the buffer would grow without bound, reallocating as it goes.
-            self.tx.drain(..self.tx_head);
-            self.tx_head = 0;
-        }
+        self.tx.compact();
         written
+    }
+
+    /// Give the heap buffers of segments already written back to the pool.
+    pub fn reclaim(&mut self, ctx: &mut GroupCtx) {
+        self.tx.reclaim(&mut ctx.bufs);
     }
 
     /// Unparsed bytes are buffered (e.g. after a stall): process them even without a new
@@ -837,6 +841,6 @@ impl TcpConn {
     }
 
     pub fn tx_pending(&self) -> bool {
-        self.tx_head < self.tx.len()
+        !self.tx.is_empty()
     }
 }

@@ -16,12 +16,15 @@ pub(crate) struct TcpPollGroup {
     conns: Vec<Option<TcpConn>>,
     free: Vec<u32>,
     live: usize,
+    /// `flush_completions` wrote payloads out of heap buffers, which wait in their
+    /// connections' send queues to go back to the pool (it has no pool at hand).
+    reclaim: bool,
 }
 
 impl TcpPollGroup {
     pub fn new(opts: TcpTransportOpts) -> Self {
         let poll = Poll::new().map_err(|e| log::error!("epoll_create: {e}")).ok();
-        TcpPollGroup { opts, poll, events: Events::with_capacity(1024), conns: Vec::new(), free: Vec::new(), live: 0 }
+        TcpPollGroup { opts, poll, events: Events::with_capacity(1024), conns: Vec::new(), free: Vec::new(), live: 0, reclaim: false }
     }
 
     fn remove(&mut self, idx: usize) {
@@ -84,6 +87,13 @@ impl TransportPollGroup for TcpPollGroup {
                 }
             }
         }
+        if std::mem::take(&mut self.reclaim) {
+            // Before any connection takes buffers for new commands, so the pool never grows
+            // for want of buffers that are merely waiting to be handed back.
+            for c in self.conns.iter_mut().flatten() {
+                c.reclaim(ctx);
+            }
+        }
         let mut dead = Vec::new();
         for (i, slot) in self.conns.iter_mut().enumerate() {
             let Some(c) = slot.as_mut() else { continue };
@@ -98,6 +108,8 @@ impl TransportPollGroup for TcpPollGroup {
                 if c.tx_pending() {
                     work += c.flush().min(1);
                 }
+                // Heap buffers whose payloads this flush wrote out go back to the pool.
+                c.reclaim(ctx);
                 if c.state == ConnState::Closing && !c.tx_pending() {
                     c.close(ctx);
                 } else if c.state == ConnState::Closing && !c.writable {
@@ -132,6 +144,7 @@ impl TransportPollGroup for TcpPollGroup {
         for c in self.conns.iter_mut().flatten() {
             if c.tx_pending() && c.writable {
                 c.flush();
+                self.reclaim = true;
             }
         }
     }

@@ -4,6 +4,7 @@
 mod conn;
 mod group;
 mod pdu_tx;
+mod send;
 
 use super::{Transport, TransportAddr, TransportConn, TransportListener, TransportPollGroup, TransportType};
 use crate::{Error, Result};

@@ -4,6 +4,8 @@ use crate::spec::tcp::{
     data_offset, digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, TermReqHdr,
     TERM_REQ_MAX_DATA,
 };
+use super::send::SendQueue;
+use crate::bdev::IoBuf;
 use crate::spec::Cqe;
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -53,11 +55,36 @@ pub(crate) fn r2t(tx: &mut Vec<u8>, cid: u16, ttag: u16, offset: u32, len: u32, 
     push_header(tx, r.as_bytes(), hdgst);
 }
 
-/// One C2HData PDU carrying `data` at `offset`. `last`/`success` set LAST_PDU and SUCCESS.
+/// One C2HData PDU carrying `data` at `offset`, copied into the send buffer. `last`/`success`
+/// set LAST_PDU and SUCCESS.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn c2h_data(tx: &mut Vec<u8>, cid: u16, offset: u32, data: &[u8], last: bool, success: bool, hdgst: bool, ddgst: bool, hpda: u8) {
+    c2h_data_header(tx, cid, offset, data.len(), last, success, hdgst, ddgst, hpda);
+    tx.extend_from_slice(data);
+    if ddgst {
+        tx.extend_from_slice(&digest(data).to_le_bytes());
+    }
+}
+
+/// One C2HData PDU whose payload, the first `len` bytes of `buf`, is sent straight from `buf`
+/// (no copy): the header goes into the send buffer, `buf` into the segment queue, then the
+/// data digest, computed over `buf` in place. The caller checks `SendQueue::can_take_segment`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn c2h_data_from_buf(q: &mut SendQueue, cid: u16, offset: u32, buf: IoBuf, len: usize, last: bool, success: bool, hdgst: bool, ddgst: bool, hpda: u8) {
+    let len = len.min(buf.len());
+    c2h_data_header(q.bytes_mut(), cid, offset, len, last, success, hdgst, ddgst, hpda);
+    let dd = ddgst.then(|| digest(&buf.as_slice()[..len]));
+    q.push_segment(buf, len);
+    if let Some(d) = dd {
+        q.bytes_mut().extend_from_slice(&d.to_le_bytes());
+    }
+}
+
+/// A C2HData header for `len` bytes of data, with its header digest and the padding up to PDO.
+#[allow(clippy::too_many_arguments)]
+fn c2h_data_header(tx: &mut Vec<u8>, cid: u16, offset: u32, len: usize, last: bool, success: bool, hdgst: bool, ddgst: bool, hpda: u8) {
     let pdo = data_offset(24, hdgst, hpda);
-    let plen = pdo + data.len() + if ddgst { 4 } else { 0 };
+    let plen = pdo + len + if ddgst { 4 } else { 0 };
     let mut flags = 0;
     if last {
         flags |= pdu_flags::LAST_PDU;
@@ -73,16 +100,12 @@ pub(crate) fn c2h_data(tx: &mut Vec<u8>, cid: u16, offset: u32, data: &[u8], las
         cccid: cid.into(),
         ttag: 0.into(),
         datao: offset.into(),
-        datal: (data.len() as u32).into(),
+        datal: (len as u32).into(),
         reserved: [0; 4],
     };
     let start = tx.len();
     push_header(tx, h.as_bytes(), hdgst);
     tx.resize(start + pdo, 0);
-    tx.extend_from_slice(data);
-    if ddgst {
-        tx.extend_from_slice(&digest(data).to_le_bytes());
-    }
 }
 
 /// C2HTermReq carrying the offending PDU header (section 3.6.2.5). Never has digests.
