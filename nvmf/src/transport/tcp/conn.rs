@@ -801,7 +801,7 @@ impl TcpConn {
     pub fn flush(&mut self) -> usize {
         let mut written = 0;
         while !self.tx.is_empty() && self.writable {
-            match self.tx.write_to(&mut self.sock) {
+            match self.tx.write_to(&mut super::send::NoSigPipe(&self.sock)) {
                 Ok((0, _)) => {
                     self.state = ConnState::Closing;
                     self.tx.clear();

@@ -56,6 +56,23 @@ pub(crate) struct SendQueue {
     compact_at: usize,
 }
 
+/// A socket written with `sendmsg(MSG_NOSIGNAL)`: `writev` (std's `write_vectored`) raises
+/// SIGPIPE on a reset peer, which kills a process that has not ignored it (a C program embedding
+/// the library); the Rust runtime ignores it, but a library must not rely on that.
+pub(crate) struct NoSigPipe<'a, S: std::os::fd::AsFd>(pub &'a S);
+
+impl<S: std::os::fd::AsFd> Write for NoSigPipe<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send_with_flags(buf, libc::MSG_NOSIGNAL)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl SendQueue {
     pub fn new(bytes_capacity: usize) -> Self {
         Self::with_limits(bytes_capacity, MAX_SEGS, TX_COMPACT_AT)
@@ -168,9 +185,8 @@ impl SendQueue {
     }
 
     /// One `write_vectored` of the start of the stream. Returns the bytes written and whether
-    /// that was fewer than offered (the socket buffer is full). On a socket that is `writev`,
-    /// which unlike std's `send`-based `write` has no MSG_NOSIGNAL: a write to a reset peer
-    /// raises SIGPIPE, which the Rust runtime ignores in Rust programs (EPIPE is returned).
+    /// that was fewer than offered (the socket buffer is full). Sockets go through [`NoSigPipe`]
+    /// so a write to a reset peer returns EPIPE instead of raising SIGPIPE.
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<(usize, bool)> {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let (k, offered) = self.fill_iov(&mut iov);
