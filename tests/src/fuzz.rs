@@ -2,8 +2,8 @@
 //! `tests/tests/fuzz_regressions.rs`, which replays the seed corpora and every input that ever
 //! crashed through these same functions in a normal `cargo test`.
 //!
-//! Each input runs against a fresh in-process target (a `Target` with two Malloc namespaces and
-//! one `PollGroup`) over real loopback sockets, polled from the calling thread: no threads, no
+//! Each input runs against a fresh in-process target (a `Target` with two Malloc namespaces, a
+//! direct-mode namespace on the driver's emulated NVMe controller, and one `PollGroup`) over real loopback sockets, polled from the calling thread: no threads, no
 //! sleeps, so every crash belongs to the input being run, and controller IDs are the same on
 //! every run (the first controller is 1), as in the captured seeds.
 //!
@@ -15,7 +15,10 @@
 //! - once the hosts are gone, the poll group frees every connection and every pool buffer.
 
 use crate::NQN;
-use nvmf::bdev::{Bdev, MallocBdev};
+use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
+use nvme_driver::{ControllerOptions, DmaBacking};
+use nvmf::bdev::nvme::NvmeBdevOpts;
+use nvmf::bdev::{Bdev, MallocBdev, NvmeBdev};
 use nvmf::host::pdu::{check_rx_header, connect_data, connect_sqe, encode_capsule_cmd, encode_h2c_data, fabrics_sqe, icreq};
 use nvmf::host::HostConfig;
 use nvmf::spec::tcp::{digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, DIGEST_LEN};
@@ -158,7 +161,9 @@ pub struct Loopback {
 
 impl Loopback {
     /// A target with subsystem [`NQN`] (any host): namespace 1 is a 1 MiB Malloc bdev of 512-byte
-    /// blocks, namespace 2 one of 4 KiB blocks.
+    /// blocks, namespace 2 one of 4 KiB blocks, namespace 3 a 1 MiB direct-mode namespace on the
+    /// emulated NVMe controller (data in DMA buffers lent to the transport, commands split at a
+    /// 16 KiB MDTS, unmodelled opcodes passed through).
     pub fn new(keep: bool) -> Loopback {
         // Logging as RUST_LOG says (nothing by default), also inside the fuzz binaries.
         let _ = env_logger::builder().is_test(true).try_init();
@@ -174,6 +179,13 @@ impl Loopback {
             let b: Arc<dyn Bdev> = Arc::new(MallocBdev::new(name, blocks, bs).expect("malloc"));
             sub.add_namespace(NamespaceConfig::new(b)).expect("namespace");
         }
+        // Small queues and pools keep a fresh controller per input cheap.
+        let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(512, 2048)], mdts: 2, ..Default::default() });
+        let opts = ControllerOptions { dma_backing: DmaBacking::Anonymous, ..Default::default() };
+        let ctrl = Arc::new(nvme_driver::Controller::new_emulated(&emu, opts).expect("emulated controller"));
+        let nopts = NvmeBdevOpts { queue_entries: Some(8), large_bufs: 1, ..Default::default() };
+        let b: Arc<dyn Bdev> = Arc::new(NvmeBdev::with_opts("Nvme0n1", ctrl, 1, nopts).expect("nvme bdev"));
+        sub.add_namespace(NamespaceConfig::new(b)).expect("namespace");
         let group = target.create_poll_group();
         let addr = format!("127.0.0.1:{}", la.trsvcid).parse().expect("addr");
         Loopback { target, group, addr, clients: Vec::new(), keep }
