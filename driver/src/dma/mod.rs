@@ -6,6 +6,7 @@
 //! DMA memory lives only in this module.
 
 mod alloc;
+mod free_stack;
 mod identity;
 mod mapper;
 pub mod pagemap;

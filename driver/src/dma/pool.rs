@@ -1,12 +1,13 @@
 //! Fixed-size DMA buffer pools for the hot path: one mapping carved into equal buffers that
 //! return to the pool when dropped, so steady-state I/O never calls mmap.
 //!
-//! The free list is a lock-free bounded queue: a buffer may be handed to another layer (the
-//! target hands it to its transport, which receives network data straight into it) and dropped
-//! there, and taking or returning one never takes a lock.
+//! The free list is a lock-free LIFO stack (`free_stack.rs`): a buffer may be handed to another
+//! layer (the target hands it to its transport, which receives network data straight into it)
+//! and dropped there, taking or returning one never takes a lock, and the buffer freed last
+//! (still in cache) is the next one handed out.
 
 use super::region::DmaRegion;
-use crossbeam_queue::ArrayQueue;
+use super::free_stack::FreeStack;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ struct Shared {
     whole: DmaRegion,
     buf_size: usize,
     stride: usize,
-    free: ArrayQueue<u32>,
+    free: FreeStack,
 }
 
 /// A pool of equal DMA buffers. Cloning shares the pool.
@@ -44,11 +45,7 @@ impl std::fmt::Debug for PoolBuf {
 
 impl DmaPool {
     pub(crate) fn new(whole: DmaRegion, buf_size: usize, stride: usize, count: usize) -> Self {
-        let free = ArrayQueue::new(count.max(1));
-        for i in 0..count as u32 {
-            // Cannot fail: the queue holds `count` entries.
-            let _ = free.push(i);
-        }
+        let free = FreeStack::full(count as u32);
         DmaPool { shared: Arc::new(Shared { whole, buf_size, stride, free }) }
     }
 
@@ -136,8 +133,7 @@ impl DerefMut for PoolBuf {
 }
 impl Drop for PoolBuf {
     fn drop(&mut self) {
-        // Cannot fail: only indexes taken from this queue come back, so it is never full.
-        let _ = self.shared.free.push(self.index);
+        self.shared.free.push(self.index);
     }
 }
 
