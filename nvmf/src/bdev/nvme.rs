@@ -778,8 +778,10 @@ impl BdevChannel for NvmeChannel {
     fn submit_passthru(&mut self, io: PassthruIo) -> Result<(), PassthruIo> {
         let op = if io.host_to_ctrl { BdevOp::Write } else { BdevOp::Read };
         let len = io.buf.as_ref().map_or(0, |b| b.len());
-        // One command, one DMA buffer: an opaque command cannot be split.
-        let max = self.buf_blocks as usize * self.block_size as usize;
+        // One command: an opaque command cannot be split. A lent buffer is already DMA memory,
+        // so up to the device's maximum transfer; otherwise it must fit one command buffer.
+        let direct = self.lent(io.buf.as_ref());
+        let max = if direct { self.qp.max_transfer_bytes() } else { self.buf_blocks as usize * self.block_size as usize };
         let status = if len > max {
             Some(BdevStatus::InvalidArg)
         } else if self.dead {
@@ -799,7 +801,6 @@ impl BdevChannel for NvmeChannel {
         sqe.cid.set(0);
         sqe.mptr.set(0);
         sqe.dptr = [0; 16];
-        let direct = self.lent(io.buf.as_ref());
         let idx = self.alloc_io(Io {
             tag: io.tag,
             op,
@@ -1262,6 +1263,28 @@ mod tests {
         assert_eq!(c.status, BdevStatus::InvalidArg);
         // Regular I/O still works on the same channel.
         assert_eq!(run(&mut *ch, BdevOp::Write, 0, 1, Some(IoBuf::from(vec![3; 512]))).status, BdevStatus::Success);
+    }
+
+    #[test]
+    fn passthrough_in_a_lent_buffer_may_exceed_a_command_buffer() {
+        use nvme_driver::emulator::{VENDOR_LOAD, VENDOR_STORE, VENDOR_STORE_DW0};
+        // MDTS 9 (2 MiB): 128 KiB command buffers, but a lent 256 KiB large buffer is one command.
+        let (_emu, b) = setup(9, small());
+        let mut ch = b.open_channel().unwrap();
+        let ch = &mut *ch;
+        let data = pattern(256 << 10, 8);
+        let w = lent(ch, &data);
+        let c = passthru(ch, VENDOR_STORE, 1, Some(w), true);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: VENDOR_STORE_DW0 });
+        drop(c);
+        let r = ch.alloc_buf(256 << 10).unwrap();
+        let c = passthru(ch, VENDOR_LOAD, 1, Some(r), false);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: 256 << 10 });
+        assert!(c.buf.as_ref().unwrap().as_slice() == &data[..], "data came back in place");
+        assert_eq!(b.copied_bytes(), 0);
+        // The same size in a heap buffer still has to fit a command buffer.
+        let c = passthru(ch, VENDOR_STORE, 1, Some(IoBuf::new(256 << 10)), true);
+        assert_eq!(c.status, BdevStatus::InvalidArg);
     }
 
     #[test]
