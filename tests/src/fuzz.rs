@@ -24,7 +24,7 @@ use nvmf::host::HostConfig;
 use nvmf::spec::tcp::{digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, DIGEST_LEN};
 use nvmf::spec::fabrics::PropertyCmd;
 use nvmf::spec::{reg, FabricsType, SglDescriptor, Sqe};
-use nvmf::{NamespaceConfig, PollGroup, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
+use nvmf::{PollGroup, Target};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -167,43 +167,25 @@ impl Loopback {
     pub fn new(keep: bool) -> Loopback {
         // Logging as RUST_LOG says (nothing by default), also inside the fuzz binaries.
         let _ = env_logger::builder().is_test(true).try_init();
-        let mut target = Target::new();
-        target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
-        target.listen(&TransportAddr::tcp("127.0.0.1", 0)).expect("listen");
-        let la = target.listen_addrs().pop().expect("listener");
-        let mut cfg = SubsystemConfig::new(NQN);
-        cfg.allow_any_host = true;
-        let sub = target.add_subsystem(cfg).expect("subsystem");
-        sub.add_listener(la.clone()).expect("add listener");
-        for (name, blocks, bs) in [("Malloc0", 2048, 512), ("Malloc1", 256, 4096)] {
-            let b: Arc<dyn Bdev> = Arc::new(MallocBdev::new(name, blocks, bs).expect("malloc"));
-            sub.add_namespace(NamespaceConfig::new(b)).expect("namespace");
-        }
+        let mut bdevs: Vec<Arc<dyn Bdev>> = [("Malloc0", 2048, 512), ("Malloc1", 256, 4096)]
+            .into_iter()
+            .map(|(name, blocks, bs)| Arc::new(MallocBdev::new(name, blocks, bs).expect("malloc")) as Arc<dyn Bdev>)
+            .collect();
         // Small queues and pools keep a fresh controller per input cheap.
         let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(512, 2048)], mdts: 2, ..Default::default() });
         let opts = ControllerOptions { dma_backing: DmaBacking::Anonymous, ..Default::default() };
         let ctrl = Arc::new(nvme_driver::Controller::new_emulated(&emu, opts).expect("emulated controller"));
         let nopts = NvmeBdevOpts { queue_entries: Some(8), large_bufs: 1, ..Default::default() };
-        let b: Arc<dyn Bdev> = Arc::new(NvmeBdev::with_opts("Nvme0n1", ctrl, 1, nopts).expect("nvme bdev"));
-        sub.add_namespace(NamespaceConfig::new(b)).expect("namespace");
+        bdevs.push(Arc::new(NvmeBdev::with_opts("Nvme0n1", ctrl, 1, nopts).expect("nvme bdev")));
+        let (target, addr) = crate::polled_target(NQN, bdevs);
         let group = target.create_poll_group();
-        let addr = format!("127.0.0.1:{}", la.trsvcid).parse().expect("addr");
         Loopback { target, group, addr, clients: Vec::new(), keep }
     }
 
     /// Open a connection and hand it to the poll group; returns its index.
     pub fn connect(&mut self) -> usize {
         let s = TcpStream::connect(self.addr).expect("connect to the loopback target");
-        let group = &mut self.group;
-        let mut accepted = 0;
-        for _ in 0..100_000 {
-            accepted += self.target.accept(|q| group.add(q));
-            if accepted > 0 {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        assert_eq!(accepted, 1, "the loopback connection was not accepted");
+        crate::accept_one(&mut self.target, &mut self.group);
         s.set_nonblocking(true).expect("nonblocking");
         let _ = s.set_nodelay(true);
         self.clients.push(Client { sock: Some(s), rx: Vec::new(), eof: false, check: PduCheck::default(), pdus: Vec::new() });

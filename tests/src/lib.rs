@@ -178,6 +178,38 @@ impl Drop for TestTarget {
     }
 }
 
+/// A target polled by the test itself: a TCP transport listening on an ephemeral 127.0.0.1
+/// port and subsystem `nqn` (any host) with `bdevs` as namespaces 1, 2, ... Returns the target
+/// and the listener's address.
+pub fn polled_target(nqn: &str, bdevs: Vec<Arc<dyn Bdev>>) -> (Target, SocketAddr) {
+    let mut target = Target::new();
+    target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
+    target.listen(&TransportAddr::tcp("127.0.0.1", 0)).expect("listen");
+    let la = target.listen_addrs().pop().expect("listener");
+    let mut cfg = SubsystemConfig::new(nqn);
+    cfg.allow_any_host = true;
+    let sub = target.add_subsystem(cfg).expect("subsystem");
+    sub.add_listener(la.clone()).expect("add listener");
+    for b in bdevs {
+        sub.add_namespace(NamespaceConfig::new(b)).expect("namespace");
+    }
+    let addr = format!("127.0.0.1:{}", la.trsvcid).parse().expect("addr");
+    (target, addr)
+}
+
+/// Hand the connection a host just opened to `group` (accepting until it arrives).
+pub fn accept_one(target: &mut Target, group: &mut PollGroup) {
+    let mut accepted = 0;
+    for _ in 0..100_000 {
+        accepted += target.accept(|q| group.add(q));
+        if accepted > 0 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(accepted, 1, "the connection was not accepted");
+}
+
 /// A deterministic data pattern for block `lba` written by `seed`.
 pub fn pattern(seed: u64, lba: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lba.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ 0x1234_5678;

@@ -18,8 +18,8 @@ use nvmf::host::HostConfig;
 use nvmf::spec::fabrics::{ConnectCmd, PropertyCmd};
 use nvmf::spec::tcp::{digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, DIGEST_LEN};
 use nvmf::spec::{reg, FabricsType, SglDescriptor, Sqe};
-use nvmf::{NamespaceConfig, PollGroup, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
-use nvmf_tests::{pattern, reset_connection, NQN};
+use nvmf::{PollGroup, Target};
+use nvmf_tests::{accept_one, pattern, polled_target, reset_connection, NQN};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -67,24 +67,14 @@ impl Rig {
     /// Namespace 1: 8 MiB Malloc. Namespace 2: 8 MiB direct mode on the emulated controller, with
     /// 8 command buffers and one large (1 MiB) buffer to lend.
     fn new() -> Rig {
-        let mut target = Target::new();
-        target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
-        target.listen(&TransportAddr::tcp("127.0.0.1", 0)).expect("listen");
-        let la = target.listen_addrs().pop().expect("listener");
-        let mut cfg = SubsystemConfig::new(NQN);
-        cfg.allow_any_host = true;
-        let sub = target.add_subsystem(cfg).expect("subsystem");
-        sub.add_listener(la.clone()).expect("add listener");
         let malloc: Arc<dyn Bdev> = Arc::new(MallocBdev::new("Malloc0", 8 * MIB as u64 / BS, BS as u32).expect("malloc"));
-        sub.add_namespace(NamespaceConfig::new(malloc)).expect("namespace 1");
         let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(BS as u32, 8 * MIB as u64 / BS)], ..Default::default() });
         let opts = ControllerOptions { dma_backing: DmaBacking::Anonymous, ..Default::default() };
         let ctrl = Arc::new(PcieController::new_emulated(&emu, opts).expect("emulated controller"));
         let nopts = NvmeBdevOpts { queue_entries: Some(32), num_bufs: Some(NVME_BUFS), large_bufs: 1, ..Default::default() };
         let nvme = Arc::new(NvmeBdev::with_opts("Nvme0n1", ctrl, 1, nopts).expect("nvme bdev"));
-        sub.add_namespace(NamespaceConfig::new(nvme.clone())).expect("namespace 2");
+        let (target, addr) = polled_target(NQN, vec![malloc, nvme.clone()]);
         let group = target.create_poll_group();
-        let addr = format!("127.0.0.1:{}", la.trsvcid).parse().expect("addr");
         Rig { target, group, addr, nvme }
     }
 
@@ -116,16 +106,7 @@ impl Rig {
         s.connect(&self.addr.into()).expect("connect");
         s.set_nodelay(true).expect("TCP_NODELAY");
         s.set_nonblocking(true).expect("O_NONBLOCK");
-        let group = &mut self.group;
-        let mut accepted = 0;
-        for _ in 0..100_000 {
-            accepted += self.target.accept(|q| group.add(q));
-            if accepted > 0 {
-                break;
-            }
-            std::thread::yield_now();
-        }
-        assert_eq!(accepted, 1, "the connection was not accepted");
+        accept_one(&mut self.target, &mut self.group);
         s.into()
     }
 

@@ -4,9 +4,8 @@
 //! After a warm-up, thousands of 4 KiB reads and writes at QD 32 over TCP (in-capsule writes and
 //! R2T writes, Null and Malloc namespaces) must allocate nothing on either side.
 
-use nvmf::bdev::{MallocBdev, NullBdev};
+use nvmf::bdev::{Bdev, MallocBdev, NullBdev};
 use nvmf::host::{Controller, HostConfig, IoQueue};
-use nvmf::{NamespaceConfig, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -63,17 +62,9 @@ const QD: usize = 32;
 
 /// Target on one thread: accept + one poll group (Null namespace 1, Malloc namespace 2).
 fn start_target(stop: Arc<AtomicBool>) -> (SocketAddr, std::thread::JoinHandle<()>) {
-    let mut target = Target::new();
-    target.add_transport(Arc::new(TcpTransport::new(TcpTransportOpts::default())));
-    target.listen(&TransportAddr::tcp("127.0.0.1", 0)).expect("listen");
-    let la = target.listen_addrs().pop().expect("listener");
-    let mut cfg = SubsystemConfig::new(NQN);
-    cfg.allow_any_host = true;
-    let sub = target.add_subsystem(cfg).expect("subsystem");
-    sub.add_listener(la.clone()).expect("listener");
-    sub.add_namespace(NamespaceConfig::new(Arc::new(NullBdev::new("Null0", 1 << 20, 512).expect("null")))).expect("ns");
-    sub.add_namespace(NamespaceConfig::new(Arc::new(MallocBdev::new("Malloc0", 32 << 11, 512).expect("malloc")))).expect("ns");
-    let addr = format!("127.0.0.1:{}", la.trsvcid).parse().expect("addr");
+    let null: Arc<dyn Bdev> = Arc::new(NullBdev::new("Null0", 1 << 20, 512).expect("null"));
+    let malloc: Arc<dyn Bdev> = Arc::new(MallocBdev::new("Malloc0", 32 << 11, 512).expect("malloc"));
+    let (mut target, addr) = nvmf_tests::polled_target(NQN, vec![null, malloc]);
     let h = std::thread::spawn(move || {
         let mut group = target.create_poll_group();
         ROLE.with(|r| r.set(TARGET));
