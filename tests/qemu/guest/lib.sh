@@ -207,6 +207,25 @@ tgt_stop() {
   [ $_rc = 0 ] || fail "nvmf_tgt exited with status $_rc"
   echo "nvmf_tgt stopped cleanly"
 }
+# tgt_attach_pcie BDF: attach the VFIO-bound controller at BDF to the running nvmf_tgt as
+# Nvme0 (direct mode) and check that bdev Nvme0n1 exists; skips when this nvmf_tgt has no
+# direct mode.
+tgt_attach_pcie() {
+  _out=$(x rpc bdev_nvme_attach_controller --name Nvme0 --trtype PCIe --traddr "$1" 2>&1); _rc=$?
+  echo "$_out"
+  if [ $_rc != 0 ]; then
+    if echo "$_out" | grep -q 'not available\|-95'; then skip "this nvmf_tgt has no direct mode: $_out"; fi
+    tail -n 20 "$TGT_LOG"; fail "bdev_nvme_attach_controller -t PCIe -a $1"
+  fi
+  echo "$_out" | grep -q Nvme0n1 || fail "attach did not create bdev Nvme0n1"
+  _out=$(x rpc bdev_get_bdevs --name Nvme0n1 2>&1) || { echo "$_out"; fail "bdev_get_bdevs Nvme0n1"; }
+  echo "$_out" | grep -E '"(name|block_size|num_blocks|product_name|pci_address)"'
+}
+# tgt_copied_bytes BDEV: bytes the NVMe bdev copied through bounce buffers instead of moving
+# them in DMA buffers lent to the transport (bdev_get_bdevs data_copied_bytes).
+tgt_copied_bytes() {
+  rpc bdev_get_bdevs --name "$1" | sed -n 's/.*"data_copied_bytes": *\([0-9]*\).*/\1/p'
+}
 # nvme_disconnect_one NQN: nvme disconnect must disconnect exactly one controller.
 nvme_disconnect_one() {
   _out=$(x nvme disconnect -n "$1" 2>&1); _rc=$?
@@ -226,6 +245,17 @@ rdma_need() {
   done
   [ -e /etc/libibverbs.d/rxe.driver ] || skip "the rxe provider (ibverbs-providers) is not in the guest image"
   command -v rdma >/dev/null 2>&1 || skip "the rdma tool (iproute2) is not in the guest image"
+}
+# host_check_rdma ADDR PORT NQN: our host client over RDMA (discovery, identify, 512 B..2 MiB
+# split by MDTS, pipelined I/O, shutdown) must PASS, with a 2 MiB transfer among its checks.
+host_check_rdma() {
+  say "host_check over RDMA"
+  x host_check "$1:$2" "$3" --trtype rdma >/tmp/host_check.out 2>&1
+  _rc=$?
+  cat /tmp/host_check.out
+  [ $_rc = 0 ] || { tail -n 30 "$TGT_LOG"; fail "host_check --trtype rdma failed (status $_rc)"; }
+  grep -q '^host_check: PASS' /tmp/host_check.out || fail "host_check --trtype rdma did not report PASS"
+  grep -q 'CHECK rw-2097152 ok' /tmp/host_check.out || fail "no 2 MiB transfer over RDMA"
 }
 # rxe_setup ADDR: soft-RoCE device rxe0 on eth0 with ADDR/24 (crc32_generic first for rxe's
 # ICRC, then the RDMA core, rxe and the nvme-rdma host); waits for /dev/infiniband/rdma_cm.

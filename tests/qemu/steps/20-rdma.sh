@@ -53,13 +53,7 @@ nvme_disconnect_one "$NQN"
 # ones by keyed SGL (the target RDMA READs them from our registered memory), reads by keyed SGL
 # (RDMA WRITE into it); discovery, identify, 512 B..2 MiB split by MDTS, 16 in flight on a
 # second queue, shutdown.
-say "host_check over RDMA"
-x host_check "$ADDR:$PORT" "$NQN" --trtype rdma >/tmp/host_check.out 2>&1
-rc=$?
-cat /tmp/host_check.out
-[ $rc = 0 ] || { tail -n 30 "$TGT_LOG"; fail "host_check --trtype rdma failed (status $rc)"; }
-grep -q '^host_check: PASS' /tmp/host_check.out || fail "host_check --trtype rdma did not report PASS"
-grep -q 'CHECK rw-2097152 ok' /tmp/host_check.out || fail "no 2 MiB transfer over RDMA"
+host_check_rdma "$ADDR" "$PORT" "$NQN"
 
 # nvmf-perf over RDMA with data verification: small mixed I/O (in-capsule writes), then 64 KiB
 # random writes and reads (keyed SGLs both ways). Soft-RoCE under TCG: no performance figure.
