@@ -135,6 +135,12 @@ impl NvmeQueue {
     /// network and the device), otherwise (or when none is free) from the poll group's pool.
     /// `None` when neither has one: the caller waits and retries.
     pub fn data_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
+        self.lent_buf(ctx, sqe, len).or_else(|| ctx.bufs.get(len))
+    }
+
+    /// A DMA buffer lent by the namespace's bdev channel for command `sqe`'s data, or `None`
+    /// (not direct mode, or none free).
+    pub fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         // Dataset Management ranges are read by the target, not moved by the device.
         if self.qid != 0 && sqe.opcode != crate::spec::NvmOpcode::DatasetManagement as u8 && !self.auth_pending() {
             if let Some(ctrl) = self.ctrl.as_ref() {
@@ -145,13 +151,11 @@ impl NvmeQueue {
                 }
                 let ns = self.ns_table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
                 if let Some(ns) = ns.filter(|ns| ns.bdev.lends_buffers()) {
-                    if let Some(b) = ctx.channel(ns).and_then(|ch| ch.alloc_buf(len)) {
-                        return Some(b);
-                    }
+                    return ctx.channel(ns).and_then(|ch| ch.alloc_buf(len));
                 }
             }
         }
-        ctx.bufs.get(len)
+        None
     }
 
     /// Checks done once per poll: controller teardown, reset, keep-alive, pending events.

@@ -56,15 +56,14 @@ impl FreeStack {
     /// Give back index `i` (taken by `pop`, or never handed out twice).
     pub fn push(&self, i: u32) {
         let Some(slot) = self.next.get(i as usize) else { return };
+        // Counted before it is visible, so a pop of it never decrements below zero.
+        self.len.fetch_add(1, Ordering::Relaxed);
         let mut h = self.head.load(Ordering::Acquire);
         loop {
             let (tag, top) = unpack(h);
             slot.store(top, Ordering::Relaxed);
             match self.head.compare_exchange_weak(h, pack(tag.wrapping_add(1), i + 1), Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.len.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+                Ok(_) => return,
                 Err(now) => h = now,
             }
         }

@@ -156,6 +156,11 @@ impl BufPool {
             self.free.push(buf);
         }
     }
+    /// At most half of the buffers are handed out: a buffer may be held for something that can
+    /// wait (a payload queued until the peer reads it) without starving requests.
+    pub fn has_room(&self) -> bool {
+        self.in_use() < self.max_buffers / 2
+    }
     /// Heap buffers handed out and not yet returned.
     pub fn in_use(&self) -> usize {
         self.created.saturating_sub(self.free.len())
@@ -187,6 +192,18 @@ mod tests {
         b.as_mut_slice()[100] = 1;
         b.zero();
         assert_eq!(b.as_slice()[100], 0);
+    }
+
+    #[test]
+    fn room_means_at_most_half_handed_out() {
+        let mut pool = BufPool::new(4);
+        let a = pool.get(512).expect("buffer");
+        assert!(pool.has_room());
+        let b = pool.get(512).expect("buffer");
+        assert!(!pool.has_room(), "two of four out");
+        pool.put(a);
+        assert!(pool.has_room());
+        pool.put(b);
     }
 
     #[test]

@@ -513,19 +513,16 @@ impl RdmaConn {
     }
 
     /// Host-to-controller data into a DMA buffer lent by the bdev: RDMA READ straight into it.
-    /// Returns false (and holds nothing) when there is none or it cannot be registered; a
-    /// heap buffer taken on the way is kept for the staged path.
+    /// Returns false, holding nothing, when there is none or it cannot be registered: the
+    /// staged path then takes units first and a buffer only after the READ (a heap buffer held
+    /// while waiting for units could deadlock against requests holding units).
     fn read_direct(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
         let r = &mut self.reqs[slot as usize];
         let sqe = r.sqe;
         let k = r.keyed;
-        let Some(b) = self.q.data_buf(ctx, &sqe, k.len as usize) else { return false };
-        let lkey = b.dma().and_then(|d| res.mem.dma_lkey(d));
+        let Some(b) = self.q.lent_buf(ctx, &sqe, k.len as usize) else { return false };
+        let Some(lkey) = b.dma().and_then(|d| res.mem.dma_lkey(d)) else { return false };
         let r = &mut self.reqs[slot as usize];
-        let Some(lkey) = lkey else {
-            r.buf = Some(b);
-            return false;
-        };
         let local = b.as_slice().as_ptr() as u64;
         r.buf = Some(b);
         r.direct = true;
@@ -1149,6 +1146,7 @@ pub(crate) mod tests {
         sqe.set_sgl1(keyed(1024, false));
         rig.recv(&sqe, &[]);
         assert!(rig.take().is_empty(), "no READ without a staging unit");
+        assert_eq!(rig.ctx.bufs.in_use(), 0, "no buffer held while waiting for units");
         rig.units.free.extend(held);
         let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
         assert_eq!(rig.conn.retry_waiting(&mut rig.ctx, &mut res), 1);

@@ -45,8 +45,30 @@ impl SendQueue for Qp {
 /// registrations of NVMe DMA buffer pools (made on first use).
 struct DevMem<'a> {
     arena: &'a mut Arena,
-    dma_mrs: &'a mut Vec<(usize, Option<DmaMr>)>,
+    dma_mrs: &'a mut Vec<PoolReg>,
     pd: &'a Pd,
+}
+
+/// An NVMe DMA pool's registration on a device, or the failure to register it; both keep the
+/// pool alive (so its id cannot be reused by another pool) until it is reaped.
+enum PoolReg {
+    Registered(DmaMr),
+    Failed(nvme_driver::DmaPool),
+}
+
+impl PoolReg {
+    fn pool(&self) -> &nvme_driver::DmaPool {
+        match self {
+            PoolReg::Registered(mr) => mr.pool(),
+            PoolReg::Failed(pool) => pool,
+        }
+    }
+    fn lkey(&self) -> Option<u32> {
+        match self {
+            PoolReg::Registered(mr) => Some(mr.lkey()),
+            PoolReg::Failed(_) => None,
+        }
+    }
 }
 
 impl LocalMem for DevMem<'_> {
@@ -64,23 +86,23 @@ impl LocalMem for DevMem<'_> {
     }
     fn dma_lkey(&mut self, buf: &nvme_driver::PoolBuf) -> Option<u32> {
         let id = buf.pool_id();
-        if let Some((_, mr)) = self.dma_mrs.iter().find(|(p, _)| *p == id) {
-            return mr.as_ref().map(DmaMr::lkey);
+        if let Some(reg) = self.dma_mrs.iter().find(|r| r.pool().id() == id) {
+            return reg.lkey();
         }
         // Once per pool and device; a failure is remembered (that pool's I/O is staged).
-        let mr = match DmaMr::new(self.pd, buf.pool()) {
+        let reg = match DmaMr::new(self.pd, buf.pool()) {
             Ok(mr) => {
                 let (va, len) = mr.pool().span();
                 log::info!("rdma: registered NVMe DMA buffer pool at {va:#x} ({len} bytes) for direct data transfers");
-                Some(mr)
+                PoolReg::Registered(mr)
             }
             Err(e) => {
                 log::warn!("rdma: {e}; data of that pool goes through staging buffers");
-                None
+                PoolReg::Failed(buf.pool())
             }
         };
-        let lkey = mr.as_ref().map(DmaMr::lkey);
-        self.dma_mrs.push((id, mr));
+        let lkey = reg.lkey();
+        self.dma_mrs.push(reg);
         lkey
     }
 }
@@ -88,8 +110,8 @@ impl LocalMem for DevMem<'_> {
 /// Resources of one device in this poll group. Field order is drop order: memory and SRQ
 /// before the CQ, all before the PD.
 struct DevRes {
-    /// Registered NVMe DMA buffer pools, by pool id (`None`: registering failed).
-    dma_mrs: Vec<(usize, Option<DmaMr>)>,
+    /// NVMe DMA buffer pools seen (registered, or failed to register).
+    dma_mrs: Vec<PoolReg>,
     arena: Arena,
     srq: Srq,
     cq: Cq,
@@ -140,7 +162,7 @@ impl DevRes {
     /// Forget registrations of pools nobody else uses any more (their channel was closed and
     /// every buffer came back): the memory can go.
     fn reap_dma_mrs(&mut self) {
-        self.dma_mrs.retain(|(_, mr)| mr.as_ref().is_none_or(|mr| !mr.pool().is_last_handle()));
+        self.dma_mrs.retain(|r| !r.pool().is_last_handle());
     }
 
     fn post_recv(&self, i: usize) -> std::io::Result<()> {
@@ -293,7 +315,9 @@ impl TransportPollGroup for RdmaPollGroup {
                     }
                 } else {
                     let (ci, slot) = split_send_wr_id(wc.wr_id);
-                    if let Some(Some(c)) = self.conns.get_mut(ci as usize) {
+                    // The QP number guards against a late completion of a connection that was
+                    // given up (FLUSH_TIMEOUT) and whose index now belongs to a new one.
+                    if let Some(Some(c)) = self.conns.get_mut(ci as usize).filter(|c| c.as_ref().is_some_and(|c| c.qp_num == wc.qp_num)) {
                         if !wc.ok && !wc.flushed {
                             log::warn!("rdma connection {}: work request failed: {}", c.peer, verbs::wc_status_str(wc.status));
                         }

@@ -774,8 +774,9 @@ impl TcpConn {
             let (hdgst, ddgst, hpda) = (self.hdgst, self.ddgst, self.hpda);
             match r.buf.take() {
                 // Large payloads leave straight from the buffer (writev in `flush`), which goes
-                // back to its pool once they are written.
-                Some(b) if len >= ZERO_COPY_MIN && self.tx.can_take_segment() => {
+                // back to its pool once they are written. A heap buffer is held only while the
+                // poll group's pool has room: hosts that do not read must not starve the others.
+                Some(b) if len >= ZERO_COPY_MIN && self.tx.can_take_segment() && (b.dma().is_some() || ctx.bufs.has_room()) => {
                     pdu_tx::c2h_data_from_buf(&mut self.tx, cid, 0, b, len, true, use_success, hdgst, ddgst, hpda);
                 }
                 Some(b) => {
