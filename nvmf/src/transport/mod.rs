@@ -114,6 +114,24 @@ pub trait TransportPollGroup: Send {
     fn close_all(&mut self);
 }
 
+/// Data direction of a command from its opcode's low two bits (NVMe Base 2.0 Figure 89; fabrics
+/// commands use FCTYPE's), shared by the transports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    None,
+    HostToCtrl,
+    CtrlToHost,
+}
+
+pub(crate) fn direction(sqe: &crate::spec::Sqe) -> Dir {
+    let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
+    match bits & 3 {
+        1 => Dir::HostToCtrl,
+        2 => Dir::CtrlToHost,
+        _ => Dir::None,
+    }
+}
+
 /// Bdev I/O tag layout: transport index in the poll group, connection index, request slot.
 pub(crate) fn make_tag(transport: u8, conn: u32, slot: u16) -> u64 {
     (transport as u64) << 56 | ((conn as u64) & 0xff_ffff) << 32 | slot as u64

@@ -25,7 +25,7 @@ use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
 use crate::spec::{Cqe, GenericStatus as Gs, SglDescriptor, Sqe, Status};
-use crate::transport::{make_tag, TransportAddr};
+use crate::transport::{direction, make_tag, Dir, TransportAddr};
 use std::collections::VecDeque;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -120,22 +120,6 @@ pub(crate) struct Res<'a> {
     pub units: &'a mut UnitPool,
 }
 
-/// Data direction from the opcode's low two bits (fabrics commands use FCTYPE).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
-    None,
-    HostToCtrl,
-    CtrlToHost,
-}
-
-fn direction(sqe: &Sqe) -> Dir {
-    let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
-    match bits & 3 {
-        1 => Dir::HostToCtrl,
-        2 => Dir::CtrlToHost,
-        _ => Dir::None,
-    }
-}
 
 /// A keyed SGL data block: host memory reachable by RDMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -12,7 +12,7 @@ use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
 use crate::spec::tcp::{dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq, DIGEST_LEN};
 use crate::spec::{Cqe, GenericStatus as Gs, Sqe, Status};
-use crate::transport::make_tag;
+use crate::transport::{direction, make_tag, Dir};
 use mio::net::TcpStream;
 use std::io::{ErrorKind, Read};
 use zerocopy::FromBytes;
@@ -39,22 +39,6 @@ enum ReqState {
     Parked,
 }
 
-/// Data direction from the opcode's low two bits (Base 2.0 Figure 89; fabrics use FCTYPE).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dir {
-    None,
-    HostToCtrl,
-    CtrlToHost,
-}
-
-fn direction(sqe: &Sqe) -> Dir {
-    let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
-    match bits & 3 {
-        1 => Dir::HostToCtrl,
-        2 => Dir::CtrlToHost,
-        _ => Dir::None,
-    }
-}
 
 struct TcpReq {
     state: ReqState,
