@@ -226,6 +226,20 @@ tgt_attach_pcie() {
 tgt_copied_bytes() {
   rpc bdev_get_bdevs --name "$1" | sed -n 's/.*"data_copied_bytes": *\([0-9]*\).*/\1/p'
 }
+# tgt_direct_export BDF TRTYPE NQN SERIAL ADDR PORT: bind BDF to vfio-pci (256 hugepages), start
+# nvmf_tgt with two reactors, attach the controller (tgt_attach_pcie) and export Nvme0n1 as NQN
+# on a TRTYPE (TCP or RDMA) listener at ADDR:PORT.
+tgt_direct_export() {
+  [ "$(pci_driver "$1")" = vfio-pci ] && vfio_node "$1" >/dev/null || vfio_bind "$1" 256
+  echo "hugepages free: $(awk '/HugePages_Free/{print $2}' /proc/meminfo)"
+  tgt_start --cpus 0,1 --idle-backoff-us 50 --no-default
+  tgt_attach_pcie "$1"
+  must rpc nvmf_create_transport --trtype "$2"
+  must rpc nvmf_create_subsystem --nqn "$3" --allow_any_host true --str serial_number "$4"
+  must rpc nvmf_subsystem_add_ns --nqn "$3" --namespace '{"bdev_name":"Nvme0n1"}'
+  must rpc nvmf_subsystem_add_listener --nqn "$3" --json "{\"listen_address\":{\"trtype\":\"$2\",\"adrfam\":\"IPv4\",\"traddr\":\"$5\",\"trsvcid\":\"$6\"}}"
+  [ "$(rpc framework_get_reactors | grep -c '"lcore"')" = 2 ] || fail "expected 2 reactors (one per guest CPU)"
+}
 # nvme_disconnect_one NQN: nvme disconnect must disconnect exactly one controller.
 nvme_disconnect_one() {
   _out=$(x nvme disconnect -n "$1" 2>&1); _rc=$?

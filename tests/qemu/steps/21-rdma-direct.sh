@@ -15,16 +15,7 @@ trap cleanup EXIT
 
 rxe_setup "$ADDR"
 
-[ "$(pci_driver "$bdf")" = vfio-pci ] && vfio_node "$bdf" >/dev/null || vfio_bind "$bdf" 256
-echo "hugepages free: $(awk '/HugePages_Free/{print $2}' /proc/meminfo)"
-
-tgt_start --cpus 0,1 --idle-backoff-us 50 --no-default
-tgt_attach_pcie "$bdf"
-must rpc nvmf_create_transport --trtype RDMA
-must rpc nvmf_create_subsystem --nqn "$NQN" --allow_any_host true --str serial_number NVMFRSRDMADIR01
-must rpc nvmf_subsystem_add_ns --nqn "$NQN" --namespace '{"bdev_name":"Nvme0n1"}'
-must rpc nvmf_subsystem_add_listener --nqn "$NQN" --json "{\"listen_address\":{\"trtype\":\"RDMA\",\"adrfam\":\"IPv4\",\"traddr\":\"$ADDR\",\"trsvcid\":\"$PORT\"}}"
-[ "$(rpc framework_get_reactors | grep -c '"lcore"')" = 2 ] || fail "expected 2 reactors (one per guest CPU)"
+tgt_direct_export "$bdf" RDMA "$NQN" NVMFRSRDMADIR01 "$ADDR" "$PORT"
 grep -i "listening on" "$TGT_LOG"
 
 # The Linux nvme-rdma host.
