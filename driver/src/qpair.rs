@@ -125,7 +125,8 @@ impl IoQpair {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, token: u64) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, cdw12_flags: u32, token: u64) -> Result<()> {
         let bs = self.block_size(nsid).ok_or_else(|| Error::InvalidArgument(format!("no namespace {nsid}")))?;
         if blocks == 0 || blocks > 0x1_0000 {
             return Err(Error::InvalidArgument(format!("{blocks} blocks in one command")));
@@ -148,7 +149,7 @@ impl IoQpair {
         let mut sqe = Sqe { opcode: op as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.set_slba(lba);
-        sqe.cdw12.set(blocks - 1);
+        sqe.cdw12.set((blocks - 1) | (cdw12_flags & 0xffff_0000));
         sqe.set_prps(prp1, prp2);
         self.push(sqe, cid);
         Ok(())
@@ -156,22 +157,39 @@ impl IoQpair {
 
     /// Queue a Read of `blocks` blocks at `lba` into the start of `buf`.
     pub fn read(&mut self, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
-        self.rw(NvmOpcode::Read, nsid, lba, blocks, buf, 0, token)
+        self.rw(NvmOpcode::Read, nsid, lba, blocks, buf, 0, 0, token)
     }
     /// Queue a Write of `blocks` blocks at `lba` from the start of `buf`.
     pub fn write(&mut self, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
-        self.rw(NvmOpcode::Write, nsid, lba, blocks, buf, 0, token)
+        self.rw(NvmOpcode::Write, nsid, lba, blocks, buf, 0, 0, token)
     }
     /// Queue a Compare of `blocks` blocks at `lba` with the start of `buf`.
     pub fn compare(&mut self, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, token: u64) -> Result<()> {
-        self.rw(NvmOpcode::Compare, nsid, lba, blocks, buf, 0, token)
+        self.rw(NvmOpcode::Compare, nsid, lba, blocks, buf, 0, 0, token)
     }
     /// Queue a Read, Write or Compare whose data is `blocks` blocks at byte `off` of `buf`
     /// (one piece of a larger buffer split into several commands).
     #[allow(clippy::too_many_arguments)]
     pub fn rw_at(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, token: u64) -> Result<()> {
+        self.rw_at_flags(op, nsid, lba, blocks, buf, off, 0, token)
+    }
+    /// [`IoQpair::rw_at`] with the command's CDW12 bits 31:16 set from `cdw12_flags` (Limited
+    /// Retry, Force Unit Access [`crate::spec::CDW12_FUA`], ...); bits 15:0 (NLB) are the
+    /// driver's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rw_at_flags(
+        &mut self,
+        op: NvmOpcode,
+        nsid: u32,
+        lba: u64,
+        blocks: u32,
+        buf: &DmaRegion,
+        off: usize,
+        cdw12_flags: u32,
+        token: u64,
+    ) -> Result<()> {
         match op {
-            NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => self.rw(op, nsid, lba, blocks, buf, off, token),
+            NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => self.rw(op, nsid, lba, blocks, buf, off, cdw12_flags, token),
             _ => Err(Error::InvalidArgument(format!("{op:?} is not a data transfer"))),
         }
     }
@@ -187,6 +205,10 @@ impl IoQpair {
 
     /// Queue a Write Zeroes of `blocks` (1..=65536) blocks at `lba`.
     pub fn write_zeroes(&mut self, nsid: u32, lba: u64, blocks: u32, token: u64) -> Result<()> {
+        self.write_zeroes_flags(nsid, lba, blocks, 0, token)
+    }
+    /// [`IoQpair::write_zeroes`] with CDW12 bits 31:16 from `cdw12_flags` (e.g. FUA).
+    pub fn write_zeroes_flags(&mut self, nsid: u32, lba: u64, blocks: u32, cdw12_flags: u32, token: u64) -> Result<()> {
         if blocks == 0 || blocks > 0x1_0000 {
             return Err(Error::InvalidArgument(format!("{blocks} blocks in one command")));
         }
@@ -194,7 +216,7 @@ impl IoQpair {
         let mut sqe = Sqe { opcode: NvmOpcode::WriteZeroes as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.set_slba(lba);
-        sqe.cdw12.set(blocks - 1);
+        sqe.cdw12.set((blocks - 1) | (cdw12_flags & 0xffff_0000));
         self.push(sqe, cid);
         Ok(())
     }

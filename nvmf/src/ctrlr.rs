@@ -2,7 +2,7 @@
 //! different poll groups (threads). Everything the I/O path reads is an atomic; the rest (AEN
 //! bookkeeping, changed-namespace list) is touched only by the admin queue and control path.
 
-use crate::spec::registers::{Cap, Cc, Csts};
+use crate::spec::registers::{shst, Cap, Cc, Csts};
 use crate::subsystem::{HostKeys, Subsystem};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,8 +17,24 @@ pub const MAX_ADMIN_QUEUE_DEPTH: u16 = 128;
 /// Asynchronous Event Requests a controller holds at once (AERL + 1).
 pub const MAX_AERS: usize = 4;
 
+/// Keep-alive timeout given to a discovery controller whose host asked for none (KATO 0), so
+/// that half-open discovery connections are reaped: 120 s, as SPDK and Linux nvmet
+/// (NVMET_DISC_KATO_MS) do.
+pub const DISCOVERY_DEFAULT_KATO_MS: u32 = 120_000;
+
 /// NVMe version reported in VS and Identify Controller VER: 1.3.0.
 pub const NVME_VERSION: u32 = 0x0001_0300;
+
+/// What a Property Set of CC did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CcChange {
+    /// Not a valid CC value (queue entry sizes): refused, nothing changed.
+    Invalid,
+    Applied,
+    /// A shutdown notification arrived: CSTS.SHST is 01b until the caller has flushed every
+    /// namespace and called `Controller::shutdown_complete`.
+    ShutdownStarted,
+}
 
 /// Pending asynchronous events and the changed-namespace log.
 #[derive(Default)]
@@ -46,6 +62,9 @@ pub struct Controller {
     epoch: Instant,
     cc: AtomicU32,
     csts: AtomicU32,
+    /// Volatile Write Cache feature (FID 06h) WCE: when cleared, every write of this
+    /// controller to a namespace with a volatile write cache is written through (as FUA).
+    write_cache_enabled: AtomicBool,
     /// Set when the controller is torn down: its I/O queues close on their next poll.
     failed: AtomicBool,
     /// Bumped on controller reset (CC.EN 1 -> 0): I/O queues connected before it close.
@@ -70,6 +89,7 @@ impl Controller {
         kato_ms: u32,
         now: Instant,
     ) -> Self {
+        let kato_ms = if kato_ms == 0 && subsys.is_discovery() { DISCOVERY_DEFAULT_KATO_MS } else { kato_ms };
         Controller {
             cntlid,
             subsys,
@@ -81,6 +101,7 @@ impl Controller {
             epoch: now,
             cc: AtomicU32::new(0),
             csts: AtomicU32::new(0),
+            write_cache_enabled: AtomicBool::new(true),
             failed: AtomicBool::new(false),
             reset_epoch: AtomicU32::new(0),
             num_io_queues: AtomicU32::new(MAX_IO_QUEUES as u32),
@@ -109,12 +130,13 @@ impl Controller {
     }
 
     /// Apply a Property Set of CC (Base 2.0 section 3.6: enable, reset, shutdown).
-    pub(crate) fn set_cc(&self, new: Cc) -> bool {
+    pub(crate) fn set_cc(&self, new: Cc) -> CcChange {
         let old = self.cc();
         // IOSQES / IOCQES must describe 64-byte SQEs and 16-byte CQEs once enabled.
         if new.en() && !old.en() && ((new.iosqes() != 0 && new.iosqes() != 6) || (new.iocqes() != 0 && new.iocqes() != 4)) {
-            return false;
+            return CcChange::Invalid;
         }
+        let mut change = CcChange::Applied;
         self.cc.store(new.0, Ordering::Release);
         let mut csts = self.csts();
         if new.en() && !old.en() {
@@ -128,19 +150,34 @@ impl Controller {
             csts = csts.with_rdy(false).with_shst(0);
         }
         if new.shn() != 0 && old.shn() == 0 {
-            // Shutdown notification: make acknowledged writes durable (file page cache, device
-            // write caches), then report shutdown complete.
-            for ns in self.subsys.namespaces() {
-                if let Err(e) = ns.bdev.flush_blocking() {
-                    log::error!("controller {}: flush of {} on shutdown: {e}", self.cntlid, ns.bdev.name());
-                }
-            }
-            csts = csts.with_shst(2);
+            // Shutdown notification: acknowledged writes must be made durable (file page cache,
+            // device write caches) before shutdown is complete. The caller flushes through the
+            // poll group's bdev channels, never blocking the poll thread, and then calls
+            // `shutdown_complete`.
+            csts = csts.with_shst(shst::OCCURRING);
+            change = CcChange::ShutdownStarted;
         } else if new.shn() == 0 && new.en() && !old.en() {
-            csts = csts.with_shst(0);
+            csts = csts.with_shst(shst::NORMAL);
         }
         self.csts.store(csts.0, Ordering::Release);
-        true
+        change
+    }
+
+    /// The shutdown flush started by `set_cc` is done: CSTS.SHST = 10b (Shutdown processing
+    /// complete), unless the host has since reset the controller.
+    pub(crate) fn shutdown_complete(&self) {
+        let csts = self.csts();
+        if csts.shst() == shst::OCCURRING {
+            self.csts.store(csts.with_shst(shst::COMPLETE).0, Ordering::Release);
+        }
+    }
+
+    /// Volatile Write Cache feature WCE (Base 2.0 section 5.27.1.4).
+    pub fn write_cache_enabled(&self) -> bool {
+        self.write_cache_enabled.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_write_cache_enabled(&self, on: bool) {
+        self.write_cache_enabled.store(on, Ordering::Relaxed);
     }
 
     pub fn reset_epoch(&self) -> u32 {
@@ -151,6 +188,7 @@ impl Controller {
         self.kato_ms.load(Ordering::Relaxed)
     }
     pub(crate) fn set_kato_ms(&self, ms: u32) {
+        let ms = if ms == 0 && self.subsys.is_discovery() { DISCOVERY_DEFAULT_KATO_MS } else { ms };
         self.kato_ms.store(ms, Ordering::Relaxed);
     }
     /// Restart the keep-alive timer.

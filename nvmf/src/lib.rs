@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bdev;
 mod cmd;
 pub mod ctrlr;
+mod fanout;
 mod error;
 pub mod host;
 pub mod poll_group;

@@ -31,6 +31,8 @@ pub struct GroupCtx {
     pub(crate) tick: bool,
     channels: Vec<ChannelEntry>,
     completions: Vec<BdevCompletion>,
+    /// Flushes spanning several namespaces (Flush NSID FFFFFFFFh, shutdown).
+    pub(crate) fanouts: crate::fanout::Fanouts,
     /// Index of the transport being polled (for bdev tags).
     pub(crate) transport_index: u8,
 }
@@ -44,6 +46,7 @@ impl GroupCtx {
             tick: true,
             channels: Vec::new(),
             completions: Vec::with_capacity(1024),
+            fanouts: Default::default(),
             transport_index: 0,
         }
     }
@@ -137,6 +140,14 @@ impl PollGroup {
         self.ctx.poll_channels(&mut done);
         let n = done.len();
         for c in done.drain(..) {
+            let c = if self.ctx.fanouts.is_empty() {
+                c
+            } else {
+                match self.ctx.fanouts.complete(c) {
+                    Some(c) => c,
+                    None => continue,
+                }
+            };
             let (t, conn, slot) = split_tag(c.tag);
             if let Some(tp) = self.transports.get_mut(t as usize) {
                 self.ctx.transport_index = t;

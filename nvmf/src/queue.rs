@@ -122,12 +122,22 @@ impl NvmeQueue {
     /// The namespace `nsid` as this queue currently sees it. Reads one atomic in the common
     /// case; refreshes the cached table (taking the subsystem lock) only after a change.
     pub fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
+        self.refresh_ns_table(ctrl);
+        self.ns_table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.clone()
+    }
+
+    /// Every namespace slot as this queue currently sees it (index = NSID - 1).
+    pub fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
+        self.refresh_ns_table(ctrl);
+        self.ns_table.clone().unwrap_or_default()
+    }
+
+    fn refresh_ns_table(&mut self, ctrl: &Controller) {
         let generation = ctrl.subsys.ns_generation.load(Ordering::Acquire);
         if generation != self.ns_generation || self.ns_table.is_none() {
             self.ns_table = Some(ctrl.subsys.ns_table());
             self.ns_generation = generation;
         }
-        self.ns_table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.clone()
     }
 
     /// A buffer of `len` bytes for the data of I/O command `sqe`: lent by the namespace's
@@ -143,12 +153,8 @@ impl NvmeQueue {
     pub fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         // Dataset Management ranges are read by the target, not moved by the device.
         if self.qid != 0 && sqe.opcode != crate::spec::NvmOpcode::DatasetManagement as u8 && !self.auth_pending() {
-            if let Some(ctrl) = self.ctrl.as_ref() {
-                let generation = ctrl.subsys.ns_generation.load(Ordering::Acquire);
-                if generation != self.ns_generation || self.ns_table.is_none() {
-                    self.ns_table = Some(ctrl.subsys.ns_table());
-                    self.ns_generation = generation;
-                }
+            if let Some(ctrl) = self.ctrl.clone() {
+                self.refresh_ns_table(&ctrl);
                 let ns = self.ns_table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
                 if let Some(ns) = ns.filter(|ns| ns.bdev.lends_buffers()) {
                     return ctx.channel(ns).and_then(|ch| ch.alloc_buf(len));

@@ -82,6 +82,8 @@ pub struct EmulatorStats {
     pub admin_commands: u64,
     pub io_commands: u64,
     pub aborts: u64,
+    /// Writes and Write Zeroes with Force Unit Access (CDW12 bit 30) executed.
+    pub fua_writes: u64,
 }
 
 impl EmulatedController {

@@ -42,6 +42,9 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
         _ => {}
     }
     let Some(op) = NvmOpcode::from_u8(sqe.opcode) else { return fail(Status::generic(Gs::INVALID_OPCODE)) };
+    if matches!(op, NvmOpcode::Write | NvmOpcode::WriteZeroes) && sqe.fua() {
+        st.stats.fua_writes += 1;
+    }
     match op {
         NvmOpcode::Flush => Some((Status::SUCCESS, 0)),
         NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => read_write(st, di, op, sqe),

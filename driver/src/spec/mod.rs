@@ -21,7 +21,7 @@ pub use identify::{
 pub use log_page::{lid, ChangedNsList, ErrorLogEntry, GetLogPageArgs, SmartLog};
 pub use opcode::{AdminOpcode, FabricsType, NvmOpcode};
 pub use registers::{cap_css, cc_css, doorbell_offset, reg, shn, shst, Aqa, Cap, Cc, Csts, Vs};
-pub use sqe::{Sqe, SglDescriptor};
+pub use sqe::{Sqe, SglDescriptor, CDW12_FUA};
 pub use status::{GenericStatus, Status, StatusCodeType, CommandSpecificStatus, MediaStatus, PathStatus};
 
 /// Little-endian field types used by all spec structs.

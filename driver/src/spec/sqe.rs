@@ -80,7 +80,15 @@ impl Sqe {
     pub fn nlb(&self) -> u32 {
         (self.cdw12.get() & 0xffff) + 1
     }
+    /// Force Unit Access (Read, Write, Compare, Write Zeroes: NVM Command Set 1.0 Figure 46,
+    /// CDW12 bit 30).
+    pub fn fua(&self) -> bool {
+        self.cdw12.get() & CDW12_FUA != 0
+    }
 }
+
+/// CDW12 bit 30 of NVM I/O commands: Force Unit Access (NVM Command Set 1.0 section 3.2.6).
+pub const CDW12_FUA: u32 = 1 << 30;
 
 /// SGL descriptor (16 bytes, Base 2.0 Figure 114).
 #[repr(C)]

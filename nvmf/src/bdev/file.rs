@@ -6,6 +6,11 @@
 //!   channels on different threads share no state and need no lock and no `unsafe`. A write
 //!   completes only after `write_all_at` returned; because it went to the page cache, the
 //!   device reports a volatile write cache and Flush is `fdatasync`.
+//! - Force Unit Access: a FUA Write goes through a second handle opened with `O_DSYNC`, so that
+//!   one `pwrite` returns only once its data (and the metadata needed to read it back) is on
+//!   stable storage, without flushing anything else; a FUA Write Zeroes is followed by an
+//!   `fdatasync`. Every such sync point is counted ([`FileBdev::sync_points`]) so tests can
+//!   prove durable completions took the durable path and plain writes did not.
 //! - The work happens inside `submit`, but the completion is queued in a pre-allocated
 //!   `VecDeque` and only reported by `poll`, like the other backings.
 //! - Nothing is allocated per I/O in steady state: WriteZeroes writes from a zero buffer the
@@ -16,8 +21,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::malloc::check_geometry;
 use super::sync_channel::{SyncChannel, SyncExecute};
@@ -32,8 +39,12 @@ pub struct FileBdev {
     name: String,
     path: String,
     file: File,
+    /// The same file opened with `O_DSYNC`, for Force Unit Access writes.
+    dsync: File,
     block_size: u32,
     num_blocks: u64,
+    /// Sync points taken: `fdatasync` calls and `O_DSYNC` writes.
+    sync_points: Arc<AtomicU64>,
 }
 
 impl FileBdev {
@@ -72,13 +83,27 @@ impl FileBdev {
             )));
         }
         check_geometry(block_size, num_blocks)?;
+        let dsync = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .open(path)
+            .map_err(|e| io_err("open O_DSYNC", e))?;
         Ok(FileBdev {
             name: name.to_owned(),
             path: shown,
             file,
+            dsync,
             block_size,
             num_blocks,
+            sync_points: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Sync points taken so far, over all channels: each Flush, each FUA Write (an `O_DSYNC`
+    /// write) and FUA Write Zeroes, and each shutdown flush. A plain Write takes none.
+    pub fn sync_points(&self) -> u64 {
+        self.sync_points.load(Ordering::Relaxed)
     }
 }
 
@@ -102,16 +127,21 @@ impl Bdev for FileBdev {
         true
     }
     fn flush_blocking(&self) -> Result<(), BdevError> {
+        self.sync_points.fetch_add(1, Ordering::Relaxed);
         self.file.sync_data().map_err(|source| BdevError::Io { op: "fdatasync", path: self.path.clone(), source })
     }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
-        let file = self.file.try_clone().map_err(|source| BdevError::Io {
-            op: "dup",
-            path: self.path.clone(),
-            source,
-        })?;
+        let dup = |f: &File| {
+            f.try_clone().map_err(|source| BdevError::Io {
+                op: "dup",
+                path: self.path.clone(),
+                source,
+            })
+        };
         Ok(Box::new(SyncChannel::new(FileChannel {
-            file,
+            file: dup(&self.file)?,
+            dsync: dup(&self.dsync)?,
+            sync_points: self.sync_points.clone(),
             block_size: self.block_size,
             num_blocks: self.num_blocks,
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
@@ -122,6 +152,9 @@ impl Bdev for FileBdev {
 
 struct FileChannel {
     file: File,
+    /// `O_DSYNC` handle for FUA writes.
+    dsync: File,
+    sync_points: Arc<AtomicU64>,
     block_size: u32,
     num_blocks: u64,
     /// Zeroes for WriteZeroes, allocated once per channel.
@@ -157,24 +190,34 @@ impl FileChannel {
                 None => Err(BdevStatus::InvalidArg),
             },
             BdevOp::Write => match io.buf.as_ref() {
-                Some(buf) => self
-                    .file
-                    .write_all_at(buf.as_slice(), off)
-                    .map_err(|e| write_status(&e)),
+                Some(buf) => {
+                    let file = if io.fua {
+                        self.sync_points.fetch_add(1, Ordering::Relaxed);
+                        &self.dsync
+                    } else {
+                        &self.file
+                    };
+                    file.write_all_at(buf.as_slice(), off).map_err(|e| write_status(&e))
+                }
                 None => Err(BdevStatus::InvalidArg),
             },
             BdevOp::Compare => match io.buf.as_ref() {
                 Some(buf) => self.compare(buf.as_slice(), off),
                 None => Err(BdevStatus::InvalidArg),
             },
-            BdevOp::Flush => self.file.sync_data().map_err(|e| write_status(&e)),
-            BdevOp::WriteZeroes => self.write_zeroes(off, len),
+            BdevOp::Flush => self.sync_data(),
+            BdevOp::WriteZeroes => self.write_zeroes(off, len).and_then(|()| if io.fua { self.sync_data() } else { Ok(()) }),
             BdevOp::Unmap => Err(BdevStatus::Unsupported),
         };
         match result {
             Ok(()) => BdevStatus::Success,
             Err(status) => status,
         }
+    }
+
+    fn sync_data(&self) -> Result<(), BdevStatus> {
+        self.sync_points.fetch_add(1, Ordering::Relaxed);
+        self.file.sync_data().map_err(|e| write_status(&e))
     }
 
     fn compare(&mut self, expected: &[u8], off: u64) -> Result<(), BdevStatus> {
@@ -378,6 +421,46 @@ mod tests {
             run(&mut *ch, BdevOp::Flush, 0, 0, None).status,
             BdevStatus::Success
         );
+    }
+
+    #[test]
+    fn fua_writes_and_flushes_take_a_sync_point_plain_writes_do_not() {
+        let t = TempFile::new("fua", 64 * 512);
+        let b = FileBdev::open("f", &t.0, 512).unwrap();
+        let mut ch = b.open_channel().unwrap();
+        let data = pattern(4 * 512, 9);
+        let io = |op, fua, buf: Option<Vec<u8>>| BdevIo {
+            op,
+            offset_blocks: 8,
+            num_blocks: 4,
+            buf: buf.map(IoBuf::from),
+            fua,
+            tag: 7,
+        };
+        // Plain writes and write zeroes stay in the page cache: no sync point.
+        for _ in 0..3 {
+            assert_eq!(run_io(&mut *ch, io(BdevOp::Write, false, Some(data.clone()))).status, BdevStatus::Success);
+        }
+        assert_eq!(run_io(&mut *ch, io(BdevOp::WriteZeroes, false, None)).status, BdevStatus::Success);
+        assert_eq!(b.sync_points(), 0);
+        // Each FUA write is one O_DSYNC write, taken before its completion is queued.
+        assert_eq!(run_io(&mut *ch, io(BdevOp::Write, true, Some(data.clone()))).status, BdevStatus::Success);
+        assert_eq!(b.sync_points(), 1);
+        assert_eq!(read(&mut *ch, 8, 4, 512), data);
+        assert_eq!(run_io(&mut *ch, io(BdevOp::WriteZeroes, true, None)).status, BdevStatus::Success);
+        assert_eq!(b.sync_points(), 2);
+        assert_eq!(read(&mut *ch, 8, 4, 512), vec![0; 4 * 512]);
+        // FUA on a read means nothing; Flush is an fdatasync.
+        assert_eq!(run_io(&mut *ch, io(BdevOp::Read, true, Some(vec![0; 4 * 512]))).status, BdevStatus::Success);
+        assert_eq!(b.sync_points(), 2);
+        assert_eq!(run(&mut *ch, BdevOp::Flush, 0, 0, None).status, BdevStatus::Success);
+        assert_eq!(b.sync_points(), 3);
+        b.flush_blocking().unwrap();
+        assert_eq!(b.sync_points(), 4);
+        // The O_DSYNC handle writes the same file.
+        let again = pattern(4 * 512, 77);
+        assert_eq!(run_io(&mut *ch, io(BdevOp::Write, true, Some(again.clone()))).status, BdevStatus::Success);
+        assert_eq!(std::fs::read(&t.0).unwrap()[8 * 512..12 * 512], again[..]);
     }
 
     #[test]
@@ -591,6 +674,8 @@ mod tests {
         let t = TempFile::new("ro", 4 * 512);
         let mut ch = SyncChannel::new(FileChannel {
             file: File::open(&t.0).unwrap(),
+            dsync: File::open(&t.0).unwrap(),
+            sync_points: Arc::default(),
             block_size: 512,
             num_blocks: 4,
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
@@ -614,7 +699,9 @@ mod tests {
             return;
         };
         let mut ch = SyncChannel::new(FileChannel {
+            dsync: file.try_clone().unwrap(),
             file,
+            sync_points: Arc::default(),
             block_size: 512,
             num_blocks: 4,
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),

@@ -454,6 +454,7 @@ mod tests {
                 offset_blocks: i,
                 num_blocks: 1,
                 buf: Some(buf),
+                fua: false,
                 tag: i,
             });
         }
@@ -462,6 +463,7 @@ mod tests {
             offset_blocks: 2000,
             num_blocks: 1,
             buf: Some(IoBuf::new(512)),
+            fua: false,
             tag: 600,
         });
         assert_eq!(ch.outstanding(), 601);

@@ -58,6 +58,10 @@ pub struct BdevIo {
     pub offset_blocks: u64,
     pub num_blocks: u64,
     pub buf: Option<IoBuf>,
+    /// Force Unit Access (Write and WriteZeroes; NVM Command Set 1.0 section 3.2.6, CDW12 bit
+    /// 30): complete only once the data is on non-volatile media, not just in a volatile write
+    /// cache. Ignored by bdevs without one ([`Bdev::volatile_write_cache`] false).
+    pub fua: bool,
     pub tag: u64,
 }
 

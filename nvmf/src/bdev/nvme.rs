@@ -34,7 +34,7 @@ use nvme_driver::spec::{CommandSpecificStatus as Cs, GenericStatus as Gs, MediaS
 use nvme_driver::{Controller, DmaPool, IoQpair, PoolBuf};
 
 use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf, PassthruIo};
-use nvme_driver::spec::{NvmOpcode, Sqe};
+use nvme_driver::spec::{NvmOpcode, Sqe, CDW12_FUA};
 
 /// Default upper bound of one DMA buffer (and so of one NVMe data command).
 pub const DEFAULT_MAX_BUF_SIZE: usize = 128 << 10;
@@ -250,6 +250,8 @@ struct Io {
     op: BdevOp,
     offset_blocks: u64,
     buf: Option<IoBuf>,
+    /// CDW12 bits 31:16 for the device's commands: FUA when the host asked for it.
+    cdw12_flags: u32,
     /// Units issued so far and in all: blocks (Read/Write/Compare/WriteZeroes), ranges (Unmap),
     /// or 1 (Flush).
     next: u64,
@@ -475,7 +477,7 @@ impl NvmeChannel {
                     _ => NvmOpcode::Compare,
                 };
                 let r = match io.buf.as_ref().and_then(IoBuf::dma) {
-                    Some(d) => self.qp.rw_at(opc, nsid, lba, blocks as u32, d, at, token),
+                    Some(d) => self.qp.rw_at_flags(opc, nsid, lba, blocks as u32, d, at, io.cdw12_flags, token),
                     None => Err(nvme_driver::Error::InvalidArgument("lent buffer is not DMA memory".into())),
                 };
                 (blocks, r)
@@ -506,7 +508,7 @@ impl NvmeChannel {
                             }
                         }
                         if op == BdevOp::Write {
-                            self.qp.write(nsid, lba, blocks as u32, d, token)
+                            self.qp.rw_at_flags(NvmOpcode::Write, nsid, lba, blocks as u32, d, 0, io.cdw12_flags, token)
                         } else {
                             self.qp.compare(nsid, lba, blocks as u32, d, token)
                         }
@@ -517,11 +519,11 @@ impl NvmeChannel {
             (BdevOp::WriteZeroes, Some(d)) => {
                 let blocks = remaining.min(self.buf_blocks);
                 d.fill(0, blocks as usize * bs, 0);
-                (blocks, self.qp.write(nsid, lba, blocks as u32, d, token))
+                (blocks, self.qp.rw_at_flags(NvmOpcode::Write, nsid, lba, blocks as u32, d, 0, io.cdw12_flags, token))
             }
             (BdevOp::WriteZeroes, None) => {
                 let blocks = remaining.min(MAX_WZ_BLOCKS);
-                (blocks, self.qp.write_zeroes(nsid, lba, blocks as u32, token))
+                (blocks, self.qp.write_zeroes_flags(nsid, lba, blocks as u32, io.cdw12_flags, token))
             }
             (BdevOp::Flush, _) => (1, self.qp.flush(nsid, token)),
             (BdevOp::Unmap, _) => {
@@ -654,6 +656,7 @@ impl BdevChannel for NvmeChannel {
             op: io.op,
             offset_blocks: io.offset_blocks,
             buf: io.buf,
+            cdw12_flags: if io.fua { CDW12_FUA } else { 0 },
             next: 0,
             total,
             inflight: 0,
@@ -806,6 +809,8 @@ impl BdevChannel for NvmeChannel {
             op,
             offset_blocks: 0,
             buf: io.buf,
+            // The host's own CDW12 is in the SQE.
+            cdw12_flags: 0,
             next: 0,
             total: 1,
             inflight: 0,
@@ -863,7 +868,7 @@ mod tests {
     }
 
     fn run(ch: &mut dyn BdevChannel, op: BdevOp, off: u64, nb: u64, buf: Option<IoBuf>) -> BdevCompletion {
-        ch.submit(BdevIo { op, offset_blocks: off, num_blocks: nb, buf, tag: 0x77 });
+        ch.submit(BdevIo { op, offset_blocks: off, num_blocks: nb, buf, fua: false, tag: 0x77 });
         let mut out = wait(ch, 1);
         assert_eq!(ch.outstanding(), 0);
         let c = out.pop().unwrap();
@@ -1015,6 +1020,41 @@ mod tests {
         assert_eq!(&got[108 * 512..], &data[108 * 512..]);
     }
 
+    #[test]
+    fn fua_reaches_every_device_command_of_a_write() {
+        // MDTS 2: 16 KiB commands, so a 64 KiB write is four commands, each with FUA.
+        let (emu, b) = setup(2, small());
+        let mut ch = b.open_channel().unwrap();
+        let ch = &mut *ch;
+        let data = pattern(64 << 10, 11);
+        let fua = |op, off, nb, buf| BdevIo { op, offset_blocks: off, num_blocks: nb, buf, fua: true, tag: 0x77 };
+        let submit = |ch: &mut dyn BdevChannel, io: BdevIo| {
+            ch.submit(io);
+            let c = wait(ch, 1).pop().unwrap();
+            assert_eq!(c.status, BdevStatus::Success);
+        };
+        // Plain writes: no FUA on the device.
+        assert_eq!(run(ch, BdevOp::Write, 0, 128, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        assert_eq!(emu.stats().fua_writes, 0);
+        // Copied through command buffers, and in a lent DMA buffer (no copy): every command.
+        let before = emu.stats();
+        submit(ch, fua(BdevOp::Write, 200, 128, Some(IoBuf::from(data.clone()))));
+        let w = lent(ch, &data);
+        submit(ch, fua(BdevOp::Write, 400, 128, Some(w)));
+        let after = emu.stats();
+        assert_eq!(after.io_commands - before.io_commands, 8);
+        assert_eq!(after.fua_writes - before.fua_writes, 8);
+        assert_eq!(disk(&emu, 200 * 512, 64 << 10), data);
+        assert_eq!(disk(&emu, 400 * 512, 64 << 10), data);
+        // Write Zeroes with FUA (the emulator supports it natively).
+        submit(ch, fua(BdevOp::WriteZeroes, 200, 16, None));
+        assert_eq!(emu.stats().fua_writes, after.fua_writes + 1);
+        assert_eq!(disk(&emu, 200 * 512, 16 * 512), vec![0; 16 * 512]);
+        // FUA on a read means nothing to the bdev.
+        submit(ch, fua(BdevOp::Read, 400, 8, Some(IoBuf::new(8 * 512))));
+        assert_eq!(emu.stats().fua_writes, after.fua_writes + 1);
+    }
+
     /// A buffer lent by the channel, filled with `data`.
     fn lent(ch: &mut dyn BdevChannel, data: &[u8]) -> IoBuf {
         let mut b = ch.alloc_buf(data.len()).expect("channel lends a DMA buffer");
@@ -1144,6 +1184,7 @@ mod tests {
                 offset_blocks: i * 2,
                 num_blocks: 2,
                 buf: Some(IoBuf::from(pattern(1024, i as u8))),
+                fua: false,
                 tag: i,
             });
         }
@@ -1154,7 +1195,7 @@ mod tests {
         }
         for i in 0..200u64 {
             let buf = IoBuf::new(1024);
-            ch.submit(BdevIo { op: BdevOp::Read, offset_blocks: i * 2, num_blocks: 2, buf: Some(buf), tag: 1000 + i });
+            ch.submit(BdevIo { op: BdevOp::Read, offset_blocks: i * 2, num_blocks: 2, buf: Some(buf), fua: false, tag: 1000 + i });
         }
         let out = wait(&mut *ch, 200);
         for c in out {
@@ -1177,6 +1218,7 @@ mod tests {
                 offset_blocks: i,
                 num_blocks: 1,
                 buf: Some(IoBuf::from(vec![i as u8; 512])),
+                fua: false,
                 tag: i,
             });
         }
@@ -1204,6 +1246,7 @@ mod tests {
                             offset_blocks: lba,
                             num_blocks: 8,
                             buf: Some(IoBuf::from(pattern(4096, (t * 64 + i) as u8))),
+                            fua: false,
                             tag: i,
                         });
                     }

@@ -4,7 +4,13 @@ use super::{BdevChannel, BdevCompletion, BdevIo, BdevOp, BdevStatus, IoBuf};
 
 /// Submit one I/O to a synchronous channel and take its completion back.
 pub(super) fn run(ch: &mut dyn BdevChannel, op: BdevOp, off: u64, nb: u64, buf: Option<IoBuf>) -> BdevCompletion {
-    ch.submit(BdevIo { op, offset_blocks: off, num_blocks: nb, buf, tag: 7 });
+    run_io(ch, BdevIo { op, offset_blocks: off, num_blocks: nb, buf, fua: false, tag: 7 })
+}
+
+/// Submit `io` (tag 7) to a synchronous channel and take its completion back.
+pub(super) fn run_io(ch: &mut dyn BdevChannel, io: BdevIo) -> BdevCompletion {
+    assert_eq!(io.tag, 7);
+    ch.submit(io);
     assert_eq!(ch.outstanding(), 1);
     let mut out = Vec::new();
     assert_eq!(ch.poll(&mut out), 1);

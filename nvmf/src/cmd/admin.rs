@@ -114,6 +114,12 @@ fn get_log_page(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     Exec::Complete
 }
 
+/// Whether any namespace of the controller's subsystem has a volatile write cache (Identify
+/// Controller VWC bit 0).
+pub(crate) fn has_volatile_write_cache(ctrl: &Controller) -> bool {
+    ctrl.subsys.namespaces().iter().any(|n| n.bdev.volatile_write_cache())
+}
+
 fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
     let f = cmd.sqe.cdw10.get() as u8;
     let dw0 = match f {
@@ -123,7 +129,12 @@ fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
         }
         fid::KEEP_ALIVE_TIMER => ctrl.kato_ms(),
         fid::ASYNC_EVENT_CONFIG => ctrl.aen_config.load(Ordering::Relaxed),
-        fid::VOLATILE_WRITE_CACHE => ctrl.subsys.namespaces().iter().any(|n| n.bdev.volatile_write_cache()) as u32,
+        // Base 2.0 section 5.27.1.4: without a volatile write cache the feature is not there.
+        fid::VOLATILE_WRITE_CACHE if !has_volatile_write_cache(ctrl) => {
+            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+            return Exec::Complete;
+        }
+        fid::VOLATILE_WRITE_CACHE => ctrl.write_cache_enabled() as u32,
         fid::ARBITRATION | fid::POWER_MGMT | fid::ERROR_RECOVERY | fid::INTERRUPT_COALESCING
         | fid::WRITE_ATOMICITY => 0,
         fid::TEMP_THRESHOLD => 0x0157, // 343 K
@@ -158,8 +169,13 @@ fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             ctrl.aen_config.store(cdw11, Ordering::Relaxed);
             ctrl.event_flag.store(true, Ordering::Release);
         }
+        fid::VOLATILE_WRITE_CACHE if !has_volatile_write_cache(ctrl) => {
+            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr())
+        }
+        // WCE (bit 0) off: this controller's writes are written through from now on.
+        fid::VOLATILE_WRITE_CACHE => ctrl.set_write_cache_enabled(cdw11 & 1 != 0),
         fid::ARBITRATION | fid::POWER_MGMT | fid::TEMP_THRESHOLD | fid::ERROR_RECOVERY
-        | fid::INTERRUPT_COALESCING | fid::WRITE_ATOMICITY | fid::VOLATILE_WRITE_CACHE => {}
+        | fid::INTERRUPT_COALESCING | fid::WRITE_ATOMICITY => {}
         _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
     }
     Exec::Complete

@@ -1,7 +1,8 @@
 //! Fabrics commands (NVMe-oF 1.1 section 3.3): Connect, Property Get/Set, Disconnect;
 //! Authentication Send/Receive go to `cmd::auth`.
 
-use crate::ctrlr::{Controller, MAX_ADMIN_QUEUE_DEPTH, MAX_QUEUE_DEPTH, NVME_VERSION};
+use crate::ctrlr::{CcChange, Controller, MAX_ADMIN_QUEUE_DEPTH, MAX_QUEUE_DEPTH, NVME_VERSION};
+use crate::fanout::FanoutDone;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::fabrics::{connect_invalid_param_dw0, connect_ipo, ConnectCmd, ConnectData, PropertyCmd, CNTLID_DYNAMIC};
@@ -27,7 +28,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
             Exec::Complete
         }
         Some(FabricsType::PropertyGet) if q.qid == 0 => property_get(q, cmd),
-        Some(FabricsType::PropertySet) if q.qid == 0 => property_set(q, cmd),
+        Some(FabricsType::PropertySet) if q.qid == 0 => property_set(q, ctx, cmd),
         _ => {
             cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
             Exec::Complete
@@ -148,17 +149,21 @@ fn property_get(q: &mut NvmeQueue, cmd: Cmd<'_>) -> Exec {
     Exec::Complete
 }
 
-fn property_set(q: &mut NvmeQueue, cmd: Cmd<'_>) -> Exec {
+fn property_set(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let Some(ctrl) = q.ctrl.as_ref() else { return Exec::Complete };
     let p = PropertyCmd::parse(cmd.sqe);
     match (p.offset, p.eight_bytes) {
-        (reg::CC, false) => {
-            if !ctrl.set_cc(Cc(p.value as u32)) {
-                cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
-            } else {
+        (reg::CC, false) => match ctrl.set_cc(Cc(p.value as u32)) {
+            CcChange::Invalid => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
+            change => {
+                if change == CcChange::ShutdownStarted {
+                    // CSTS.SHST reads 01b until every namespace's write cache is flushed.
+                    let namespaces = ctrl.subsys.namespaces();
+                    ctx.flush_namespaces(namespaces.iter(), 0, FanoutDone::Shutdown(ctrl.clone()));
+                }
                 log::debug!("controller {}: CC <- {:#x}, CSTS {:#x}", ctrl.cntlid, p.value, ctrl.csts().0);
             }
-        }
+        },
         _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
     }
     Exec::Complete

@@ -106,8 +106,9 @@ pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
         id.nn.set(sub.max_namespaces);
         id.mnan.set(sub.max_namespaces);
         id.oncs.set(oncs::COMPARE | oncs::DATASET_MANAGEMENT | oncs::WRITE_ZEROES);
-        // VWC bit 0: a volatile write cache may exist (file bdevs); hosts must Flush.
-        id.vwc = if sub.namespaces().iter().any(|ns| ns.bdev.volatile_write_cache()) { 1 } else { 0 };
+        // VWC bit 0: a volatile write cache may exist (file bdevs); hosts must Flush. Bits 2:1
+        // = 11b: Flush with NSID FFFFFFFFh flushes every namespace.
+        id.vwc = if sub.namespaces().iter().any(|ns| ns.bdev.volatile_write_cache()) { 0b111 } else { 0 };
         id.ioccsz.set(((64 + IN_CAPSULE_DATA_SIZE) / 16) as u32);
         id.iorcsz.set(1);
         id.msdbd = 1;

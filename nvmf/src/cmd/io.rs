@@ -4,6 +4,7 @@
 use crate::bdev::{BdevIo, BdevOp, BdevStatus, PassthruIo};
 use crate::cmd::identify::MAX_IO_SIZE;
 use crate::ctrlr::Controller;
+use crate::fanout::FanoutDone;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::{Cqe, GenericStatus as Gs, MediaStatus, NvmOpcode, Status};
@@ -12,6 +13,8 @@ use std::sync::Arc;
 
 /// Dataset Management CDW11 bit 2: Attribute - Deallocate.
 const DSM_AD: u32 = 1 << 2;
+/// NSID FFFFFFFFh: every namespace (Base 2.0 section 3.2.1.2).
+const NSID_ALL: u32 = 0xffff_ffff;
 
 pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let Some(op) = NvmOpcode::from_u8(cmd.sqe.opcode) else {
@@ -23,6 +26,14 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         return Exec::Complete;
     };
     let nsid = cmd.sqe.nsid.get();
+    if op == NvmOpcode::Flush && nsid == NSID_ALL {
+        // Identify Controller VWC bits 2:1 = 11b: Flush applies to every attached namespace.
+        let table = q.ns_table(ctrl);
+        return match ctx.flush_namespaces(table.iter().flatten(), cmd.tag, FanoutDone::Command) {
+            true => Exec::Pending,
+            false => Exec::Complete,
+        };
+    }
     let Some(ns) = q.namespace(ctrl, nsid) else {
         cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
         return Exec::Complete;
@@ -80,7 +91,10 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         BdevOp::Read | BdevOp::Write | BdevOp::Compare | BdevOp::Unmap => cmd.buf.take(),
         _ => None,
     };
-    chan.submit(BdevIo { op: bop, offset_blocks: offset, num_blocks: count, buf, tag: cmd.tag });
+    // Durable before completion when the host asks (FUA), or always once it has turned this
+    // controller's volatile write cache off (Set Features VWC WCE = 0).
+    let fua = matches!(bop, BdevOp::Write | BdevOp::WriteZeroes) && (cmd.sqe.fua() || !ctrl.write_cache_enabled());
+    chan.submit(BdevIo { op: bop, offset_blocks: offset, num_blocks: count, buf, fua, tag: cmd.tag });
     Exec::Pending
 }
 

@@ -79,7 +79,8 @@ impl Controller {
         self.wait_csts(limit, |csts| csts.rdy(), "CSTS.RDY")
     }
 
-    fn wait_csts(&mut self, limit: Duration, done: impl Fn(Csts) -> bool, what: &str) -> Result<()> {
+    /// Poll CSTS until `done` holds (`HostError::Timeout` after `limit`; CSTS.CFS is an error).
+    pub fn wait_csts(&mut self, limit: Duration, done: impl Fn(Csts) -> bool, what: &str) -> Result<()> {
         let start = Instant::now();
         let mut step = 0;
         loop {
