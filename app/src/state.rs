@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How a bdev was created, as far as `save_config` needs to recreate it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum BdevKind {
     Malloc,
     Null,
-    /// `bdev_aio_create`: the file or block device path.
-    Aio { filename: String },
+    /// `bdev_aio_create`: the file or block device path, and the bdev (for its sync points).
+    Aio { filename: String, file: Arc<nvmf::bdev::FileBdev> },
     /// A namespace of the NVMe controller attached as `ctrlr` (`bdev_nvme_attach_controller`).
     Nvme { ctrlr: String },
 }

@@ -133,7 +133,7 @@ pub fn aio_create(state: &mut AppState, params: Option<Value>) -> Result<Value, 
     // SPDK picks the device's logical block size when block_size is 0; for files that is 512.
     let block_size = if p.block_size == 0 { 512 } else { p.block_size };
     let bdev = Arc::new(FileBdev::open(&p.name, &p.filename, block_size)?);
-    Ok(insert(state, bdev, BdevKind::Aio { filename: p.filename }, None))
+    Ok(insert(state, bdev.clone(), BdevKind::Aio { filename: p.filename, file: bdev }, None))
 }
 
 /// Namespaces (subsystem NQN, NSID) using bdev `name`.
@@ -223,8 +223,14 @@ fn describe(state: &AppState, b: &Arc<dyn Bdev>) -> Value {
         v["claim_type"] = json!("exclusive_write");
     }
     match state.bdev_meta.get(name).map(|m| &m.kind) {
-        Some(BdevKind::Aio { filename }) => {
-            v["driver_specific"] = json!({"aio": {"filename": filename, "block_size_override": true, "readonly": false}});
+        Some(BdevKind::Aio { filename, file }) => {
+            // sync_points is not in SPDK: fdatasync calls and O_DSYNC (FUA) writes so far.
+            v["driver_specific"] = json!({"aio": {
+                "filename": filename,
+                "block_size_override": true,
+                "readonly": false,
+                "sync_points": file.sync_points(),
+            }});
         }
         Some(BdevKind::Nvme { ctrlr }) => {
             if let Some(c) = state.nvme_ctrlrs.get(ctrlr) {

@@ -89,7 +89,7 @@ pub fn config_document(state: &AppState) -> Value {
                 "name": name, "num_blocks": b.num_blocks(), "block_size": b.block_size(), "uuid": uuid}}),
             BdevKind::Null => json!({"method": "bdev_null_create", "params": {
                 "name": name, "num_blocks": b.num_blocks(), "block_size": b.block_size(), "uuid": uuid}}),
-            BdevKind::Aio { filename } => json!({"method": "bdev_aio_create", "params": {
+            BdevKind::Aio { filename, .. } => json!({"method": "bdev_aio_create", "params": {
                 "name": name, "filename": filename, "block_size": b.block_size()}}),
             // One bdev_nvme_attach_controller per controller, below.
             BdevKind::Nvme { .. } => continue,

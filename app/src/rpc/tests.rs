@@ -75,6 +75,9 @@ fn bdev_methods() {
     assert_eq!(a0["product_name"], "AIO disk");
     assert_eq!(a0["num_blocks"], 256);
     assert_eq!(a0["claimed"], false);
+    assert_eq!(a0["driver_specific"]["aio"]["sync_points"], 0);
+    st.bdevs["A0"].flush_blocking().unwrap();
+    assert_eq!(ok(&mut st, "bdev_get_bdevs", json!({"name": "A0"}))[0]["driver_specific"]["aio"]["sync_points"], 1);
     let m1 = &ok(&mut st, "bdev_get_bdevs", json!({"name": "M1"}))[0];
     assert_eq!(m1["uuid"], u);
     assert_eq!(m1["supported_io_types"]["read"], true);
