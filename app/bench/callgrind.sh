@@ -23,10 +23,10 @@ for w in randread randwrite; do
   kill -INT "$pid"
   wait "$pid" || true
   ios=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['target']['total']['ios'])" "$OUT/perf.$w.json" 2>/dev/null || echo 0)
-  ann=$(callgrind_annotate --inclusive=yes "$OUT/cg.$w" 2>/dev/null)
-  total=$(echo "$ann" | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}')
-  rx=$(echo "$ann" | awk '/TcpConn::on_readable/{gsub(",","",$1); print $1; exit}')
-  cq=$(echo "$ann" | awk '/TcpConn::bdev_complete/{gsub(",","",$1); print $1; exit}')
+  callgrind_annotate --inclusive=yes --auto=no "$OUT/cg.$w" >"$OUT/ann.$w" 2>/dev/null
+  total=$(awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1; exit}' "$OUT/ann.$w")
+  rx=$(awk '/TcpConn::on_readable/{gsub(",","",$1); print $1; exit}' "$OUT/ann.$w")
+  cq=$(awk '/TcpConn::bdev_complete/{gsub(",","",$1); print $1; exit}' "$OUT/ann.$w")
   python3 - "$w" "$ios" "$total" "$rx" "$cq" <<'PY'
 import sys
 w, ios, total, rx, cq = sys.argv[1], *(int(x or 0) for x in sys.argv[2:])

@@ -42,6 +42,7 @@ struct AioParams {
     readonly: bool,
     #[serde(default)]
     fallocate: bool,
+    uuid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -133,7 +134,11 @@ pub fn aio_create(state: &mut AppState, params: Option<Value>) -> Result<Value, 
     // SPDK picks the device's logical block size when block_size is 0; for files that is 512.
     let block_size = if p.block_size == 0 { 512 } else { p.block_size };
     let bdev = Arc::new(FileBdev::open(&p.name, &p.filename, block_size)?);
-    Ok(insert(state, bdev.clone(), BdevKind::Aio { filename: p.filename, file: bdev }, None))
+    let uuid = match &p.uuid {
+        Some(u) => Some(format_uuid(&parse_uuid(u)?)),
+        None => None,
+    };
+    Ok(insert(state, bdev.clone(), BdevKind::Aio { filename: p.filename, file: bdev }, uuid))
 }
 
 /// Namespaces (subsystem NQN, NSID) using bdev `name`.

@@ -70,6 +70,43 @@ pub fn get_methods(_state: &mut AppState, params: Option<Value>) -> Result<Value
 /// The SPDK JSON config document that recreates the current state (bdevs, transports,
 /// subsystems with their listeners, hosts and namespaces).
 pub fn config_document(state: &AppState) -> Value {
+    let (bdev, nvmf) = (bdev_config(state), nvmf_config(state));
+    json!({"subsystems": [
+        {"subsystem": "bdev", "config": bdev},
+        {"subsystem": "nvmf", "config": nvmf},
+    ]})
+}
+
+/// The subsystems `save_config` writes, in SPDK's order, with what each depends on (the shape of
+/// SPDK's `framework_get_subsystems`).
+const SUBSYSTEMS: &[(&str, &[&str])] = &[("bdev", &[]), ("nvmf", &["bdev"])];
+
+/// `framework_get_subsystems`: what SPDK's rpc.py `save_config` asks first.
+pub fn get_subsystems(_state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let _: NoParams = parse_params(params)?;
+    Ok(Value::Array(SUBSYSTEMS.iter().map(|(s, deps)| json!({"subsystem": s, "depends_on": deps})).collect()))
+}
+
+/// `framework_get_config`: one subsystem's part of `save_config`.
+pub fn get_config(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct P {
+        name: String,
+        // SPDK bundles some calls into batches when asked; we write none, so both give the same.
+        #[serde(default)]
+        with_batches: bool,
+    }
+    let p: P = parse_params(params)?;
+    let _ = p.with_batches;
+    match p.name.as_str() {
+        "bdev" => Ok(Value::Array(bdev_config(state))),
+        "nvmf" => Ok(Value::Array(nvmf_config(state))),
+        other => Err(RpcError::invalid_params(format!("Subsystem {other:?} not found"))),
+    }
+}
+
+fn bdev_config(state: &AppState) -> Vec<Value> {
     let mut bdev = Vec::new();
     for (name, b) in &state.bdevs {
         let kind = match (state.bdev_meta.get(name), b.product_name()) {
@@ -90,7 +127,7 @@ pub fn config_document(state: &AppState) -> Value {
             BdevKind::Null => json!({"method": "bdev_null_create", "params": {
                 "name": name, "num_blocks": b.num_blocks(), "block_size": b.block_size(), "uuid": uuid}}),
             BdevKind::Aio { filename, .. } => json!({"method": "bdev_aio_create", "params": {
-                "name": name, "filename": filename, "block_size": b.block_size()}}),
+                "name": name, "filename": filename, "block_size": b.block_size(), "uuid": uuid}}),
             // One bdev_nvme_attach_controller per controller, below.
             BdevKind::Nvme { .. } => continue,
         });
@@ -104,6 +141,10 @@ pub fn config_document(state: &AppState) -> Value {
         }
         bdev.push(json!({"method": "bdev_nvme_attach_controller", "params": params}));
     }
+    bdev
+}
+
+fn nvmf_config(state: &AppState) -> Vec<Value> {
     let mut nvmf = Vec::new();
     for t in transport_infos(state) {
         nvmf.push(json!({"method": "nvmf_create_transport", "params": transport_json(&t)}));
@@ -138,10 +179,7 @@ pub fn config_document(state: &AppState) -> Value {
             }}}));
         }
     }
-    json!({"subsystems": [
-        {"subsystem": "bdev", "config": bdev},
-        {"subsystem": "nvmf", "config": nvmf},
-    ]})
+    nvmf
 }
 
 pub fn save_config(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {

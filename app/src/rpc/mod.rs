@@ -6,6 +6,7 @@
 
 mod bdev;
 pub mod client;
+mod compat;
 pub mod error;
 mod framework;
 mod nvmf;
@@ -55,6 +56,8 @@ const METHODS: &[(&str, Handler)] = &[
     ("nvmf_get_stats", nvmf::get_stats),
     ("framework_get_reactors", framework::get_reactors),
     ("save_config", framework::save_config),
+    ("framework_get_subsystems", framework::get_subsystems),
+    ("framework_get_config", framework::get_config),
     ("spdk_get_version", framework::get_version),
     ("rpc_get_methods", framework::get_methods),
 ];
@@ -70,7 +73,7 @@ pub fn is_method(method: &str) -> bool {
 }
 
 /// Run one method against the state. `params` is the request's `params` member, if any.
-pub fn dispatch(state: &mut AppState, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
+pub fn dispatch(state: &mut AppState, method: &str, mut params: Option<Value>) -> Result<Value, RpcError> {
     let Some((_, h)) = METHODS.iter().find(|(n, _)| *n == method) else {
         return Err(RpcError::new(error::METHOD_NOT_FOUND, format!("Method not found: {method}")));
     };
@@ -79,7 +82,7 @@ pub fn dispatch(state: &mut AppState, method: &str, params: Option<Value>) -> Re
             return Err(RpcError::invalid_params("params must be a JSON object"));
         }
     }
-    let r = h(state, params);
+    let r = compat::strip_default_only(method, &mut params).and_then(|()| h(state, params));
     match &r {
         Ok(_) => log::debug!("rpc {method}: ok"),
         Err(e) => log::info!("rpc {method}: {e}"),

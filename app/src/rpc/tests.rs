@@ -339,10 +339,21 @@ fn framework_methods() {
     assert!(v["fields"]["major"].is_u64());
     let m = ok(&mut st, "rpc_get_methods", Value::Null);
     let m: Vec<&str> = m.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-    for name in ["bdev_malloc_create", "nvmf_get_subsystems", "save_config", "rpc_get_methods"] {
+    for name in ["bdev_malloc_create", "nvmf_get_subsystems", "save_config", "rpc_get_methods", "framework_get_subsystems", "framework_get_config"] {
         assert!(m.contains(&name));
     }
-    assert_eq!(m.len(), 26);
+    assert_eq!(m.len(), super::method_names().count());
+    // What SPDK's rpc.py save_config asks: the subsystems, then each one's config, which
+    // together are our own save_config.
+    let subs = ok(&mut st, "framework_get_subsystems", Value::Null);
+    assert_eq!(subs, json!([{"subsystem": "bdev", "depends_on": []}, {"subsystem": "nvmf", "depends_on": ["bdev"]}]));
+    let whole = ok(&mut st, "save_config", Value::Null);
+    for (i, name) in ["bdev", "nvmf"].into_iter().enumerate() {
+        let part = ok(&mut st, "framework_get_config", json!({"name": name, "with_batches": false}));
+        assert_eq!(whole["subsystems"][i]["config"], part, "{name}");
+    }
+    fails(&mut st, "framework_get_config", json!({"name": "vhost"}), INVALID_PARAMS);
+    fails(&mut st, "framework_get_config", json!({}), INVALID_PARAMS);
     let r = ok(&mut st, "framework_get_reactors", Value::Null);
     assert_eq!(r["reactors"][1]["lcore"], 3);
     assert_eq!(r["reactors"][1]["lw_threads"][0]["cpumask"], "8");

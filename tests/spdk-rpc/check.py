@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""nvmf_tgt driven by SPDK's own JSON-RPC client (`spdk-rpc` from the PyPI package `spdk`, the same
+code as SPDK's scripts/rpc.py), as an SPDK user would drive it: every call goes through the real
+command line, which sends every option's default value. Each check asserts on what comes back
+(results, error codes and messages), not only on exit codes.
+
+    tests/spdk-rpc/check.py [--bin DIR]      DIR holds nvmf_tgt and nvmf-perf (default target/release)
+
+Exit status 0 when every check passed, 1 otherwise. CI (.ci/run) installs the pinned client
+(pip install spdk==26.9) and runs this after the release build.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NQN = "nqn.2016-06.io.spdk:cnode1"
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Target:
+    def __init__(self, bindir, work, *args):
+        self.bindir, self.sock = bindir, os.path.join(work, "spdk.sock")
+        self.log = open(os.path.join(work, "nvmf_tgt.log"), "ab")
+        self.proc = subprocess.Popen([os.path.join(bindir, "nvmf_tgt"), "-r", self.sock, *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"nvmf_tgt exited at start (status {self.proc.returncode})")
+            if os.path.exists(self.sock) and self.rpc("spdk_get_version").returncode == 0:
+                return
+            time.sleep(0.1)
+        raise SystemExit("nvmf_tgt RPC socket not up after 30 s")
+
+    def rpc(self, *args):
+        return subprocess.run(["spdk-rpc", "-s", self.sock, *args], capture_output=True, text=True, timeout=60)
+
+    def ok(self, *args):
+        """Run a method that must succeed; return its output parsed as JSON when it is JSON."""
+        r = self.rpc(*args)
+        check(r.returncode == 0, f"spdk-rpc {' '.join(args)}" + ("" if r.returncode == 0 else f": {r.stdout}{r.stderr}"))
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return r.stdout.strip()
+
+    def fails(self, code, text, *args):
+        """Run a method that must fail with JSON-RPC error `code` and a message containing `text`."""
+        r = self.rpc(*args)
+        out = r.stdout + r.stderr
+        got = None
+        if '"code"' in out:
+            try:
+                start = out.index("response:") + len("response:")
+                got = json.loads(out[start:out.index("}", start) + 1])
+            except ValueError:
+                got = None
+        good = r.returncode != 0 and got is not None and got.get("code") == code and text in got.get("message", "")
+        check(good, f"spdk-rpc {' '.join(args)} fails with {code} '{text}'" + ("" if good else f": got {got} / {out[-300:]}"))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = "killed after 30 s"
+        check(rc == 0, f"nvmf_tgt exits cleanly on SIGTERM (status {rc})")
+
+
+def perf_verify(bindir, port, nsid_count=1):
+    r = subprocess.run([os.path.join(bindir, "nvmf-perf"), "-r", f"trtype:tcp traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}",
+                        "-q", "8", "-o", "4096", "-w", "randrw", "-t", "1", "--warmup", "0", "--verify",
+                        "-n", str(nsid_count), "--range-mb", "1", "--json"], capture_output=True, text=True, timeout=120)
+    ios = 0
+    if r.returncode == 0:
+        ios = json.loads(r.stdout)["target"]["total"]["ios"]
+    check(r.returncode == 0 and ios > 0, f"nvmf-perf --verify on {nsid_count} namespace(s): {ios} I/Os" + ("" if r.returncode == 0 else f": {r.stderr[-500:]}"))
+
+
+def readme_sequence(t, work, port):
+    """The README's rpc.py sequence, with the defaults rpc.py adds, and what each call returns."""
+    # rpc.py prints nothing for a method that returns true.
+    check(t.ok("nvmf_create_transport", "-t", "TCP") == "", "nvmf_create_transport succeeds silently")
+    t.fails(-17, "already exists", "nvmf_create_transport", "-t", "TCP")
+    check(t.ok("bdev_malloc_create", "-b", "Malloc0", "64", "512") == "Malloc0", "bdev_malloc_create prints the name")
+    check(t.ok("bdev_null_create", "Null0", "64", "4096") == "Null0", "bdev_null_create prints the name")
+    img = os.path.join(work, "aio0.img")
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    check(t.ok("bdev_aio_create", img, "AIO0", "512") == "AIO0", "bdev_aio_create prints the name")
+    t.ok("nvmf_create_subsystem", NQN, "-a", "-s", "SPDK00000000000001", "-m", "32")
+    # Verified I/O runs on the first two (512-byte blocks); Null0 reads back zeroes.
+    for b in ("Malloc0", "AIO0", "Null0"):
+        t.ok("nvmf_subsystem_add_ns", NQN, b)
+    t.ok("nvmf_subsystem_add_listener", NQN, "-t", "tcp", "-a", "127.0.0.1", "-s", str(port))
+    subs = t.ok("nvmf_get_subsystems")
+    sub = [s for s in subs if s.get("nqn") == NQN] if isinstance(subs, list) else []
+    check(len(sub) == 1, "nvmf_get_subsystems lists the subsystem")
+    if sub:
+        s = sub[0]
+        check([n["bdev_name"] for n in s["namespaces"]] == ["Malloc0", "AIO0", "Null0"], "three namespaces in order")
+        check(s["serial_number"] == "SPDK00000000000001" and s["allow_any_host"] is True, "serial number and allow_any_host")
+        check(any(a["trsvcid"] == str(port) for a in s["listen_addresses"]), "the listener")
+    bdevs = {b["name"]: b for b in t.ok("bdev_get_bdevs")}
+    check(set(bdevs) == {"Malloc0", "Null0", "AIO0"}, "bdev_get_bdevs lists three bdevs")
+    check(all(b["claimed"] for b in bdevs.values()), "every bdev is claimed by its namespace")
+    check(bdevs.get("Null0", {}).get("block_size") == 4096, "Null0 has 4 KiB blocks")
+    tr = t.ok("nvmf_get_transports")
+    check(isinstance(tr, list) and tr and tr[0]["trtype"] == "TCP", "nvmf_get_transports shows TCP")
+
+
+def bad_arguments(t):
+    """Non-default values of options we have no behaviour for are refused by name; bad values fail."""
+    t.fails(-32602, "no_srq", "nvmf_create_transport", "-t", "RDMA", "-r")
+    t.fails(-32602, "enable_nssr", "nvmf_create_subsystem", "nqn.2016-06.io.spdk:x", "--enable-nssr")
+    t.fails(-32602, "passthrough", "nvmf_create_subsystem", "nqn.2016-06.io.spdk:x", "--passthrough")
+    t.fails(-32602, "nowait", "bdev_aio_create", "/dev/null", "X", "512", "--no-wait")
+    t.fails(-32602, "physical_block_size", "bdev_malloc_create", "-b", "X", "-p", "4096", "8", "512")
+    t.fails(-32602, "readonly", "bdev_aio_create", "/dev/null", "X", "512", "-r")
+    t.fails(-17, "", "bdev_malloc_create", "-b", "Malloc0", "8", "512")
+    t.fails(-19, "", "bdev_malloc_delete", "Nope")
+    t.fails(-32602, "", "nvmf_subsystem_add_ns", "nqn.2016-06.io.spdk:nope", "Malloc0")
+    t.fails(-32601, "Method not found", "bdev_lvol_get_lvstores")
+
+
+def save_and_restart(bindir, work, t, port):
+    """rpc.py's save_config (framework_get_subsystems + framework_get_config) -> restart -> same."""
+    first = t.ok("save_config")
+    check(isinstance(first, dict) and [s["subsystem"] for s in first.get("subsystems", [])] == ["bdev", "nvmf"],
+          "spdk-rpc save_config writes the bdev and nvmf subsystems")
+    path = os.path.join(work, "saved.json")
+    with open(path, "w") as f:
+        json.dump(first, f)
+    t.stop()
+    t2 = Target(bindir, work, "--json", path)
+    second = t2.ok("save_config")
+    check(second == first, "save_config after a restart from the saved file is the same")
+    perf_verify(bindir, port, 2)
+    return t2
+
+
+# Parameters rpc.py's command line gathers under another name or into an object.
+NESTED = {
+    "nvmf_subsystem_add_ns": ("namespace", {"bdev_name", "ptpl_file", "nsid", "nguid", "eui64", "uuid", "anagrpid", "no_auto_visible"}),
+    "nvmf_subsystem_add_listener": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
+    "nvmf_subsystem_remove_listener": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
+}
+RENAMED = {"total_size": "num_blocks"}
+CLIENT_SIDE = {"save_config"}
+
+
+def docs_list_every_parameter(t):
+    """docs/rpc.md has a row for every parameter rpc.py can send to each method nvmf_tgt serves."""
+    from spdk.spdk_rpc import create_parser
+    parser, sub = create_parser()
+    glob = {a.dest for a in parser._actions}
+    with open(os.path.join(HERE, "..", "..", "docs", "rpc.md")) as f:
+        doc = f.read()
+    served = t.ok("rpc_get_methods")
+    for m in served:
+        p = sub.choices.get(m)
+        if p is None or m in CLIENT_SIDE:
+            continue
+        dests = [a.dest for a in p._actions if a.dest not in glob and a.dest != "help"]
+        if not dests:
+            continue
+        start = doc.find(f"#### {m}\n")
+        section = doc[start:doc.find("\n#", start + 1)] if start >= 0 else ""
+        missing = []
+        for d in dests:
+            d = RENAMED.get(d, d)
+            obj, keys = NESTED.get(m, (None, set()))
+            key = f"{obj}.{d}" if d in keys else d
+            if f"| `{key}` |" not in section:
+                missing.append(key)
+        check(start >= 0 and not missing, f"docs/rpc.md lists every rpc.py parameter of {m}" + (f": missing {missing}" if missing else ""))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release")
+    a = ap.parse_args()
+    if shutil.which("spdk-rpc") is None:
+        print("FAIL spdk-rpc is not installed (pip install spdk==26.9)")
+        return 1
+    work = tempfile.mkdtemp(prefix="nvmf-spdk-rpc-")
+    port = free_port()
+    t = Target(a.bin, work, "--no-default")
+    try:
+        docs_list_every_parameter(t)
+        readme_sequence(t, work, port)
+        perf_verify(a.bin, port, 2)
+        bad_arguments(t)
+        t = save_and_restart(a.bin, work, t, port)
+    finally:
+        if t.proc.poll() is None:
+            t.stop()
+    print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
+    if failures:
+        with open(os.path.join(work, "nvmf_tgt.log"), "rb") as f:
+            sys.stdout.write(f.read()[-4000:].decode(errors="replace"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
