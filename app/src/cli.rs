@@ -48,6 +48,11 @@ pub struct Args {
     /// Do not create the embedded default subsystem (configure over RPC instead).
     #[arg(long = "no-default", help_heading = "Application")]
     pub no_default: bool,
+    /// Wait for `framework_start_init` over RPC before starting reactors (SPDK's
+    /// --wait-for-rpc): only start-up methods (`*_set_options`, `log_*`, `rpc_get_methods`, ...)
+    /// are served until then. Implies --no-default.
+    #[arg(long = "wait-for-rpc", help_heading = "Application")]
+    pub wait_for_rpc: bool,
     /// Accepted for SPDK script compatibility and ignored: shared memory id.
     #[arg(short = 'i', long = "shm-id", hide = true)]
     pub shm_id: Option<String>,

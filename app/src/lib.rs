@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod logging;
 pub mod reactor;
 pub mod rpc;
 pub mod state;

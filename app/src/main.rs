@@ -9,7 +9,7 @@
 //! `PollGroup`; this (control) thread accepts connections and places them on reactors through
 //! lock-free queues, serves RPC and watches for SIGINT/SIGTERM.
 
-use nvmf_tgt::{cli, config, reactor, rpc, state};
+use nvmf_tgt::{cli, config, logging, reactor, rpc, state};
 
 use clap::{Parser, ValueEnum};
 use cli::Args;
@@ -17,7 +17,7 @@ use nvmf::{SubsystemConfig, Target};
 use serde_json::json;
 use reactor::{ReactorOpts, Reactors};
 use state::AppState;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ fn main() {
     if let Some(cli::Command::Rpc { args }) = args.command.take() {
         std::process::exit(rpc::client_main(args));
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let code = match run(args) {
+    let log = logging::init();
+    let code = match run(args, log) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
@@ -99,7 +99,7 @@ fn transport_ids(target: &Target) -> Vec<usize> {
     target.transports().iter().map(|t| Arc::as_ptr(t) as *const () as usize).collect()
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
     let cores = args.cores()?;
     for ignored in [("-i/--shm-id", &args.shm_id), ("-e/--tpoint-group-mask", &args.tpoint_group_mask), ("-s/--mem-size", &args.mem_size)]
     {
@@ -107,20 +107,39 @@ fn run(args: Args) -> Result<(), String> {
             log::warn!("{} is accepted for SPDK compatibility and ignored", ignored.0);
         }
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let mut state = AppState::new(Target::new());
+    state.log = log;
+    // SIGINT, SIGTERM and spdk_kill_instance set the same flag.
+    let stop = state.stop.clone();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
 
-    let mut state = AppState::new(Target::new());
+    let mut rpc = if args.wait_for_rpc {
+        // SPDK's --wait-for-rpc: serve start-up methods only until framework_start_init.
+        state.init_done = false;
+        let mut rpc = rpc::RpcServer::bind(&args.rpc_socket).map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?;
+        log::info!("JSON-RPC on {}: waiting for framework_start_init", args.rpc_socket.display());
+        while !state.init_done && !stop.load(Ordering::Relaxed) {
+            if rpc.poll(&mut state) == 0 {
+                std::thread::sleep(CONTROL_IDLE_SLEEP);
+            }
+        }
+        Some(rpc)
+    } else {
+        None
+    };
     if let Some(path) = &args.json {
         config::load_json(path, &mut state).map_err(|e| format!("{}: {e}", path.display()))?;
         log::info!("loaded config {}", path.display());
-    } else if !args.no_default {
+    } else if !args.no_default && !args.wait_for_rpc {
         create_default(&args, &mut state)?;
     }
 
-    let mut rpc = rpc::RpcServer::bind(&args.rpc_socket).map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?;
+    let mut rpc = match rpc.take() {
+        Some(r) => r,
+        None => rpc::RpcServer::bind(&args.rpc_socket).map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?,
+    };
     log::info!("JSON-RPC on {}", args.rpc_socket.display());
 
     let opts =

@@ -84,6 +84,15 @@ pub struct AppState {
     /// DH-HMAC-CHAP key files of hosts added with keys, by (subsystem NQN, host NQN): host key
     /// file, controller key file (`None` for inline secrets, which `save_config` never writes).
     pub dhchap_key_files: BTreeMap<(String, String), [Option<String>; 2]>,
+    /// `framework_start_init` has run (always true unless started with --wait-for-rpc): the
+    /// reactors run and run-time methods are served.
+    pub init_done: bool,
+    /// A config file is being applied: start-up and run-time methods are both allowed.
+    pub loading_config: bool,
+    /// Set by `spdk_kill_instance` SIGINT/SIGTERM: the control loop shuts down cleanly.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Run-time log level and flags (`log_*` methods).
+    pub log: Arc<crate::logging::LogControl>,
 }
 
 impl AppState {
@@ -97,6 +106,10 @@ impl AppState {
             rpc_listeners: Vec::new(),
             nvme_ctrlrs: BTreeMap::new(),
             dhchap_key_files: BTreeMap::new(),
+            init_done: true,
+            loading_config: false,
+            stop: Arc::default(),
+            log: Arc::new(crate::logging::LogControl::new(log::max_level())),
         }
     }
 

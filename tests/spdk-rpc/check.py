@@ -78,14 +78,18 @@ class Target:
         good = r.returncode != 0 and got is not None and got.get("code") == code and text in got.get("message", "")
         check(good, f"spdk-rpc {' '.join(args)} fails with {code} '{text}'" + ("" if good else f": got {got} / {out[-300:]}"))
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, how="SIGTERM"):
+        """Stop nvmf_tgt with a signal, or with spdk_kill_instance when `how` is "rpc"; it must exit 0."""
+        if how == "rpc":
+            self.ok("spdk_kill_instance", "SIGTERM")
+        else:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rc = "killed after 30 s"
-        check(rc == 0, f"nvmf_tgt exits cleanly on SIGTERM (status {rc})")
+            rc = "still running after 30 s"
+        check(rc == 0, f"nvmf_tgt exits cleanly after {how} (status {rc})")
 
 
 def perf_verify(bindir, port, nsid_count=1):
@@ -197,6 +201,40 @@ def docs_list_every_parameter(t):
         check(start >= 0 and not missing, f"docs/rpc.md lists every rpc.py parameter of {m}" + (f": missing {missing}" if missing else ""))
 
 
+def startup_and_logs(bindir, work, saved):
+    """--wait-for-rpc: only start-up methods until framework_start_init (rpc.py load_config uses
+    rpc_get_methods --current to order a config around it); log_* methods; spdk_kill_instance."""
+    t = Target(bindir, work, "--wait-for-rpc")
+    current = t.ok("rpc_get_methods", "--current")
+    check(isinstance(current, list) and "framework_start_init" in current and "bdev_malloc_create" not in current
+          and "iobuf_set_options" in current, "before init, rpc_get_methods --current lists start-up methods only")
+    t.fails(-1, "framework_start_init", "bdev_malloc_create", "-b", "M", "8", "512")
+    t.ok("iobuf_set_options", "--small-pool-count", "8192")
+    t.fails(-32602, "identify_ctrlr", "nvmf_set_config", "--passthru-admin-cmds", "identify_ctrlr")
+    check(t.ok("nvmf_set_config", "--discovery-filters", "match_any") == "", "nvmf_set_config at its defaults")
+    # rpc.py's own load_config: start-up entries, then framework_start_init, then the rest.
+    with open(saved) as f:
+        r = subprocess.run(["spdk-rpc", "-s", t.sock, "load_config"], stdin=f, capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "spdk-rpc load_config of the saved config on a --wait-for-rpc target" + ("" if r.returncode == 0 else f": {r.stdout}{r.stderr}"))
+    check(t.ok("framework_wait_init") == "", "framework_wait_init returns once initialized")
+    with open(saved) as f:
+        want = json.load(f)
+    check(t.ok("save_config") == want, "the loaded state saves as the file it came from")
+    t.fails(-1, "before framework is initialized", "framework_start_init")
+    t.fails(-1, "before framework is initialized", "iobuf_set_options", "--small-pool-count", "8192")
+    check(t.ok("log_get_level") == "INFO", "log_get_level is INFO")
+    t.ok("log_set_level", "ERROR")
+    check(t.ok("log_get_level") == "ERROR", "log_set_level ERROR took")
+    t.ok("log_set_print_level", "INFO")
+    t.ok("log_set_flag", "nvmf_tcp")
+    flags = t.ok("log_get_flags")
+    check(isinstance(flags, dict) and flags.get("nvmf_tcp") is True and flags.get("bdev") is False, "log_get_flags shows nvmf_tcp set")
+    t.ok("log_clear_flag", "nvmf_tcp")
+    check(t.ok("log_get_flags").get("nvmf_tcp") is False, "log_clear_flag cleared it")
+    t.fails(-32602, "Invalid log flag", "log_set_flag", "nope")
+    t.stop("rpc")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release")
@@ -213,6 +251,8 @@ def main():
         perf_verify(a.bin, port, 2)
         bad_arguments(t)
         t = save_and_restart(a.bin, work, t, port)
+        t.stop()
+        startup_and_logs(a.bin, work, os.path.join(work, "saved.json"))
     finally:
         if t.proc.poll() is None:
             t.stop()

@@ -31,12 +31,14 @@ pub(crate) enum Only {
     Str(&'static str),
     /// Absent, `null` or an empty list.
     EmptyList,
+    /// Absent, or a list holding exactly these strings (in any order).
+    AllOf(&'static [&'static str]),
     /// Any value: an SPDK-internal tuning knob with no counterpart (documented as such).
     Any,
 }
 
 impl Only {
-    fn accepts(self, v: &Value, obj: &serde_json::Map<String, Value>) -> bool {
+    pub(crate) fn accepts(self, v: &Value, obj: &serde_json::Map<String, Value>) -> bool {
         match self {
             Only::False => v.is_null() || v == &Value::Bool(false),
             Only::Zero => v.is_null() || v.as_i64() == Some(0),
@@ -45,6 +47,12 @@ impl Only {
             Only::Null => v.is_null(),
             Only::Str(s) => v.is_null() || v.as_str() == Some(s),
             Only::EmptyList => v.is_null() || v.as_array().is_some_and(|a| a.is_empty()),
+            Only::AllOf(all) => {
+                v.is_null()
+                    || v.as_array().is_some_and(|a| {
+                        a.len() == all.len() && all.iter().all(|x| a.iter().any(|y| y.as_str() == Some(x)))
+                    })
+            }
             Only::Any => true,
         }
     }
@@ -59,6 +67,7 @@ impl Only {
             Only::Null => "absent".into(),
             Only::Str(s) => format!("\"{s}\""),
             Only::EmptyList => "[]".into(),
+            Only::AllOf(all) => format!("all of {all:?}"),
             Only::Any => "any (no effect)".into(),
         }
     }

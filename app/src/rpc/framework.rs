@@ -53,7 +53,7 @@ pub fn get_version(_state: &mut AppState, params: Option<Value>) -> Result<Value
     }))
 }
 
-pub fn get_methods(_state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+pub fn get_methods(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct P {
@@ -63,7 +63,10 @@ pub fn get_methods(_state: &mut AppState, params: Option<Value>) -> Result<Value
         include_aliases: bool,
     }
     let p: P = parse_params(params)?;
-    let _ = (p.current, p.include_aliases);
+    let _ = p.include_aliases;
+    if p.current {
+        return Ok(json!(super::current_method_names(state).collect::<Vec<_>>()));
+    }
     Ok(json!(super::method_names().collect::<Vec<_>>()))
 }
 

@@ -4,11 +4,13 @@
 //! Every method validates its parameters completely before changing anything, so a request
 //! that fails leaves the state as it was.
 
+mod app;
 mod bdev;
 pub mod client;
 mod compat;
 pub mod error;
 mod framework;
+mod globals;
 mod nvmf;
 
 pub use client::client_main;
@@ -57,6 +59,16 @@ const METHODS: &[(&str, Handler)] = &[
     ("framework_get_reactors", framework::get_reactors),
     ("save_config", framework::save_config),
     ("framework_get_subsystems", framework::get_subsystems),
+    ("framework_start_init", app::start_init),
+    ("framework_wait_init", app::wait_init),
+    ("spdk_kill_instance", app::kill_instance),
+    ("log_set_level", app::set_level),
+    ("log_get_level", app::get_level),
+    ("log_set_print_level", app::set_level),
+    ("log_get_print_level", app::get_level),
+    ("log_set_flag", app::set_flag),
+    ("log_clear_flag", app::clear_flag),
+    ("log_get_flags", app::get_flags),
     ("framework_get_config", framework::get_config),
     ("spdk_get_version", framework::get_version),
     ("rpc_get_methods", framework::get_methods),
@@ -64,25 +76,34 @@ const METHODS: &[(&str, Handler)] = &[
 
 /// Names of every method served.
 pub fn method_names() -> impl Iterator<Item = &'static str> {
-    METHODS.iter().map(|(n, _)| *n)
+    METHODS.iter().map(|(n, _)| *n).chain(globals::GLOBALS.iter().map(|(n, _)| *n))
 }
 
 /// Whether `method` is served.
 pub fn is_method(method: &str) -> bool {
-    METHODS.iter().any(|(n, _)| *n == method)
+    method_names().any(|n| n == method)
+}
+
+/// Names of the methods that may be called now (`rpc_get_methods` with `current`).
+pub fn current_method_names(state: &AppState) -> impl Iterator<Item = &'static str> + '_ {
+    method_names().filter(move |m| app::allowed_now(state, m).is_ok())
 }
 
 /// Run one method against the state. `params` is the request's `params` member, if any.
 pub fn dispatch(state: &mut AppState, method: &str, mut params: Option<Value>) -> Result<Value, RpcError> {
-    let Some((_, h)) = METHODS.iter().find(|(n, _)| *n == method) else {
+    let handler = METHODS.iter().find(|(n, _)| *n == method).map(|(_, h)| *h);
+    if handler.is_none() && !globals::is_global(method) {
         return Err(RpcError::new(error::METHOD_NOT_FOUND, format!("Method not found: {method}")));
-    };
+    }
     if let Some(p) = &params {
         if !p.is_object() {
             return Err(RpcError::invalid_params("params must be a JSON object"));
         }
     }
-    let r = compat::strip_default_only(method, &mut params).and_then(|()| h(state, params));
+    let r = app::allowed_now(state, method).and_then(|()| compat::strip_default_only(method, &mut params)).and_then(|()| match handler {
+        Some(h) => h(state, params),
+        None => globals::call(state, method, params),
+    });
     match &r {
         Ok(_) => log::debug!("rpc {method}: ok"),
         Err(e) => log::info!("rpc {method}: {e}"),
@@ -199,6 +220,8 @@ struct Client {
     outbuf: Vec<u8>,
     /// Stop reading (EOF or a fatal parse error); dropped once `outbuf` is flushed.
     closing: bool,
+    /// Parsed requests not answered yet (behind a framework_wait_init before init).
+    held: std::collections::VecDeque<Value>,
 }
 
 /// The RPC listener and its client connections.
@@ -237,7 +260,7 @@ impl RpcServer {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if stream.set_nonblocking(true).is_ok() {
-                        self.clients.push(Client { stream, inbuf: Vec::new(), outbuf: Vec::new(), closing: false });
+                        self.clients.push(Client { stream, inbuf: Vec::new(), outbuf: Vec::new(), closing: false, held: Default::default() });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -302,7 +325,15 @@ impl Client {
                 }
             }
         }
-        for req in requests {
+        // framework_wait_init before framework_start_init is answered only once the framework
+        // is initialized; requests after it on this connection wait behind it (answers stay in
+        // order).
+        self.held.extend(requests);
+        while let Some(req) = self.held.front() {
+            if !state.init_done && req.get("method").and_then(Value::as_str) == Some("framework_wait_init") {
+                break;
+            }
+            let req = self.held.pop_front().expect("front exists");
             handled += 1;
             if let Some(resp) = handle_request(state, req) {
                 self.queue(&resp);
