@@ -84,6 +84,8 @@ pub struct AppState {
     /// DH-HMAC-CHAP key files of hosts added with keys, by (subsystem NQN, host NQN): host key
     /// file, controller key file (`None` for inline secrets, which `save_config` never writes).
     pub dhchap_key_files: BTreeMap<(String, String), [Option<String>; 2]>,
+    /// `keyring_file_add_key` keys: name -> key file path.
+    pub keyring: BTreeMap<String, String>,
     /// `framework_start_init` has run (always true unless started with --wait-for-rpc): the
     /// reactors run and run-time methods are served.
     pub init_done: bool,
@@ -106,6 +108,7 @@ impl AppState {
             rpc_listeners: Vec::new(),
             nvme_ctrlrs: BTreeMap::new(),
             dhchap_key_files: BTreeMap::new(),
+            keyring: BTreeMap::new(),
             init_done: true,
             loading_config: false,
             stop: Arc::default(),

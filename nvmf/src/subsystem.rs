@@ -253,6 +253,24 @@ impl Subsystem {
         Ok(())
     }
     /// The DH-HMAC-CHAP settings of `hostnqn`, if it has a host key.
+    /// Replace the DH-HMAC-CHAP settings of allowed host `hostnqn` (no `dhchap_key`: the host no
+    /// longer authenticates). Connections made from now on use them, I/O queues of controllers
+    /// that already exist included; queues already connected stay as they are.
+    pub fn set_host_keys(&self, hostnqn: &str, keys: HostKeys) -> Result<()> {
+        if keys.dhchap_ctrlr_key.is_some() && keys.dhchap_key.is_none() {
+            return Err(Error::InvalidParam("a DH-HMAC-CHAP controller key needs a host key".into()));
+        }
+        let mut st = self.lock();
+        if !st.hosts.iter().any(|h| h == hostnqn) {
+            return Err(Error::HostNotFound(hostnqn.to_string()));
+        }
+        if keys.dhchap_key.is_some() {
+            st.host_keys.insert(hostnqn.to_string(), Arc::new(keys));
+        } else {
+            st.host_keys.remove(hostnqn);
+        }
+        Ok(())
+    }
     pub fn host_keys(&self, hostnqn: &str) -> Option<Arc<HostKeys>> {
         self.lock().host_keys.get(hostnqn).cloned()
     }

@@ -134,6 +134,37 @@ def readme_sequence(t, work, port):
     check(isinstance(tr, list) and tr and tr[0]["trtype"] == "TCP", "nvmf_get_transports shows TCP")
 
 
+def keyring_and_hosts(t, work):
+    """SPDK's keyring: hosts refer to DH-HMAC-CHAP keys by name; nvmf_subsystem_set_keys re-keys."""
+    host = "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
+    paths = []
+    for i, secret in enumerate(["DHHC-1:01:FXxHMF/wOdhX0qUZw2Cd4EvRbJ9L57chOXvRTS1yeX9f/gxI:",
+                                "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:"]):
+        p = os.path.join(work, f"key{i}")
+        with open(p, "w") as f:
+            f.write(secret)
+        os.chmod(p, 0o600)
+        paths.append(p)
+    t.ok("keyring_file_add_key", "key0", paths[0])
+    t.ok("keyring_file_add_key", "key1", paths[1])
+    t.fails(-17, "already exists", "keyring_file_add_key", "key0", paths[1])
+    os.chmod(paths[1], 0o644)
+    t.fails(-32602, "chmod 600", "keyring_file_add_key", "key2", paths[1])
+    os.chmod(paths[1], 0o600)
+    t.ok("nvmf_subsystem_add_host", NQN, host, "--dhchap-key", "key0")
+    t.fails(-32602, "no key named", "nvmf_subsystem_set_keys", NQN, host, "--dhchap-key", "nokey")
+    t.ok("nvmf_subsystem_set_keys", NQN, host, "--dhchap-key", "key1", "--dhchap-ctrlr-key", "key0")
+    keys = {k["name"]: k for k in t.ok("keyring_get_keys")}
+    check(set(keys) == {"key0", "key1"} and keys["key1"]["path"] == paths[1] and keys["key0"]["module"] == "keyring_file",
+          "keyring_get_keys lists both keys")
+    sub = [s for s in t.ok("nvmf_get_subsystems") if s.get("nqn") == NQN]
+    check(bool(sub) and host in [h["nqn"] for h in sub[0]["hosts"]], "the host is allowed")
+    saved = json.dumps(t.ok("save_config"))
+    check('"dhchap_key": "key1"' in saved and '"keyring_file_add_key"' in saved and "FXxHMF" not in saved,
+          "save_config writes the keyring and key names, never a secret")
+    t.ok("nvmf_subsystem_remove_host", NQN, host)
+
+
 def bad_arguments(t):
     """Non-default values of options we have no behaviour for are refused by name; bad values fail."""
     t.fails(-32602, "no_srq", "nvmf_create_transport", "-t", "RDMA", "-r")
@@ -151,8 +182,8 @@ def bad_arguments(t):
 def save_and_restart(bindir, work, t, port):
     """rpc.py's save_config (framework_get_subsystems + framework_get_config) -> restart -> same."""
     first = t.ok("save_config")
-    check(isinstance(first, dict) and [s["subsystem"] for s in first.get("subsystems", [])] == ["bdev", "nvmf"],
-          "spdk-rpc save_config writes the bdev and nvmf subsystems")
+    check(isinstance(first, dict) and [s["subsystem"] for s in first.get("subsystems", [])] == ["keyring", "bdev", "nvmf"],
+          "spdk-rpc save_config writes the keyring, bdev and nvmf subsystems")
     path = os.path.join(work, "saved.json")
     with open(path, "w") as f:
         json.dump(first, f)
@@ -199,6 +230,36 @@ def docs_list_every_parameter(t):
             if f"| `{key}` |" not in section:
                 missing.append(key)
         check(start >= 0 and not missing, f"docs/rpc.md lists every rpc.py parameter of {m}" + (f": missing {missing}" if missing else ""))
+
+
+def spdk_written_config(bindir, work):
+    """A config file as SPDK's nvmf_tgt writes it (fixtures/, written by hand from SPDK's
+    *_write_config_json code: every subsystem and global method SPDK saves, every parameter at its
+    default) starts nvmf_tgt unchanged and serves verified I/O."""
+    with open(os.path.join(HERE, "fixtures", "spdk-nvmf-tgt-save-config.json")) as f:
+        text = f.read()
+    port = free_port()
+    img, key = os.path.join(work, "aio0.img"), os.path.join(work, "key0")
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    with open(key, "w") as f:
+        f.write("DHHC-1:01:FXxHMF/wOdhX0qUZw2Cd4EvRbJ9L57chOXvRTS1yeX9f/gxI:")
+    os.chmod(key, 0o600)
+    # Only the paths and the port differ from the file SPDK would write.
+    text = text.replace("/var/tmp/aio0.img", img).replace("/var/tmp/key0", key).replace('"4420"', f'"{port}"')
+    path = os.path.join(work, "spdk-written.json")
+    with open(path, "w") as f:
+        f.write(text)
+    t = Target(bindir, work, "--json", path)
+    bdevs = {b["name"]: b for b in t.ok("bdev_get_bdevs")}
+    check(set(bdevs) == {"Malloc0", "Null0", "AIO0"}, "the SPDK-written config creates its three bdevs")
+    subs = [s for s in t.ok("nvmf_get_subsystems") if s.get("nqn") == NQN]
+    check(len(subs) == 1 and len(subs[0]["namespaces"]) == 3 and len(subs[0]["hosts"]) == 1,
+          "its subsystem with three namespaces and the DH-HMAC-CHAP host")
+    keys = t.ok("keyring_get_keys")
+    check(isinstance(keys, list) and [k["name"] for k in keys] == ["key0"], "its keyring key")
+    perf_verify(bindir, port, 1)
+    t.stop()
 
 
 def startup_and_logs(bindir, work, saved):
@@ -250,9 +311,11 @@ def main():
         readme_sequence(t, work, port)
         perf_verify(a.bin, port, 2)
         bad_arguments(t)
+        keyring_and_hosts(t, work)
         t = save_and_restart(a.bin, work, t, port)
         t.stop()
         startup_and_logs(a.bin, work, os.path.join(work, "saved.json"))
+        spdk_written_config(a.bin, work)
     finally:
         if t.proc.poll() is None:
             t.stop()

@@ -278,3 +278,25 @@ fn keys_stay_out_of_debug_output() {
         }
     }
 }
+
+#[test]
+fn set_host_keys_applies_to_new_connections_and_io_queues_of_existing_controllers() {
+    let t = target(false);
+    let mut c = Controller::connect(t.addr, NQN, &host(HashId::Sha256, DhGroup::Null, false)).expect("connect with the first key");
+    // Re-key (nvmf_subsystem_set_keys): the host's new secret is OTHER_KEY.
+    let new = HostKeys { dhchap_key: Some(secret(OTHER_KEY)), ..Default::default() };
+    t.subsystem.set_host_keys(HOSTNQN, new).expect("set keys");
+    let old = host(HashId::Sha256, DhGroup::Null, false);
+    auth_error(Controller::connect(t.addr, NQN, &old));
+    let mut cfg = old.clone();
+    cfg.dhchap_secret = Some(secret(OTHER_KEY));
+    Controller::connect(t.addr, NQN, &cfg).expect("connect with the new key");
+    // The controller made before the change authenticates its new I/O queue with the new key:
+    // the old key no longer opens one.
+    assert!(c.connect_io_queue(1).is_err(), "an I/O queue authenticated with the replaced key");
+    // Keys removed: the host connects without authenticating.
+    t.subsystem.set_host_keys(HOSTNQN, HostKeys::default()).expect("remove keys");
+    let plain = HostConfig { dhchap_secret: None, ..old };
+    Controller::connect(t.addr, NQN, &plain).expect("connect without keys");
+    assert!(t.subsystem.set_host_keys("nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000f", HostKeys::default()).is_err());
+}

@@ -108,6 +108,9 @@ pub(crate) const DEFAULT_ONLY: &[(&str, &str, Only)] = &[
     ("nvmf_create_subsystem", "passthrough", Only::False),
     ("nvmf_create_subsystem", "dmrsl", Only::Zero),
     ("nvmf_create_subsystem", "wzsl", Only::Zero),
+    // The same limits under the names SPDK's save_config wrote before 26.05.
+    ("nvmf_create_subsystem", "max_discard_size_kib", Only::Zero),
+    ("nvmf_create_subsystem", "max_write_zeroes_size_kib", Only::Zero),
     // Extended discovery log page entries are not written.
     ("nvmf_create_subsystem", "admin_label", Only::Null),
     ("nvmf_subsystem_add_listener", "sock_impl", Only::Str("posix")),

@@ -73,16 +73,24 @@ pub fn get_methods(state: &mut AppState, params: Option<Value>) -> Result<Value,
 /// The SPDK JSON config document that recreates the current state (bdevs, transports,
 /// subsystems with their listeners, hosts and namespaces).
 pub fn config_document(state: &AppState) -> Value {
-    let (bdev, nvmf) = (bdev_config(state), nvmf_config(state));
-    json!({"subsystems": [
-        {"subsystem": "bdev", "config": bdev},
-        {"subsystem": "nvmf", "config": nvmf},
-    ]})
+    let subsystems: Vec<Value> =
+        SUBSYSTEMS.iter().map(|(name, _)| json!({"subsystem": name, "config": subsystem_config(state, name).unwrap_or_default()})).collect();
+    json!({ "subsystems": subsystems })
 }
 
 /// The subsystems `save_config` writes, in SPDK's order, with what each depends on (the shape of
 /// SPDK's `framework_get_subsystems`).
-const SUBSYSTEMS: &[(&str, &[&str])] = &[("bdev", &[]), ("nvmf", &["bdev"])];
+const SUBSYSTEMS: &[(&str, &[&str])] = &[("keyring", &[]), ("bdev", &[]), ("nvmf", &["bdev", "keyring"])];
+
+/// One subsystem's `config` array, `None` for an unknown subsystem.
+fn subsystem_config(state: &AppState, name: &str) -> Option<Vec<Value>> {
+    match name {
+        "keyring" => Some(super::keyring::config(state)),
+        "bdev" => Some(bdev_config(state)),
+        "nvmf" => Some(nvmf_config(state)),
+        _ => None,
+    }
+}
 
 /// `framework_get_subsystems`: what SPDK's rpc.py `save_config` asks first.
 pub fn get_subsystems(_state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
@@ -102,10 +110,9 @@ pub fn get_config(state: &mut AppState, params: Option<Value>) -> Result<Value, 
     }
     let p: P = parse_params(params)?;
     let _ = p.with_batches;
-    match p.name.as_str() {
-        "bdev" => Ok(Value::Array(bdev_config(state))),
-        "nvmf" => Ok(Value::Array(nvmf_config(state))),
-        other => Err(RpcError::invalid_params(format!("Subsystem {other:?} not found"))),
+    match subsystem_config(state, &p.name) {
+        Some(c) => Ok(Value::Array(c)),
+        None => Err(RpcError::invalid_params(format!("Subsystem {:?} not found", p.name))),
     }
 }
 

@@ -11,6 +11,7 @@ mod compat;
 pub mod error;
 mod framework;
 mod globals;
+mod keyring;
 mod nvmf;
 
 pub use client::client_main;
@@ -59,6 +60,10 @@ const METHODS: &[(&str, Handler)] = &[
     ("framework_get_reactors", framework::get_reactors),
     ("save_config", framework::save_config),
     ("framework_get_subsystems", framework::get_subsystems),
+    ("keyring_file_add_key", keyring::file_add_key),
+    ("keyring_file_remove_key", keyring::file_remove_key),
+    ("keyring_get_keys", keyring::get_keys),
+    ("nvmf_subsystem_set_keys", nvmf::set_keys),
     ("framework_start_init", app::start_init),
     ("framework_wait_init", app::wait_init),
     ("spdk_kill_instance", app::kill_instance),

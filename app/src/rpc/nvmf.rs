@@ -507,9 +507,11 @@ struct HostParams {
 /// What `save_config` writes in place of an inline secret: loading it fails on purpose.
 const REDACTED_SECRET: &str = "(inline DH-HMAC-CHAP secret not saved; add the host again)";
 
-/// A DH-HMAC-CHAP key parameter: an inline secret, or a file (owner-only permissions) holding
-/// one. Returns the secret and the file path if it came from a file. Errors never echo the key.
-fn dhchap_secret(what: &str, v: &str) -> Result<(nvmf::auth::Secret, Option<String>), RpcError> {
+/// A DH-HMAC-CHAP key parameter: the name of a keyring key (`keyring_file_add_key`, as in
+/// SPDK), or (extensions) an inline secret or a key file path (owner-only permissions). Returns
+/// the secret and what `save_config` writes for it (the key name or the path; nothing for an
+/// inline secret). Errors never echo the key.
+fn dhchap_secret(state: &AppState, what: &str, v: &str) -> Result<(nvmf::auth::Secret, Option<String>), RpcError> {
     if v == REDACTED_SECRET {
         return Err(RpcError::invalid_params(format!("{what}: the saved configuration holds no secret; re-add the host with its key")));
     }
@@ -517,16 +519,14 @@ fn dhchap_secret(what: &str, v: &str) -> Result<(nvmf::auth::Secret, Option<Stri
         let s = nvmf::auth::Secret::parse(v).map_err(|e| RpcError::invalid_params(format!("{what}: {e}")))?;
         return Ok((s, None));
     }
-    if !v.starts_with('/') {
-        return Err(RpcError::invalid_params(format!("{what}: expected a \"DHHC-1:...\" secret or an absolute key file path")));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(v).map_err(|e| RpcError::invalid_params(format!("{what}: key file {v}: {e}")))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(RpcError::invalid_params(format!("{what}: key file {v} is accessible to group or others (chmod 600)")));
-    }
-    let text = std::fs::read_to_string(v).map_err(|e| RpcError::invalid_params(format!("{what}: key file {v}: {e}")))?;
-    let s = nvmf::auth::Secret::parse(&text).map_err(|e| RpcError::invalid_params(format!("{what}: key file {v}: {e}")))?;
+    let path = match state.keyring.get(v) {
+        Some(path) => path.as_str(),
+        None if v.starts_with('/') => v,
+        None => return Err(RpcError::invalid_params(format!("{what}: no key named {v:?} in the keyring (keyring_file_add_key)"))),
+    };
+    super::keyring::check_key_file(what, path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
+    let s = nvmf::auth::Secret::parse(&text).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
     Ok((s, Some(v.to_string())))
 }
 
@@ -546,8 +546,21 @@ pub fn add_host(state: &mut AppState, params: Option<Value>) -> Result<Value, Rp
     if sub.hosts().contains(&p.host) {
         return Err(RpcError::new(EEXIST, format!("host {} is already allowed on {}", p.host, p.nqn)));
     }
-    let key = p.dhchap_key.as_deref().map(|v| dhchap_secret("dhchap_key", v)).transpose()?;
-    let ckey = p.dhchap_ctrlr_key.as_deref().map(|v| dhchap_secret("dhchap_ctrlr_key", v)).transpose()?;
+    let (keys, files) = host_keys(state, &p)?;
+    let authenticated = keys.dhchap_key.is_some();
+    sub.add_host_with_keys(&p.host, keys)?;
+    if authenticated {
+        state.dhchap_key_files.insert((p.nqn.clone(), p.host.clone()), files);
+        log::info!("host {} allowed on {} with DH-HMAC-CHAP", p.host, p.nqn);
+    }
+    Ok(json!(true))
+}
+
+/// The DH-HMAC-CHAP settings of an add-host / set-keys request, and what `save_config` writes
+/// for its two keys.
+fn host_keys(state: &AppState, p: &HostParams) -> Result<(nvmf::HostKeys, [Option<String>; 2]), RpcError> {
+    let key = p.dhchap_key.as_deref().map(|v| dhchap_secret(state, "dhchap_key", v)).transpose()?;
+    let ckey = p.dhchap_ctrlr_key.as_deref().map(|v| dhchap_secret(state, "dhchap_ctrlr_key", v)).transpose()?;
     let digests = name_list("digest", &p.dhchap_digests, nvmf::auth::HashId::from_name)?;
     let dhgroups = name_list("DH group", &p.dhchap_dhgroups, nvmf::auth::DhGroup::from_name)?;
     if key.is_none() && (ckey.is_some() || !digests.is_empty() || !dhgroups.is_empty()) {
@@ -560,12 +573,30 @@ pub fn add_host(state: &mut AppState, params: Option<Value>) -> Result<Value, Rp
         dhchap_digests: digests,
         dhchap_dhgroups: dhgroups,
     };
-    let authenticated = keys.dhchap_key.is_some();
-    sub.add_host_with_keys(&p.host, keys)?;
-    if authenticated {
-        state.dhchap_key_files.insert((p.nqn.clone(), p.host.clone()), files);
-        log::info!("host {} allowed on {} with DH-HMAC-CHAP", p.host, p.nqn);
+    Ok((keys, files))
+}
+
+/// `nvmf_subsystem_set_keys`: replace (or, with no `dhchap_key`, remove) an allowed host's
+/// DH-HMAC-CHAP keys; connections made from now on use them.
+pub fn set_keys(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: HostParams = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    if p.psk.is_some() {
+        return Err(RpcError::invalid_params("psk (TLS) is not supported"));
     }
+    if !sub.hosts().contains(&p.host) {
+        return Err(RpcError::invalid_params(format!("host {} not found in {}", p.host, p.nqn)));
+    }
+    let (keys, files) = host_keys(state, &p)?;
+    let authenticated = keys.dhchap_key.is_some();
+    sub.set_host_keys(&p.host, keys)?;
+    let id = (p.nqn.clone(), p.host.clone());
+    if authenticated {
+        state.dhchap_key_files.insert(id, files);
+    } else {
+        state.dhchap_key_files.remove(&id);
+    }
+    log::info!("host {} on {}: DH-HMAC-CHAP keys {}", p.host, p.nqn, if authenticated { "replaced" } else { "removed" });
     Ok(json!(true))
 }
 
@@ -786,6 +817,59 @@ mod dhchap_tests {
         call(&mut st, "nvmf_subsystem_remove_host", json!({"nqn": NQN, "host": HOST})).unwrap();
         assert!(st.dhchap_key_files.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A key file with owner-only permissions in a fresh temp dir.
+    fn key_file(tag: &str, secret: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("nvmf-tgt-keyring-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("key");
+        std::fs::write(&p, secret).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn keyring_names_are_host_keys_and_set_keys_replaces_them() {
+        let mut st = state();
+        let (k0, k1) = (key_file("k0", KEY), key_file("k1", CKEY));
+        call(&mut st, "keyring_file_add_key", json!({"name": "key0", "path": k0})).unwrap();
+        call(&mut st, "keyring_file_add_key", json!({"name": "key1", "path": k1})).unwrap();
+        let e = call(&mut st, "keyring_file_add_key", json!({"name": "key0", "path": k1})).unwrap_err();
+        assert_eq!(e.code, super::EEXIST);
+        let e = call(&mut st, "keyring_file_add_key", json!({"name": "kx", "path": "relative"})).unwrap_err();
+        assert_eq!(e.code, super::super::error::INVALID_PARAMS);
+        call(&mut st, "nvmf_subsystem_add_host", json!({"nqn": NQN, "host": HOST, "dhchap_key": "key0"})).unwrap();
+        let sub = st.target.subsystem(NQN).unwrap();
+        assert_eq!(sub.host_keys(HOST).unwrap().dhchap_key.as_ref().unwrap().to_dhhc1(), KEY);
+        let keys = call(&mut st, "keyring_get_keys", json!({})).unwrap();
+        assert_eq!(keys[0]["name"], "key0");
+        assert_eq!(keys[0]["path"], k0);
+        assert_eq!(keys[0]["refcnt"], 2, "the keyring's reference and the host's");
+        assert_eq!(keys[1]["refcnt"], 1);
+        // Re-key: new host key and a controller key, by name.
+        call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST, "dhchap_key": "key1", "dhchap_ctrlr_key": "key0"})).unwrap();
+        let keys = sub.host_keys(HOST).unwrap();
+        assert_eq!(keys.dhchap_key.as_ref().unwrap().to_dhhc1(), CKEY);
+        assert_eq!(keys.dhchap_ctrlr_key.as_ref().unwrap().to_dhhc1(), KEY);
+        // save_config writes the keyring and the names, never a secret; it loads back the same.
+        let doc = framework::config_document(&st);
+        let text = doc.to_string();
+        assert!(!text.contains("FXxHMF") && !text.contains("AAECAw"), "{text}");
+        assert!(text.contains(r#""dhchap_key":"key1""#) && text.contains(r#""dhchap_ctrlr_key":"key0""#), "{text}");
+        let mut st2 = AppState::new(::nvmf::Target::new());
+        crate::config::apply(&doc, &mut st2).unwrap();
+        assert_eq!(framework::config_document(&st2), doc);
+        // Unknown host, unknown key name; then keys removed: the host no longer authenticates.
+        let e = call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000009", "dhchap_key": "key1"})).unwrap_err();
+        assert_eq!(e.code, super::super::error::INVALID_PARAMS);
+        assert!(call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST, "dhchap_key": "nokey"})).is_err());
+        call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST})).unwrap();
+        assert!(sub.host_keys(HOST).is_none());
+        call(&mut st, "keyring_file_remove_key", json!({"name": "key0"})).unwrap();
+        assert_eq!(call(&mut st, "keyring_file_remove_key", json!({"name": "key0"})).unwrap_err().code, super::super::error::ENODEV);
+        assert_eq!(call(&mut st, "keyring_get_keys", json!({})).unwrap().as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -147,7 +147,8 @@ fn nvme_attach_and_detach_emulated() {
 
     // save_config recreates the controller with one call.
     let doc = framework::config_document(&st);
-    let attach: Vec<&Value> = doc["subsystems"][0]["config"].as_array().unwrap().iter()
+    let bdev = doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "bdev").unwrap();
+    let attach: Vec<&Value> = bdev["config"].as_array().unwrap().iter()
         .filter(|e| e["method"] == "bdev_nvme_attach_controller").collect();
     assert_eq!(attach.len(), 1);
     assert_eq!(attach[0]["params"], emu);
@@ -346,9 +347,13 @@ fn framework_methods() {
     // What SPDK's rpc.py save_config asks: the subsystems, then each one's config, which
     // together are our own save_config.
     let subs = ok(&mut st, "framework_get_subsystems", Value::Null);
-    assert_eq!(subs, json!([{"subsystem": "bdev", "depends_on": []}, {"subsystem": "nvmf", "depends_on": ["bdev"]}]));
+    assert_eq!(
+        subs,
+        json!([{"subsystem": "keyring", "depends_on": []}, {"subsystem": "bdev", "depends_on": []},
+               {"subsystem": "nvmf", "depends_on": ["bdev", "keyring"]}])
+    );
     let whole = ok(&mut st, "save_config", Value::Null);
-    for (i, name) in ["bdev", "nvmf"].into_iter().enumerate() {
+    for (i, name) in ["keyring", "bdev", "nvmf"].into_iter().enumerate() {
         let part = ok(&mut st, "framework_get_config", json!({"name": name, "with_batches": false}));
         assert_eq!(whole["subsystems"][i]["config"], part, "{name}");
     }

@@ -119,7 +119,9 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
     q.sqsize = c.sqsize + 1;
     q.sq_flow_disabled = c.cattr & CATTR_DISABLE_SQ_FLOW != 0;
     let mut dw0 = ctrl.cntlid as u32;
-    if let Some(keys) = ctrl.host_keys.clone() {
+    // A controller that authenticated keeps authenticating its queues, with the host's current
+    // keys (nvmf_subsystem_set_keys may have replaced them since the admin Connect).
+    if let Some(keys) = ctrl.host_keys.clone().map(|k| ctrl.subsys.host_keys(&ctrl.hostnqn).unwrap_or(k)) {
         // The host must authenticate this queue before anything else (AUTHREQ.ATR).
         q.auth = Some(Box::new(super::auth::QueueAuth::new(keys)));
         dw0 |= crate::auth::messages::CONNECT_AUTHREQ_ATR;
