@@ -292,6 +292,7 @@ fn host_that_never_reads_is_throttled_then_closed() {
     for cid in 0..127u16 {
         r.send_capsule(&rw_sqe(0x02, cid, cid as u64 * 256, 256, 128 * 1024), &[]).expect("send read");
     }
+    assert!(t.wait_for(|t| t.connections() == 4), "four connections"); // published after a poll
     let closed = t.wait_for(|t| t.connections() == 3);
     assert!(closed, "the non-reading connection was not closed ({} connections)", t.connections());
     // The host finds its socket closed after whatever the target had sent.
@@ -360,6 +361,8 @@ fn connections_past_the_listener_limit_are_refused_at_accept() {
     let mut refused = RawConnection::connect(t.addr).expect("the kernel accepts the fifth");
     refused.set_timeout(Duration::from_secs(5)).expect("timeout");
     assert!(refused.icreq(false, false).is_err(), "the fifth got an ICResp");
+    // (The harness publishes its counts after each poll: see four before watching for three.)
+    assert!(t.wait_for(|t| t.connections() == 4), "four connections");
     drop(a);
     assert!(t.wait_for(|t| t.connections() == 3), "the third connection went away");
     let mut again = RawConnection::connect(t.addr).expect("connect");
