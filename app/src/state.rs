@@ -63,6 +63,55 @@ pub struct TransportInfo {
     pub io_unit_size: u32,
     pub max_aq_depth: u32,
     pub c2h_success: bool,
+    /// Per-host limits and timeouts (TCP; docs/reliability.md "Per-host resources").
+    pub limits: TransportLimits,
+}
+
+/// The per-host limits of `nvmf_create_transport` (names of the `TcpTransportOpts` fields).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransportLimits {
+    pub max_data_per_qpair: u64,
+    pub max_data_per_ctrlr: u64,
+    pub h2c_data_timeout_ms: u64,
+    pub icreq_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub send_backlog_size: usize,
+    pub send_timeout_ms: u64,
+    pub max_connections_per_listener: usize,
+    pub max_connections: usize,
+    pub buf_pool_size: usize,
+    pub buf_pool_watermark: usize,
+}
+
+impl TransportLimits {
+    pub fn of(o: &nvmf::TcpTransportOpts) -> Self {
+        TransportLimits {
+            max_data_per_qpair: o.max_data_per_qpair,
+            max_data_per_ctrlr: o.max_data_per_ctrlr,
+            h2c_data_timeout_ms: o.h2c_data_timeout_ms,
+            icreq_timeout_ms: o.icreq_timeout_ms,
+            connect_timeout_ms: o.connect_timeout_ms,
+            send_backlog_size: o.send_backlog_size,
+            send_timeout_ms: o.send_timeout_ms,
+            max_connections_per_listener: o.max_connections_per_listener,
+            max_connections: o.max_connections,
+            buf_pool_size: o.buf_pool_size,
+            buf_pool_watermark: o.buf_pool_watermark,
+        }
+    }
+    pub fn apply(&self, o: &mut nvmf::TcpTransportOpts) {
+        o.max_data_per_qpair = self.max_data_per_qpair;
+        o.max_data_per_ctrlr = self.max_data_per_ctrlr;
+        o.h2c_data_timeout_ms = self.h2c_data_timeout_ms;
+        o.icreq_timeout_ms = self.icreq_timeout_ms;
+        o.connect_timeout_ms = self.connect_timeout_ms;
+        o.send_backlog_size = self.send_backlog_size;
+        o.send_timeout_ms = self.send_timeout_ms;
+        o.max_connections_per_listener = self.max_connections_per_listener;
+        o.max_connections = self.max_connections;
+        o.buf_pool_size = self.buf_pool_size;
+        o.buf_pool_watermark = self.buf_pool_watermark;
+    }
 }
 
 pub struct AppState {

@@ -7,13 +7,18 @@ use crate::subsystem::Namespace;
 use crate::target::{Qpair, TargetShared};
 use crate::transport::{split_tag, TransportPollGroup};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Buffers a poll group may hold at once (they grow to the largest I/O seen, 1 MiB at most).
-const MAX_BUFFERS: usize = 4096;
+pub(crate) const MAX_BUFFERS: usize = 4096;
 /// While busy, the clock is read (and timers checked) once per this many polls; an idle poll
 /// always reads it. Keep-alive and event timers have millisecond granularity.
 const CLOCK_EVERY: u64 = 32;
+/// Idle pool buffers are looked at once per this period: those unused all through it are freed
+/// down to the watermark.
+const BUF_TRIM_PERIOD: Duration = Duration::from_secs(1);
+/// Idle pool memory kept by default (a transport may set its own: `buf_pool_watermark`).
+pub(crate) const DEFAULT_BUF_WATERMARK: usize = 64 << 20;
 
 struct ChannelEntry {
     uid: u64,
@@ -25,6 +30,9 @@ struct ChannelEntry {
 pub struct GroupCtx {
     pub(crate) target: Arc<TargetShared>,
     pub(crate) bufs: BufPool,
+    /// Idle pool memory kept when trimming (bytes).
+    pub(crate) buf_watermark: usize,
+    last_trim: Instant,
     /// Time of the current poll: read on every idle poll and every `CLOCK_EVERY` busy polls.
     pub(crate) now: Instant,
     /// `now` was refreshed for this poll: run the timer checks (keep-alive, events, teardown).
@@ -42,6 +50,8 @@ impl GroupCtx {
         GroupCtx {
             target,
             bufs: BufPool::new(MAX_BUFFERS),
+            buf_watermark: DEFAULT_BUF_WATERMARK,
+            last_trim: Instant::now(),
             now: Instant::now(),
             tick: true,
             channels: Vec::new(),
@@ -72,6 +82,17 @@ impl GroupCtx {
     /// Buffers currently lent out (for leak checks).
     pub fn buffers_in_use(&self) -> usize {
         self.bufs.in_use()
+    }
+
+    /// On a timer tick: free pool buffers left unused for a whole period above the watermark.
+    fn trim_buffers(&mut self) {
+        if self.now.duration_since(self.last_trim) >= BUF_TRIM_PERIOD {
+            self.last_trim = self.now;
+            let freed = self.bufs.trim(self.buf_watermark);
+            if freed > 0 {
+                log::debug!("buffer pool: freed {} KiB of idle buffers", freed >> 10);
+            }
+        }
     }
 
     /// Poll every channel with I/O outstanding; finished I/Os are appended to `out`.
@@ -120,6 +141,7 @@ impl PollGroup {
         self.ctx.tick = self.last_work == 0 || self.polls.is_multiple_of(CLOCK_EVERY);
         if self.ctx.tick {
             self.ctx.now = Instant::now();
+            self.ctx.trim_buffers();
         }
         let mut work = 0;
         for (i, t) in self.transports.iter_mut().enumerate() {
@@ -180,5 +202,10 @@ impl PollGroup {
     /// Buffers lent out to requests right now (returns to 0 when idle: leak checks).
     pub fn buffers_in_use(&self) -> usize {
         self.ctx.buffers_in_use()
+    }
+
+    /// Bytes of idle buffers the pool keeps (trimmed down to the watermark when unused).
+    pub fn buffer_bytes_idle(&self) -> usize {
+        self.ctx.bufs.free_bytes()
     }
 }

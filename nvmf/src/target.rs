@@ -16,6 +16,8 @@ pub struct TargetShared {
     listeners: RwLock<Vec<TransportAddr>>,
     genctr: Arc<AtomicU64>,
     ns_uid: Arc<AtomicU64>,
+    /// Data-buffer bytes each controller's connections hold (per-host limits).
+    pub(crate) host_data: crate::transport::limits::HostDataRegistry,
 }
 
 impl TargetShared {
@@ -80,6 +82,7 @@ impl Target {
                 listeners: RwLock::new(Vec::new()),
                 genctr,
                 ns_uid,
+                host_data: Default::default(),
             }),
             transports: Vec::new(),
             listeners: Vec::new(),

@@ -25,6 +25,8 @@ pub struct TestTarget {
     pub conns_per_group: Vec<Arc<AtomicUsize>>,
     /// Pool buffers lent out in each poll group (0 when idle).
     pub bufs_per_group: Vec<Arc<AtomicUsize>>,
+    /// Bytes of idle buffers each poll group's pool keeps (trimmed to the watermark).
+    pub idle_bytes_per_group: Vec<Arc<AtomicUsize>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// Run a closure against the target on the acceptor thread.
@@ -75,6 +77,7 @@ impl TestTarget {
         let mut threads = Vec::new();
         let mut conns_per_group = Vec::new();
         let mut bufs_per_group = Vec::new();
+        let mut idle_bytes_per_group = Vec::new();
         for i in 0..spec.poll_groups.max(1) {
             let (tx, rx) = mpsc::channel::<nvmf::Qpair>();
             senders.push(tx);
@@ -82,8 +85,10 @@ impl TestTarget {
             let stop = stop.clone();
             let nconn = Arc::new(AtomicUsize::new(0));
             let nbuf = Arc::new(AtomicUsize::new(0));
+            let nidle = Arc::new(AtomicUsize::new(0));
             conns_per_group.push(nconn.clone());
             bufs_per_group.push(nbuf.clone());
+            idle_bytes_per_group.push(nidle.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("poll-group-{i}"))
@@ -103,6 +108,7 @@ impl TestTarget {
                             }
                             nconn.store(group.num_connections(), Ordering::Relaxed);
                             nbuf.store(group.buffers_in_use(), Ordering::Relaxed);
+                            nidle.store(group.buffer_bytes_idle(), Ordering::Relaxed);
                         }
                         group.close_all();
                         for _ in 0..10_000 {
@@ -139,7 +145,7 @@ impl TestTarget {
                     .expect("spawn"),
             );
         }
-        TestTarget { addr, subsystem: sub, conns_per_group, bufs_per_group, stop, threads, ctl: ctl_tx }
+        TestTarget { addr, subsystem: sub, conns_per_group, bufs_per_group, idle_bytes_per_group, stop, threads, ctl: ctl_tx }
     }
 
     /// Run `f` on the thread that owns the `Target`.
@@ -155,6 +161,16 @@ impl TestTarget {
     /// Total connections in all poll groups.
     pub fn connections(&self) -> usize {
         self.conns_per_group.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Pool buffers lent out in all poll groups.
+    pub fn buffers_in_use(&self) -> usize {
+        self.bufs_per_group.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Idle pool bytes in all poll groups.
+    pub fn idle_buffer_bytes(&self) -> usize {
+        self.idle_bytes_per_group.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     /// Wait (bounded) until `cond` holds; returns whether it did.

@@ -2,7 +2,7 @@
 
 use super::error::EEXIST;
 use super::{format_uuid, hex_upper, parse_hex, parse_params, parse_uuid, string_or_number, opt_string_or_number, RpcError};
-use crate::state::{AppState, TransportInfo};
+use crate::state::{AppState, TransportInfo, TransportLimits};
 use nvmf::subsystem::MAX_NAMESPACES;
 use nvmf::{NamespaceConfig, SubsystemConfig, TcpTransport, TcpTransportOpts, TransportAddr, TransportType};
 use serde::Deserialize;
@@ -46,6 +46,46 @@ struct TransportParams {
     data_wr_pool_size: Option<u32>,
     disable_command_passthru: Option<bool>,
     kas: Option<u32>,
+    // Per-host limits (not in SPDK; docs/reliability.md "Per-host resources").
+    max_data_per_qpair: Option<u64>,
+    max_data_per_ctrlr: Option<u64>,
+    h2c_data_timeout_ms: Option<u64>,
+    icreq_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    send_backlog_size: Option<usize>,
+    send_timeout_ms: Option<u64>,
+    max_connections_per_listener: Option<usize>,
+    max_connections: Option<usize>,
+    buf_pool_size: Option<usize>,
+    buf_pool_watermark: Option<usize>,
+}
+
+/// The per-host limits asked for, over the defaults. Sizes and counts must be at least 1;
+/// a timeout of 0 disables it.
+fn limits_of(p: &TransportParams, d: &TcpTransportOpts) -> Result<TransportLimits, RpcError> {
+    let mut l = TransportLimits::of(d);
+    let positive = |name: &str, v: Option<u64>| match v {
+        Some(0) => Err(RpcError::invalid_params(format!("{name} must be at least 1"))),
+        _ => Ok(()),
+    };
+    positive("max_data_per_qpair", p.max_data_per_qpair)?;
+    positive("max_data_per_ctrlr", p.max_data_per_ctrlr)?;
+    positive("send_backlog_size", p.send_backlog_size.map(|v| v as u64))?;
+    positive("max_connections_per_listener", p.max_connections_per_listener.map(|v| v as u64))?;
+    positive("max_connections", p.max_connections.map(|v| v as u64))?;
+    positive("buf_pool_size", p.buf_pool_size.map(|v| v as u64))?;
+    l.max_data_per_qpair = p.max_data_per_qpair.unwrap_or(l.max_data_per_qpair);
+    l.max_data_per_ctrlr = p.max_data_per_ctrlr.unwrap_or(l.max_data_per_ctrlr);
+    l.h2c_data_timeout_ms = p.h2c_data_timeout_ms.unwrap_or(l.h2c_data_timeout_ms);
+    l.icreq_timeout_ms = p.icreq_timeout_ms.unwrap_or(l.icreq_timeout_ms);
+    l.connect_timeout_ms = p.connect_timeout_ms.unwrap_or(l.connect_timeout_ms);
+    l.send_backlog_size = p.send_backlog_size.unwrap_or(l.send_backlog_size);
+    l.send_timeout_ms = p.send_timeout_ms.unwrap_or(l.send_timeout_ms);
+    l.max_connections_per_listener = p.max_connections_per_listener.unwrap_or(l.max_connections_per_listener);
+    l.max_connections = p.max_connections.unwrap_or(l.max_connections);
+    l.buf_pool_size = p.buf_pool_size.unwrap_or(l.buf_pool_size);
+    l.buf_pool_watermark = p.buf_pool_watermark.unwrap_or(l.buf_pool_watermark);
+    Ok(l)
 }
 
 fn trtype_of(s: &str) -> Result<TransportType, RpcError> {
@@ -102,7 +142,10 @@ pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<V
             return Err(RpcError::invalid_params(format!("{name} must be 1..=65536")));
         }
     }
+    let limits = limits_of(&p, &d)?;
+    limits.apply(&mut opts);
     let info = TransportInfo {
+        limits,
         trtype: tt.name().to_string(),
         max_queue_depth: p.max_queue_depth.unwrap_or(128),
         max_io_qpairs_per_ctrlr: p.max_io_qpairs_per_ctrlr.unwrap_or(127),
@@ -134,7 +177,7 @@ pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<V
 }
 
 pub(crate) fn transport_json(t: &TransportInfo) -> Value {
-    json!({
+    let mut v = json!({
         "trtype": t.trtype,
         "max_queue_depth": t.max_queue_depth,
         "max_io_qpairs_per_ctrlr": t.max_io_qpairs_per_ctrlr,
@@ -143,7 +186,11 @@ pub(crate) fn transport_json(t: &TransportInfo) -> Value {
         "io_unit_size": t.io_unit_size,
         "max_aq_depth": t.max_aq_depth,
         "c2h_success": t.c2h_success,
-    })
+    });
+    if let (Some(m), Ok(Value::Object(l))) = (v.as_object_mut(), serde_json::to_value(&t.limits)) {
+        m.extend(l);
+    }
+    v
 }
 
 /// Every transport of the target: the ones made by RPC with their options, others (added by
@@ -166,6 +213,7 @@ pub(crate) fn transport_infos(state: &AppState) -> Vec<TransportInfo> {
                     io_unit_size: d.max_h2c_data,
                     max_aq_depth: 128,
                     c2h_success: d.c2h_success,
+                    limits: TransportLimits::of(&d),
                 }
             })
         })

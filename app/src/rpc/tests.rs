@@ -186,6 +186,15 @@ fn transport_methods() {
     assert_eq!(t[0]["io_unit_size"], 8192);
     assert_eq!(t[0]["in_capsule_data_size"], 16384);
     assert_eq!(t[0]["c2h_success"], false);
+    assert_eq!(t[0]["max_data_per_ctrlr"], 256 << 20, "per-host limits shown with their defaults");
+    assert_eq!(t[0]["h2c_data_timeout_ms"], 10_000);
+    // Per-host limits: set, shown, refused when 0 where 0 means nothing.
+    let mut st2 = state();
+    fails(&mut st2, "nvmf_create_transport", json!({"trtype": "TCP", "max_connections": 0}), INVALID_PARAMS);
+    ok(&mut st2, "nvmf_create_transport", json!({"trtype": "TCP", "h2c_data_timeout_ms": 250, "max_connections_per_listener": 8, "max_data_per_qpair": 1048576, "send_timeout_ms": 0}));
+    let t = ok(&mut st2, "nvmf_get_transports", json!({"trtype": "TCP"}));
+    assert_eq!((t[0]["h2c_data_timeout_ms"].as_u64(), t[0]["max_connections_per_listener"].as_u64()), (Some(250), Some(8)));
+    assert_eq!((t[0]["max_data_per_qpair"].as_u64(), t[0]["send_timeout_ms"].as_u64()), (Some(1 << 20), Some(0)));
     fails(&mut st, "nvmf_get_transports", json!({"trtype": "RDMA"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_get_transports", json!({"bogus": 1}), INVALID_PARAMS);
 }

@@ -123,38 +123,91 @@ impl From<Vec<u8>> for IoBuf {
 }
 
 /// A per-poll-group free list of heap `IoBuf`s. It grows on demand up to `max_buffers` and
-/// keeps what it has, so after warm-up no I/O allocates.
+/// keeps what it has, so after warm-up no I/O allocates; idle memory above a watermark is freed
+/// again by [`BufPool::trim`] (a burst must not pin its peak for the life of the process).
 #[derive(Debug)]
 pub struct BufPool {
     free: Vec<IoBuf>,
+    /// Heap buffers alive: free plus handed out.
     created: usize,
     max_buffers: usize,
+    /// Capacity of the buffers in `free`.
+    free_bytes: usize,
+    /// Fewest buffers `free` held since the last trim: the ones below that mark (the bottom of
+    /// the stack) were not used all that time.
+    low_free: usize,
 }
 
 impl BufPool {
     pub fn new(max_buffers: usize) -> Self {
-        BufPool { free: Vec::with_capacity(max_buffers), created: 0, max_buffers }
+        BufPool { free: Vec::with_capacity(max_buffers), created: 0, max_buffers, free_bytes: 0, low_free: 0 }
+    }
+    /// Change the number of heap buffers lent at once (buffers already out stay out).
+    pub fn set_max_buffers(&mut self, max_buffers: usize) {
+        self.max_buffers = max_buffers.max(1);
+    }
+    pub fn max_buffers(&self) -> usize {
+        self.max_buffers
     }
     /// A buffer of exactly `len` bytes, or `None` when all `max_buffers` are in use (the caller
     /// queues the request and retries after buffers come back). Contents are unspecified.
     pub fn get(&mut self, len: usize) -> Option<IoBuf> {
+        if self.free.is_empty() && self.created >= self.max_buffers {
+            return None;
+        }
+        Some(self.get_any(len))
+    }
+    /// A buffer even when `max_buffers` are out: for small transfers that are bounded by other
+    /// means (in-capsule data: queue depth times the in-capsule size per connection), which must
+    /// never wait behind large ones, or a stream could stop in front of the data that frees them.
+    pub fn get_unbounded(&mut self, len: usize) -> IoBuf {
+        self.get_any(len)
+    }
+    fn get_any(&mut self, len: usize) -> IoBuf {
         let mut b = match self.free.pop() {
-            Some(b) => b,
-            None if self.created < self.max_buffers => {
+            Some(b) => {
+                self.free_bytes -= b.capacity();
+                self.low_free = self.low_free.min(self.free.len());
+                b
+            }
+            None => {
                 self.created += 1;
                 IoBuf { data: Storage::Heap(Vec::with_capacity(len)), zeroed: false }
             }
-            None => return None,
         };
         b.set_len(len);
-        Some(b)
+        b
     }
     /// Return a buffer. DMA buffers go back to their own pool (by being dropped), heap buffers
     /// to this one.
     pub fn put(&mut self, buf: IoBuf) {
-        if matches!(buf.data, Storage::Heap(_)) && self.free.len() < self.max_buffers {
-            self.free.push(buf);
+        if !matches!(buf.data, Storage::Heap(_)) {
+            return;
         }
+        if self.free.len() < self.max_buffers {
+            self.free_bytes += buf.capacity();
+            self.free.push(buf);
+        } else {
+            self.created = self.created.saturating_sub(1);
+        }
+    }
+    /// Free the buffers that stayed unused since the previous call while more than `keep_bytes`
+    /// sit idle in the pool. Called periodically (a poll group's timer), never per I/O; the
+    /// buffers dropped are the least recently used. Returns the bytes freed.
+    pub fn trim(&mut self, keep_bytes: usize) -> usize {
+        let mut n = 0;
+        let mut freed = 0;
+        while n < self.low_free && self.free_bytes - freed > keep_bytes {
+            freed += self.free[n].capacity();
+            n += 1;
+        }
+        if n > 0 {
+            self.free.drain(..n);
+            self.free_bytes -= freed;
+            self.created -= n;
+        }
+        self.low_free = self.free.len();
+        freed
     }
     /// At most half of the buffers are handed out: a buffer may be held for something that can
     /// wait (a payload queued until the peer reads it) without starving requests.
@@ -164,6 +217,10 @@ impl BufPool {
     /// Heap buffers handed out and not yet returned.
     pub fn in_use(&self) -> usize {
         self.created.saturating_sub(self.free.len())
+    }
+    /// Bytes of idle buffers the pool keeps.
+    pub fn free_bytes(&self) -> usize {
+        self.free_bytes
     }
 }
 
@@ -234,5 +291,37 @@ mod tests {
         heap.put(d);
         assert_eq!(dma.available(), 1, "DMA buffer dropped back into its own pool");
         assert!(heap.free.is_empty());
+    }
+
+    #[test]
+    fn trim_frees_only_idle_buffers_above_the_watermark() {
+        let mut pool = BufPool::new(8);
+        let bufs: Vec<IoBuf> = (0..6).map(|_| pool.get(1 << 20).expect("buffer")).collect();
+        assert!(pool.get(1).is_some() && pool.get(1).is_some(), "eight in all");
+        for b in bufs {
+            pool.put(b);
+        }
+        assert_eq!(pool.free_bytes(), 6 << 20);
+        assert_eq!(pool.trim(1 << 20), 0, "no full idle period yet");
+        // One buffer is used during the period: five stay idle throughout.
+        let b = pool.get(4096).expect("buffer");
+        pool.put(b);
+        let freed = pool.trim(2 << 20);
+        assert_eq!(freed, 4 << 20, "down to the watermark, idle buffers only");
+        assert_eq!((pool.free_bytes(), pool.in_use()), (2 << 20, 2));
+        assert_eq!(pool.trim(0), 2 << 20, "the rest once idle for a period");
+        assert!(pool.get(1).is_some(), "freed buffers can be created again");
+    }
+
+    #[test]
+    fn unbounded_buffers_go_past_the_limit_and_are_dropped_when_the_pool_is_full() {
+        let mut pool = BufPool::new(1);
+        let a = pool.get(512).expect("buffer");
+        assert!(pool.get(512).is_none());
+        let b = pool.get_unbounded(512);
+        assert_eq!(pool.in_use(), 2);
+        pool.put(a);
+        pool.put(b);
+        assert_eq!(pool.in_use(), 0, "the extra buffer is dropped, not kept");
     }
 }

@@ -52,9 +52,12 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_INCOMPATIBLE_FORMAT).dnr());
         return Exec::Complete;
     }
-    let Some(data) = cmd.buf.as_ref().and_then(|b| ConnectData::read_from_prefix(b.as_slice()).ok()).map(|(d, _)| d) else {
+    // Connect's data is exactly 1024 bytes (NVMe-oF 1.1 Figure 20); other lengths are refused
+    // like Linux nvmet does, and the connection (not yet anyone's) closes.
+    let data = cmd.buf.as_ref().filter(|b| b.len() == size_of::<ConnectData>());
+    let Some(data) = data.and_then(|b| ConnectData::read_from_prefix(b.as_slice()).ok()).map(|(d, _)| d) else {
         cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
-        return Exec::Complete;
+        return Exec::CompleteThenClose;
     };
     let subnqn = get_str(&data.subnqn);
     let hostnqn = get_str(&data.hostnqn);

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "rdma")]
 pub mod rdma;
+pub(crate) mod limits;
 pub mod tcp;
 
 use crate::poll_group::GroupCtx;

@@ -12,15 +12,17 @@ use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
 use crate::spec::tcp::{dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq, DIGEST_LEN};
 use crate::spec::{Cqe, GenericStatus as Gs, Sqe, Status};
+use crate::transport::limits::{ConnSlot, DataBudget};
 use crate::transport::{direction, make_tag, Dir};
 use mio::net::TcpStream;
 use std::io::{ErrorKind, Read};
+use std::time::{Duration, Instant};
 use zerocopy::FromBytes;
 
 /// Most commands in flight on one connection (the largest SQ size a host may ask for).
 const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
-/// Stop reading new commands while this much is waiting to be sent.
-const TX_HIGH_WATER: usize = 8 << 20;
+/// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
+const CONNECT_DATA_LEN: u32 = core::mem::size_of::<crate::spec::fabrics::ConnectData>() as u32;
 /// Read payloads straight into the request buffer when at least this much is outstanding.
 const DIRECT_READ_MIN: usize = 4096;
 
@@ -52,10 +54,14 @@ struct TcpReq {
     h2c_done: u32,
     /// A data digest did not match: fail the command once its data is in.
     digest_error: bool,
+    /// Bytes of its buffer counted against the connection's data budget.
+    held: u32,
+    /// When its R2T went out (the H2CData timeout runs from here).
+    r2t_at: Instant,
 }
 
 impl TcpReq {
-    fn new() -> Self {
+    fn new(now: Instant) -> Self {
         TcpReq {
             state: ReqState::Free,
             sqe: Sqe::default(),
@@ -65,8 +71,22 @@ impl TcpReq {
             xfer_len: 0,
             h2c_done: 0,
             digest_error: false,
+            held: 0,
+            r2t_at: now,
         }
     }
+}
+
+/// The connection's timeouts (`None`: disabled).
+struct Timeouts {
+    icreq: Option<Duration>,
+    connect: Option<Duration>,
+    h2c_data: Option<Duration>,
+    send: Option<Duration>,
+}
+
+fn timeout(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Where the receive state machine is.
@@ -122,22 +142,48 @@ pub(crate) struct TcpConn {
     tx: SendQueue,
     reqs: Vec<TcpReq>,
     free: Vec<u16>,
-    /// Requests waiting for a pool buffer, oldest first.
+    /// Requests waiting for a pool buffer (or for room in the data budget), oldest first.
     need_buf: Vec<u16>,
+    /// Data buffers this connection holds, against its own and its controller's limits.
+    budget: DataBudget,
+    max_data_per_ctrlr: u64,
+    /// Take no new commands while more than this waits to be sent.
+    send_backlog: usize,
+    timeouts: Timeouts,
+    /// When the current handshake step began (accept, then ICResp).
+    since: Instant,
+    /// Requests with an R2T out and their data not all in.
+    awaiting_h2c: u16,
+    /// Next time the H2CData timeout is checked.
+    next_h2c_check: Instant,
+    /// Bytes written to the socket so far, and the count and time the write-stall check last
+    /// saw them move.
+    tx_written: u64,
+    tx_seen: u64,
+    tx_seen_at: Instant,
+    /// Its place under the connection limits.
+    _slot: ConnSlot,
     pub readable: bool,
     pub writable: bool,
     /// The poller reported the peer's FIN or RST (or a socket error). It reports that edge only
     /// once, often together with the last data: from then on a short read no longer means
     /// "drained until the next edge", so reads go on until they return 0 or the error.
     pub peer_closed: bool,
-    /// Waiting for a pool buffer before the next PDU can be taken.
-    stalled: bool,
     /// Bdev I/Os not yet completed: the connection is kept until they drain.
     pub outstanding: usize,
 }
 
 impl TcpConn {
-    pub fn new(sock: TcpStream, peer: String, idx: u32, listener: crate::transport::TransportAddr, opts: &TcpTransportOpts) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sock: TcpStream,
+        peer: String,
+        idx: u32,
+        listener: crate::transport::TransportAddr,
+        opts: &TcpTransportOpts,
+        slot: ConnSlot,
+        now: Instant,
+    ) -> Self {
         TcpConn {
             sock,
             peer,
@@ -158,13 +204,28 @@ impl TcpConn {
             rx_state: Rx::Header,
             rx_crc: 0,
             tx: SendQueue::new(16 * 1024),
-            reqs: (0..MAX_SLOTS).map(|_| TcpReq::new()).collect(),
+            reqs: (0..MAX_SLOTS).map(|_| TcpReq::new(now)).collect(),
             free: (0..MAX_SLOTS as u16).rev().collect(),
             need_buf: Vec::with_capacity(MAX_SLOTS),
+            budget: DataBudget::new(opts.max_data_per_qpair),
+            max_data_per_ctrlr: opts.max_data_per_ctrlr,
+            send_backlog: opts.send_backlog_size,
+            timeouts: Timeouts {
+                icreq: timeout(opts.icreq_timeout_ms),
+                connect: timeout(opts.connect_timeout_ms),
+                h2c_data: timeout(opts.h2c_data_timeout_ms),
+                send: timeout(opts.send_timeout_ms),
+            },
+            since: now,
+            awaiting_h2c: 0,
+            next_h2c_check: now,
+            tx_written: 0,
+            tx_seen: 0,
+            tx_seen_at: now,
+            _slot: slot,
             readable: true,
             writable: true,
             peer_closed: false,
-            stalled: false,
             outstanding: 0,
         }
     }
@@ -201,10 +262,12 @@ impl TcpConn {
                 if let Some(b) = r.buf.take() {
                     ctx.bufs.put(b);
                 }
+                self.budget.give(std::mem::take(&mut r.held));
                 r.state = ReqState::Free;
             }
         }
         self.need_buf.clear();
+        self.awaiting_h2c = 0;
         self.tx.shut(&mut ctx.bufs);
         self.rx = Box::new([]);
     }
@@ -233,17 +296,99 @@ impl TcpConn {
     /// Retry requests that waited for a buffer.
     pub fn retry_need_buf(&mut self, ctx: &mut GroupCtx) -> usize {
         let mut n = 0;
+        if self.tx.pending() > self.send_backlog {
+            return 0; // the host is not reading: execute nothing more for it
+        }
         while let Some(&slot) = self.need_buf.first() {
-            let len = self.reqs[slot as usize].xfer_len as usize;
-            let sqe = self.reqs[slot as usize].sqe;
-            let Some(mut buf) = self.q.data_buf(ctx, &sqe, len) else { break };
-            let r = &self.reqs[slot as usize];
-            if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
-                buf.zero();
+            if !self.take_buf(slot, ctx) {
+                break;
             }
             self.need_buf.remove(0);
-            self.reqs[slot as usize].buf = Some(buf);
             self.start_transfer(slot, ctx);
+            n += 1;
+        }
+        n
+    }
+
+    /// Give request `slot` a buffer for its transfer, within the data budget; `false` when the
+    /// budget or the pool has no room (it waits in `need_buf`).
+    fn take_buf(&mut self, slot: u16, ctx: &mut GroupCtx) -> bool {
+        let r = &self.reqs[slot as usize];
+        let (len, sqe, dir) = (r.xfer_len, r.sqe, r.dir);
+        if !self.budget.take(len) {
+            return false;
+        }
+        let Some(mut buf) = self.q.data_buf(ctx, &sqe, len as usize) else {
+            self.budget.give(len);
+            return false;
+        };
+        // Pool buffers hold earlier I/O's data: anything but a read that the bdev fills
+        // completely is zeroed so a short answer never leaks it.
+        if dir == Dir::CtrlToHost && !(self.q.qid != 0 && sqe.opcode == 0x02) {
+            buf.zero();
+        }
+        let r = &mut self.reqs[slot as usize];
+        r.buf = Some(buf);
+        r.held = len;
+        true
+    }
+
+    /// Timer checks, on the poll group's tick: handshake timeouts (ICReq, Connect), the
+    /// H2CData timeout and the write-stall timeout. Returns 1 when it acted.
+    pub fn poll_timers(&mut self, ctx: &mut GroupCtx) -> usize {
+        let now = ctx.now;
+        let expired = |since: Instant, limit: Option<Duration>| limit.is_some_and(|l| now.saturating_duration_since(since) >= l);
+        match self.state {
+            ConnState::AwaitIcReq if expired(self.since, self.timeouts.icreq) => {
+                self.fail(Fatal::Close("no ICReq before icreq_timeout_ms"), &[]);
+                return 1;
+            }
+            ConnState::Ready if (!self.q.is_connected() || self.q.auth_pending()) && expired(self.since, self.timeouts.connect) => {
+                self.fail(Fatal::Close("not connected before connect_timeout_ms"), &[]);
+                return 1;
+            }
+            ConnState::Closed => return 0,
+            _ => {}
+        }
+        if self.tx.is_empty() || self.tx_written != self.tx_seen {
+            self.tx_seen = self.tx_written;
+            self.tx_seen_at = now;
+        } else if expired(self.tx_seen_at, self.timeouts.send) {
+            log::warn!("connection {}: {} bytes unsent for send_timeout_ms: closing", self.peer, self.tx.pending());
+            self.fail(Fatal::Close("send stalled"), &[]);
+            self.close(ctx);
+            return 1;
+        }
+        match self.timeouts.h2c_data {
+            Some(limit) if self.awaiting_h2c > 0 && now >= self.next_h2c_check => {
+                self.next_h2c_check = now + (limit / 4).max(Duration::from_millis(10));
+                self.expire_h2c(limit, ctx)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Fail the writes whose data did not arrive within `limit` of their R2T (Command Transient
+    /// Transport Error: a retry may succeed) and give their buffers back.
+    fn expire_h2c(&mut self, limit: Duration, ctx: &mut GroupCtx) -> usize {
+        let receiving = match self.rx_state {
+            Rx::Payload { slot, h2c: true, .. } | Rx::DataDigest { slot, h2c: true, .. } => Some(slot),
+            _ => None,
+        };
+        let mut n = 0;
+        for slot in 0..self.reqs.len() as u16 {
+            let r = &self.reqs[slot as usize];
+            if r.state != ReqState::AwaitingH2C || ctx.now.saturating_duration_since(r.r2t_at) < limit {
+                continue;
+            }
+            if receiving == Some(slot) {
+                // Stopped in the middle of an H2CData PDU: the stream cannot resync.
+                self.fail(Fatal::Close("H2CData PDU not finished before h2c_data_timeout_ms"), &[]);
+                return n + 1;
+            }
+            log::warn!("connection {}: CID {} got no H2CData within h2c_data_timeout_ms: failing it", self.peer, r.sqe.cid.get());
+            self.awaiting_h2c -= 1;
+            self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx);
             n += 1;
         }
         n
@@ -252,13 +397,13 @@ impl TcpConn {
     /// Read and process everything the socket has. Returns the number of PDUs handled.
     pub fn on_readable(&mut self, ctx: &mut GroupCtx) -> usize {
         let mut work = 0;
-        self.stalled = false;
         while matches!(self.state, ConnState::AwaitIcReq | ConnState::Ready) {
-            if self.tx.pending() > TX_HIGH_WATER || !self.need_buf.is_empty() || self.stalled {
-                break; // back-pressure: resume on a later poll
+            // Back-pressure: resume on a later poll. Requests waiting for buffers do not stop
+            // reading: the H2CData of other commands must get in, or their buffers never return.
+            if self.tx.pending() > self.send_backlog {
+                break;
             }
             match self.process(ctx) {
-                Ok(0) if self.stalled => break, // retried on the next poll
                 Ok(0) => {}
                 Ok(n) => {
                     work += n;
@@ -490,6 +635,7 @@ impl TcpConn {
                 self.hpda = ic.hpda;
                 pdu_tx::ic_resp(self.tx.bytes_mut(), d, self.maxh2cdata);
                 self.state = ConnState::Ready;
+                self.since = ctx.now; // the Connect timeout runs from the ICResp
                 self.rx_head += 128;
                 Ok(1)
             }
@@ -519,20 +665,9 @@ impl TcpConn {
                 let Some(slot) = self.free.pop() else {
                     return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
                 };
-                let buf = if data_len > 0 {
-                    match self.q.data_buf(ctx, &cap.sqe, data_len) {
-                        Some(b) => Some(b),
-                        None => {
-                            // Pool exhausted: leave the PDU in the buffer and retry on a later
-                            // poll, once other requests have returned their buffers.
-                            self.free.push(slot);
-                            self.stalled = true;
-                            return Ok(0);
-                        }
-                    }
-                } else {
-                    None
-                };
+                // In-capsule data never waits for the pool (bounded by the queue depth times
+                // in_capsule_data_size): the stream behind it may hold the data that frees buffers.
+                let buf = (data_len > 0).then(|| self.q.data_buf(ctx, &cap.sqe, data_len).unwrap_or_else(|| ctx.bufs.get_unbounded(data_len)));
                 let r = &mut self.reqs[slot as usize];
                 r.state = ReqState::CapsuleData;
                 r.sqe = cap.sqe;
@@ -595,6 +730,7 @@ impl TcpConn {
         if r.h2c_done < r.xfer_len {
             return; // more H2CData PDUs follow
         }
+        self.awaiting_h2c -= 1;
         if r.digest_error {
             r.cqe.set_status(Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR));
             self.complete(slot, ctx);
@@ -661,22 +797,18 @@ impl TcpConn {
         if len > self.max_io {
             return self.fail_req(slot, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
         }
+        if is_connect && len != CONNECT_DATA_LEN {
+            // No buffer for a host that has not connected beyond Connect's own 1 KiB.
+            self.fail_req(slot, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
+            return self.fail(Fatal::Close("Connect data is not 1024 bytes"), &[]);
+        }
         r.xfer_len = len;
-        let sqe = r.sqe;
-        match self.q.data_buf(ctx, &sqe, len as usize) {
-            Some(mut b) => {
-                // Pool buffers hold earlier I/O's data: anything but a read that the bdev
-                // fills completely is zeroed so a short answer never leaks it.
-                if r.dir == Dir::CtrlToHost && !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
-                    b.zero();
-                }
-                r.buf = Some(b);
-                self.start_transfer(slot, ctx);
-            }
-            None => {
-                r.state = ReqState::NeedBuffer;
-                self.need_buf.push(slot);
-            }
+        // Behind earlier waiters (first come, first served), or within the budget and pool.
+        if self.need_buf.is_empty() && self.take_buf(slot, ctx) {
+            self.start_transfer(slot, ctx);
+        } else {
+            self.reqs[slot as usize].state = ReqState::NeedBuffer;
+            self.need_buf.push(slot);
         }
     }
 
@@ -686,6 +818,8 @@ impl TcpConn {
         if r.dir == Dir::HostToCtrl {
             r.state = ReqState::AwaitingH2C;
             r.h2c_done = 0;
+            r.r2t_at = ctx.now;
+            self.awaiting_h2c += 1;
             // One R2T for the whole transfer; the host splits it into H2CData PDUs of at most
             // MAXH2CDATA bytes (as Linux nvmet does).
             pdu_tx::r2t(self.tx.bytes_mut(), r.sqe.cid.get(), slot, 0, r.xfer_len, self.hdgst);
@@ -711,6 +845,12 @@ impl TcpConn {
                 self.fail(Fatal::Close("host disconnected"), &[]);
             }
         }
+        if !self.budget.has_host() {
+            // Connected: from now on count its buffers against its controller's limit too.
+            if let Some(c) = self.q.ctrl.as_ref() {
+                self.budget.join_host(ctx.target.host_data.counter(c), self.max_data_per_ctrlr);
+            }
+        }
     }
 
     /// A bdev I/O of this connection finished.
@@ -729,6 +869,7 @@ impl TcpConn {
             if let Some(b) = r.buf.take() {
                 ctx.bufs.put(b);
             }
+            self.budget.give(std::mem::take(&mut r.held));
             r.state = ReqState::Free;
             return;
         }
@@ -777,8 +918,12 @@ impl TcpConn {
         if let Some(b) = r.buf.take() {
             ctx.bufs.put(b);
         }
+        let held = std::mem::take(&mut r.held);
         r.state = ReqState::Free;
         self.free.push(slot);
+        if held > 0 {
+            self.budget.give(held);
+        }
     }
 
     /// Write queued PDUs (one `writev` per round, payload segments included). Returns bytes
@@ -799,6 +944,7 @@ impl TcpConn {
                         self.writable = false;
                     }
                     written += n;
+                    self.tx_written += n as u64;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

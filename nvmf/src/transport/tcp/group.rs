@@ -43,14 +43,18 @@ impl TransportPollGroup for TcpPollGroup {
         TransportType::Tcp
     }
 
-    fn add(&mut self, conn: Box<dyn TransportConn>, listener: TransportAddr, _ctx: &mut GroupCtx) {
+    fn add(&mut self, conn: Box<dyn TransportConn>, listener: TransportAddr, ctx: &mut GroupCtx) {
         let Ok(nc) = conn.into_any().downcast::<TcpNewConn>() else {
             log::error!("not a TCP connection");
             return;
         };
         let Some(poll) = self.poll.as_ref() else { return };
-        let peer = nc.peer.to_string();
-        let mut sock = mio::net::TcpStream::from_std(nc.sock);
+        // The pool limits are this transport's options (the pool is the poll group's).
+        ctx.bufs.set_max_buffers(self.opts.buf_pool_size);
+        ctx.buf_watermark = self.opts.buf_pool_watermark;
+        let TcpNewConn { sock, peer, slot } = *nc;
+        let peer = peer.to_string();
+        let mut sock = mio::net::TcpStream::from_std(sock);
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -64,7 +68,7 @@ impl TransportPollGroup for TcpPollGroup {
             return;
         }
         log::debug!("connection {peer} added to poll group (slot {idx})");
-        self.conns[idx as usize] = Some(TcpConn::new(sock, peer, idx, listener, &self.opts));
+        self.conns[idx as usize] = Some(TcpConn::new(sock, peer, idx, listener, &self.opts, slot, ctx.now));
         self.live += 1;
     }
 
@@ -103,6 +107,7 @@ impl TransportPollGroup for TcpPollGroup {
                     work += c.on_readable(ctx);
                 }
                 if ctx.tick {
+                    work += c.poll_timers(ctx);
                     work += c.poll_events(ctx);
                 }
                 if c.tx_pending() {
