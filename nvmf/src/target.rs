@@ -1,6 +1,8 @@
 //! The target: subsystems, transports and listeners. `Target::accept` runs on one thread and
 //! hands new connections to the caller, who places them in a poll group of its choice.
 
+use crate::auth::FfdheGroups;
+use crate::deferred::WorkRunner;
 use crate::poll_group::PollGroup;
 use crate::spec::fabrics::DISCOVERY_NQN;
 use crate::subsystem::{valid_nqn, Subsystem, SubsystemConfig, SubsystemKind};
@@ -16,6 +18,10 @@ pub struct TargetShared {
     listeners: RwLock<Vec<TransportAddr>>,
     genctr: Arc<AtomicU64>,
     ns_uid: Arc<AtomicU64>,
+    /// The ffdhe groups of DH-HMAC-CHAP, parsed once.
+    pub(crate) ffdhe: FfdheGroups,
+    /// Runs deferred work (`crate::deferred`) off the poll groups; `None`: they run it.
+    work_runner: RwLock<Option<Arc<dyn WorkRunner>>>,
 }
 
 impl TargetShared {
@@ -30,6 +36,9 @@ impl TargetShared {
     }
     pub(crate) fn discovery_genctr(&self) -> u64 {
         self.genctr.load(Ordering::Acquire)
+    }
+    pub(crate) fn work_runner(&self) -> Option<Arc<dyn WorkRunner>> {
+        self.work_runner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -80,10 +89,20 @@ impl Target {
                 listeners: RwLock::new(Vec::new()),
                 genctr,
                 ns_uid,
+                ffdhe: FfdheGroups::new(),
+                work_runner: RwLock::new(None),
             }),
             transports: Vec::new(),
             listeners: Vec::new(),
         }
+    }
+
+    /// Run slow control-path work (DH-HMAC-CHAP's modular exponentiations) with `runner`, off
+    /// the poll groups' threads; `None` puts it back on the poll groups (at most one job per
+    /// poll). Takes effect for work started afterwards, in every poll group. See
+    /// [`WorkRunner`] and docs/authentication.md.
+    pub fn set_work_runner(&self, runner: Option<Arc<dyn WorkRunner>>) {
+        *self.shared.work_runner.write().unwrap_or_else(|e| e.into_inner()) = runner;
     }
 
     /// Register a transport (at most one per type). Add transports before creating poll groups.

@@ -1,7 +1,7 @@
 //! DH-HMAC-CHAP in-band authentication between our host client and the target: uni- and
 //! bidirectional for every hash with the null group and ffdhe2048 (larger groups: one run of
-//! each in `larger_dh_groups`, ignored in debug builds where they are slow), wrong keys, hosts
-//! without keys or not on the list, commands before authentication, I/O queues.
+//! each in `larger_dh_groups`), wrong keys, hosts without keys or not on the list, commands
+//! before authentication, I/O queues.
 
 use nvmf::auth::messages::{AuthCmd, CONNECT_AUTHREQ_ATR};
 use nvmf::auth::{DhGroup, HashId, Secret};
@@ -96,7 +96,6 @@ fn bidirectional_all_hashes_null_and_ffdhe2048() {
 }
 
 #[test]
-#[cfg_attr(debug_assertions, ignore = "ffdhe3072..8192 are slow in debug builds; run with --release")]
 fn larger_dh_groups() {
     let t = target(true);
     for group in [DhGroup::Ffdhe3072, DhGroup::Ffdhe4096, DhGroup::Ffdhe6144, DhGroup::Ffdhe8192] {
