@@ -24,6 +24,7 @@ use crate::poll_group::GroupCtx;
 use crate::spec::{GenericStatus as Gs, Status};
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
 
 /// A piece of deferred work: call it once, on any thread.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -63,6 +64,27 @@ pub(crate) struct Deferred {
 }
 
 impl Deferred {
+    /// Queue `work` for the command with `tag` (see [`GroupCtx::defer`]): to `runner`, or to
+    /// this poll group's own queue without one.
+    fn submit(
+        &mut self,
+        runner: Option<Arc<dyn WorkRunner>>,
+        tag: u64,
+        buf: Option<IoBuf>,
+        work: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) {
+        let (tx, rx) = mpsc::channel();
+        let job: Job = Box::new(move || {
+            // The command may be gone (its poll group dropped): then nobody wants the result.
+            let _ = tx.send(work());
+        });
+        self.waiting.push(Waiting { tag, buf, result: rx });
+        match runner {
+            Some(runner) => runner.run(job),
+            None => self.inline.push_back(job),
+        }
+    }
+
     /// Turn finished jobs into completions (appended to `out`); without a runner, first run the
     /// oldest queued job.
     pub(crate) fn poll(&mut self, out: &mut Vec<BdevCompletion>) {
@@ -103,16 +125,67 @@ impl GroupCtx {
     /// from it) comes back with the completion, holding the bytes `work` returns when they are
     /// not empty.
     pub(crate) fn defer(&mut self, tag: u64, buf: Option<IoBuf>, work: impl FnOnce() -> Vec<u8> + Send + 'static) {
-        let (tx, rx) = mpsc::channel();
-        let job: Job = Box::new(move || {
-            // The command may be gone (its poll group dropped): then nobody wants the result.
-            let _ = tx.send(work());
-        });
-        self.deferred.waiting.push(Waiting { tag, buf, result: rx });
-        match self.target.work_runner() {
-            Some(runner) => runner.run(job),
-            None => self.deferred.inline.push_back(job),
-        }
+        let runner = self.target.work_runner();
+        self.deferred.submit(runner, tag, buf, work);
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn tags(out: &[BdevCompletion]) -> Vec<u64> {
+        out.iter().map(|c| c.tag).collect()
+    }
+
+    #[test]
+    fn without_a_runner_one_job_per_poll_and_its_bytes_fill_the_buffer() {
+        let mut d = Deferred::default();
+        let mut out = Vec::new();
+        d.poll(&mut out);
+        assert!(out.is_empty());
+        let mut buf = IoBuf::new(8);
+        buf.as_mut_slice().fill(0xee);
+        d.submit(None, 1, Some(buf), || vec![1, 2, 3]);
+        d.submit(None, 2, None, Vec::new);
+        d.poll(&mut out);
+        assert_eq!(tags(&out), [1]);
+        assert_eq!(out[0].status, BdevStatus::Success);
+        // The job's bytes, the rest zeroed (no stale pool data reaches the host).
+        assert_eq!(out[0].buf.as_ref().unwrap().as_slice(), &[1, 2, 3, 0, 0, 0, 0, 0]);
+        out.clear();
+        d.poll(&mut out);
+        assert_eq!(tags(&out), [2]);
+        assert!(d.waiting.is_empty() && d.inline.is_empty());
+    }
+
+    #[test]
+    fn a_runner_runs_the_jobs_and_the_poll_collects_them() {
+        let held: Arc<Mutex<Vec<Job>>> = Arc::default();
+        let h = held.clone();
+        let runner: Arc<dyn WorkRunner> = Arc::new(move |job| h.lock().unwrap().push(job));
+        let mut d = Deferred::default();
+        let mut buf = IoBuf::new(4);
+        buf.as_mut_slice().fill(0xee);
+        d.submit(Some(runner.clone()), 7, Some(buf), || vec![9]);
+        d.submit(Some(runner), 8, None, Vec::new);
+        let mut out = Vec::new();
+        d.poll(&mut out);
+        assert!(out.is_empty(), "nothing finished while the runner holds the jobs");
+        let mut jobs = std::mem::take(&mut *held.lock().unwrap());
+        assert_eq!(jobs.len(), 2);
+        // Run the second; drop the first unrun: it fails with Internal Error, keeping its buffer.
+        (jobs.pop().unwrap())();
+        drop(jobs);
+        d.poll(&mut out);
+        out.sort_by_key(|c| c.tag);
+        assert_eq!(tags(&out), [7, 8]);
+        let internal = BdevStatus::Nvme { status: Status::generic(Gs::INTERNAL_ERROR), dw0: 0 };
+        assert_eq!(out[0].status, internal);
+        assert_eq!(out[0].buf.as_ref().unwrap().as_slice(), &[0xee; 4], "no data from a job that did not run");
+        assert_eq!(out[1].status, BdevStatus::Success);
+        assert!(d.waiting.is_empty());
+    }
+}
