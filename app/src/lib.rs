@@ -9,3 +9,4 @@ pub mod fuzzing;
 pub mod reactor;
 pub mod rpc;
 pub mod state;
+pub mod work;
