@@ -10,3 +10,4 @@ pub mod logging;
 pub mod reactor;
 pub mod rpc;
 pub mod state;
+pub mod work;

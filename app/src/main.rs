@@ -7,9 +7,10 @@
 //!
 //! Threads: one reactor per selected core (`-m`/`--cpus`), pinned, each polling its own
 //! `PollGroup`; this (control) thread accepts connections and places them on reactors through
-//! lock-free queues, serves RPC and watches for SIGINT/SIGTERM.
+//! lock-free queues, serves RPC and watches for SIGINT/SIGTERM; a work thread runs the target's
+//! deferred work (DH-HMAC-CHAP exponentiations, `work.rs`).
 
-use nvmf_tgt::{cli, config, logging, reactor, rpc, state};
+use nvmf_tgt::{cli, config, logging, reactor, rpc, state, work};
 
 use clap::{Parser, ValueEnum};
 use cli::Args;
@@ -115,6 +116,10 @@ fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal handler: {e}"))?;
     }
 
+    // DH-HMAC-CHAP's modular exponentiations run here, not on the reactors.
+    let work = Arc::new(work::WorkThread::start().map_err(|e| format!("start the work thread: {e}"))?);
+    state.target.set_work_runner(Some(work.clone()));
+
     let mut rpc = if args.wait_for_rpc {
         // SPDK's --wait-for-rpc: serve start-up methods only until framework_start_init.
         state.init_done = false;
@@ -180,6 +185,10 @@ fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
         }
     }
     let stuck = reactors.shutdown();
+    // After the reactors: their draining connections may have waited for a job.
+    state.target.set_work_runner(None);
+    work.shutdown();
+    log::info!("work thread joined");
     // Close the RPC listener before removing its socket file.
     #[allow(clippy::drop_non_drop)]
     drop(rpc);

@@ -296,3 +296,33 @@ fn shutdown_under_load_loses_no_acknowledged_write() {
     }
     t.terminate(Duration::from_secs(15));
 }
+
+/// DH-HMAC-CHAP with ffdhe8192 against nvmf_tgt: its work thread runs the exponentiations and
+/// is joined at shutdown.
+#[test]
+fn ffdhe8192_handshake_and_the_work_thread_joined_at_shutdown() {
+    use nvmf::auth::{DhGroup, HashId, Secret};
+    let _g = serial();
+    const HOST: &str = "nqn.2014-08.org.nvmexpress:uuid:9d2f4c1e-7b8a-4e36-a5c0-3f1d6e2b8a47";
+    const KEY: &str = "DHHC-1:01:FXxHMF/wOdhX0qUZw2Cd4EvRbJ9L57chOXvRTS1yeX9f/gxI:";
+    let mut t = Tgt::start(&[]);
+    let (code, _, err) = t.rpc(&["nvmf_subsystem_add_host", "--nqn", DEFAULT_NQN, "--host", HOST, "--dhchap_key", KEY]);
+    assert_eq!(code, 0, "add host: {err}");
+    let cfg = HostConfig {
+        hostnqn: HOST.into(),
+        dhchap_secret: Some(Secret::parse(KEY).expect("secret")),
+        dhchap_dhgroups: vec![DhGroup::Ffdhe8192],
+        dhchap_digests: vec![HashId::Sha256],
+        ..host_cfg()
+    };
+    let mut c = Controller::connect(t.addr(), DEFAULT_NQN, &cfg).expect("ffdhe8192 handshake");
+    let mut q = c.connect_io_queue(1).expect("authenticated io queue");
+    let data = pattern(3, 8, 4096);
+    q.write(1, 8, 8, &data).expect("write");
+    let mut back = vec![0u8; data.len()];
+    q.read(1, 8, 8, &mut back).expect("read");
+    assert!(back == data, "read-back differs");
+    assert_eq!(t.wait_count("authenticated (sha256, ffdhe8192)", 2, SEC), 2, "admin and I/O queue");
+    t.terminate(Duration::from_secs(15));
+    assert_eq!(t.count_log("work thread joined"), 1, "work thread joined at shutdown");
+}

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bdev;
 mod cmd;
 pub mod ctrlr;
+mod deferred;
 mod fanout;
 mod error;
 pub mod host;
@@ -20,6 +21,7 @@ pub mod target;
 pub mod transport;
 
 pub use cmd::identify::{IN_CAPSULE_DATA_SIZE, MAX_IO_SIZE};
+pub use deferred::{Job, WorkRunner};
 pub use error::{Error, Result};
 pub use poll_group::PollGroup;
 pub use subsystem::{HostKeys, Namespace, NamespaceConfig, Subsystem, SubsystemConfig};

@@ -43,6 +43,8 @@ pub struct GroupCtx {
     pub(crate) fanouts: crate::fanout::Fanouts,
     /// Index of the transport being polled (for bdev tags).
     pub(crate) transport_index: u8,
+    /// Commands waiting for work run off the poll group (DH-HMAC-CHAP).
+    pub(crate) deferred: crate::deferred::Deferred,
 }
 
 impl GroupCtx {
@@ -58,6 +60,7 @@ impl GroupCtx {
             completions: Vec::with_capacity(1024),
             fanouts: Default::default(),
             transport_index: 0,
+            deferred: Default::default(),
         }
     }
 
@@ -160,6 +163,7 @@ impl PollGroup {
     fn poll_bdevs(&mut self) -> usize {
         let mut done = std::mem::take(&mut self.ctx.completions);
         self.ctx.poll_channels(&mut done);
+        self.ctx.deferred.poll(&mut done);
         let n = done.len();
         for c in done.drain(..) {
             let c = if self.ctx.fanouts.is_empty() {

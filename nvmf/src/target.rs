@@ -1,6 +1,8 @@
 //! The target: subsystems, transports and listeners. `Target::accept` runs on one thread and
 //! hands new connections to the caller, who places them in a poll group of its choice.
 
+use crate::auth::FfdheGroups;
+use crate::deferred::WorkRunner;
 use crate::poll_group::PollGroup;
 use crate::spec::fabrics::DISCOVERY_NQN;
 use crate::subsystem::{valid_nqn, Subsystem, SubsystemConfig, SubsystemKind};
@@ -18,6 +20,10 @@ pub struct TargetShared {
     ns_uid: Arc<AtomicU64>,
     /// Data-buffer bytes each controller's connections hold (per-host limits).
     pub(crate) host_data: crate::transport::limits::HostDataRegistry,
+    /// The ffdhe groups of DH-HMAC-CHAP, parsed once.
+    pub(crate) ffdhe: FfdheGroups,
+    /// Runs deferred work (`crate::deferred`) off the poll groups; `None`: they run it.
+    work_runner: RwLock<Option<Arc<dyn WorkRunner>>>,
 }
 
 impl TargetShared {
@@ -32,6 +38,9 @@ impl TargetShared {
     }
     pub(crate) fn discovery_genctr(&self) -> u64 {
         self.genctr.load(Ordering::Acquire)
+    }
+    pub(crate) fn work_runner(&self) -> Option<Arc<dyn WorkRunner>> {
+        self.work_runner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -83,10 +92,20 @@ impl Target {
                 genctr,
                 ns_uid,
                 host_data: Default::default(),
+                ffdhe: FfdheGroups::new(),
+                work_runner: RwLock::new(None),
             }),
             transports: Vec::new(),
             listeners: Vec::new(),
         }
+    }
+
+    /// Run slow control-path work (DH-HMAC-CHAP's modular exponentiations) with `runner`, off
+    /// the poll groups' threads; `None` puts it back on the poll groups (at most one job per
+    /// poll). Takes effect for work started afterwards, in every poll group. See
+    /// [`WorkRunner`] and docs/authentication.md.
+    pub fn set_work_runner(&self, runner: Option<Arc<dyn WorkRunner>>) {
+        *self.shared.work_runner.write().unwrap_or_else(|e| e.into_inner()) = runner;
     }
 
     /// Register a transport (at most one per type). Add transports before creating poll groups.

@@ -2,7 +2,7 @@
 //! acceptor thread handing connections round-robin to poll-group threads, like `nvmf_tgt`.
 
 use nvmf::bdev::{Bdev, MallocBdev};
-use nvmf::{NamespaceConfig, PollGroup, Subsystem, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr};
+use nvmf::{NamespaceConfig, PollGroup, Subsystem, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr, WorkRunner};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -11,6 +11,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub mod fuzz;
+pub mod work;
+
+pub use work::WorkThread;
 
 /// A control-path closure run on the acceptor thread.
 type CtlFn = Box<dyn FnOnce(&mut Target) + Send>;
@@ -40,6 +43,9 @@ pub struct TargetSpec {
     pub allow_any_host: bool,
     pub hosts: Vec<String>,
     pub opts: TcpTransportOpts,
+    /// Runs the target's deferred work (DH-HMAC-CHAP exponentiations); `None`: the poll groups
+    /// run it themselves.
+    pub work_runner: Option<Arc<dyn WorkRunner>>,
 }
 
 impl Default for TargetSpec {
@@ -50,6 +56,7 @@ impl Default for TargetSpec {
             allow_any_host: true,
             hosts: vec![],
             opts: TcpTransportOpts::default(),
+            work_runner: None,
         }
     }
 }
@@ -59,6 +66,7 @@ impl TestTarget {
         let _ = env_logger::builder().is_test(true).try_init();
         let mut target = Target::new();
         target.add_transport(Arc::new(TcpTransport::new(spec.opts.clone())));
+        target.set_work_runner(spec.work_runner.clone());
         target.listen(&TransportAddr::tcp("127.0.0.1", 0)).expect("listen");
         let la = target.listen_addrs().pop().expect("listener");
         let mut cfg = SubsystemConfig::new(NQN);

@@ -16,6 +16,7 @@ use super::ffdhe;
 use super::secret::{digest, hmac_parts};
 use super::{random_bytes, wipe, DhGroup, HashId, Secret};
 use num_bigint::BigUint;
+use std::sync::Arc;
 
 /// Who computes a response: the host answers C1 (R1), the controller answers C2 (R2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +92,7 @@ pub enum DhError {
 /// ffdhe group (RFC 7919 section 5.2 asks for 2x; ffdhe8192 is rated ~200 bits).
 const PRIVATE_KEY_BYTES: usize = 64;
 
-fn prime(group: DhGroup) -> Option<BigUint> {
+fn parse_prime(group: DhGroup) -> Option<BigUint> {
     let hex = match group {
         DhGroup::Null => return None,
         DhGroup::Ffdhe2048 => ffdhe::FFDHE2048,
@@ -101,6 +102,57 @@ fn prime(group: DhGroup) -> Option<BigUint> {
         DhGroup::Ffdhe8192 => ffdhe::FFDHE8192,
     };
     BigUint::parse_bytes(hex.as_bytes(), 16)
+}
+
+/// One ffdhe group's parameters (RFC 7919, generator 2), parsed once and shared by every key
+/// pair of the group.
+pub struct FfdheGroup {
+    group: DhGroup,
+    p: BigUint,
+}
+
+impl std::fmt::Debug for FfdheGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FfdheGroup").field(&self.group).finish()
+    }
+}
+
+impl FfdheGroup {
+    /// Parse `group`'s prime; `Err` for the null group.
+    pub fn new(group: DhGroup) -> Result<FfdheGroup, DhError> {
+        let p = parse_prime(group).ok_or(DhError::NullGroup)?;
+        Ok(FfdheGroup { group, p })
+    }
+
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+}
+
+/// Every ffdhe group, parsed once: a `Target` holds one set for all its poll groups, so a
+/// handshake never re-parses a prime.
+#[derive(Debug)]
+pub struct FfdheGroups {
+    /// Indexed by DH group identifier - 1.
+    groups: Vec<Arc<FfdheGroup>>,
+}
+
+impl Default for FfdheGroups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FfdheGroups {
+    pub fn new() -> Self {
+        let groups = DhGroup::ALL[1..].iter().filter_map(|g| FfdheGroup::new(*g).ok().map(Arc::new)).collect();
+        FfdheGroups { groups }
+    }
+
+    /// The parameters of `group` (`None` for the null group).
+    pub fn get(&self, group: DhGroup) -> Option<&Arc<FfdheGroup>> {
+        self.groups.iter().find(|g| g.group == group)
+    }
 }
 
 /// Big-endian bytes of `v`, left-padded with zeros to `len` (as Linux's kpp API returns them).
@@ -113,40 +165,44 @@ fn to_padded(v: &BigUint, len: usize) -> Vec<u8> {
 
 /// One side's ephemeral Diffie-Hellman key pair in an ffdhe group (generator 2).
 pub struct DhKeyPair {
-    group: DhGroup,
-    p: BigUint,
+    params: Arc<FfdheGroup>,
     x: BigUint,
     public: Vec<u8>,
 }
 
 impl std::fmt::Debug for DhKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DhKeyPair").field("group", &self.group).field("private", &"<redacted>").finish()
+        f.debug_struct("DhKeyPair").field("group", &self.params.group).field("private", &"<redacted>").finish()
     }
 }
 
 impl DhKeyPair {
-    /// A fresh key pair; `Err` for the null group.
-    pub fn generate(group: DhGroup) -> Result<DhKeyPair, DhError> {
+    /// A fresh key pair in `params`' group. One modular exponentiation (tens of ms for
+    /// ffdhe8192): the target runs it as deferred work (`crate::deferred`), off the poll group.
+    pub fn generate(params: &Arc<FfdheGroup>) -> DhKeyPair {
         let mut xb = [0u8; PRIVATE_KEY_BYTES];
         random_bytes(&mut xb);
         xb[0] |= 0x80; // full length, never 0 or 1
-        let r = Self::from_private(group, &xb);
+        let r = Self::from_private(params, &xb);
         wipe(&mut xb);
         r
     }
 
     /// A key pair from a given private exponent (big-endian); for known-answer tests.
-    pub fn from_private(group: DhGroup, x: &[u8]) -> Result<DhKeyPair, DhError> {
-        let p = prime(group).ok_or(DhError::NullGroup)?;
+    pub fn from_private(params: &Arc<FfdheGroup>, x: &[u8]) -> DhKeyPair {
         let x = BigUint::from_bytes_be(x);
-        let y = BigUint::from(2u32).modpow(&x, &p);
-        let public = to_padded(&y, group.value_len());
-        Ok(DhKeyPair { group, p, x, public })
+        let y = BigUint::from(2u32).modpow(&x, &params.p);
+        let public = to_padded(&y, params.group.value_len());
+        DhKeyPair { params: params.clone(), x, public }
     }
 
     pub fn group(&self) -> DhGroup {
-        self.group
+        self.params.group
+    }
+
+    /// The group parameters this pair was made from.
+    pub fn params(&self) -> &Arc<FfdheGroup> {
+        &self.params
     }
 
     /// g^x mod p, big-endian, `group.value_len()` bytes (the DHV field).
@@ -155,18 +211,20 @@ impl DhKeyPair {
     }
 
     /// The session key Ks = peer^x mod p, `group.value_len()` bytes. The peer's value must be
-    /// the group's size (leading zeros included, as Linux sends it) and in 2..=p-2.
+    /// the group's size (leading zeros included, as Linux sends it) and in 2..=p-2. One modular
+    /// exponentiation, like `generate`.
     pub fn shared_secret(&self, peer: &[u8]) -> Result<Vec<u8>, DhError> {
-        let len = self.group.value_len();
+        let len = self.params.group.value_len();
         if peer.len() != len {
             return Err(DhError::Length(peer.len(), len));
         }
         let y = BigUint::from_bytes_be(peer);
         let one = BigUint::from(1u32);
-        if y <= one || y >= &self.p - &one {
+        let p = &self.params.p;
+        if y <= one || y >= p - &one {
             return Err(DhError::Range);
         }
-        Ok(to_padded(&y.modpow(&self.x, &self.p), len))
+        Ok(to_padded(&y.modpow(&self.x, p), len))
     }
 }
 
@@ -213,8 +271,10 @@ mod tests {
 
     #[test]
     fn dh_agreement_and_known_answer() {
-        let a = DhKeyPair::from_private(DhGroup::Ffdhe2048, &[0x11; 64]).unwrap();
-        let b = DhKeyPair::from_private(DhGroup::Ffdhe2048, &[0x22; 64]).unwrap();
+        let groups = FfdheGroups::new();
+        let g = groups.get(DhGroup::Ffdhe2048).unwrap();
+        let a = DhKeyPair::from_private(g, &[0x11; 64]);
+        let b = DhKeyPair::from_private(g, &[0x22; 64]);
         assert_eq!(a.public().len(), 256);
         let k1 = a.shared_secret(b.public()).unwrap();
         let k2 = b.shared_secret(a.public()).unwrap();
@@ -222,7 +282,9 @@ mod tests {
         assert_eq!(k1.len(), 256);
         assert_eq!(digest(HashId::Sha256, &k1), hex(KAT_DH_2048_SHA256_OF_KS));
         // Random pairs agree too.
-        let c = DhKeyPair::generate(DhGroup::Ffdhe2048).unwrap();
+        let c = DhKeyPair::generate(g);
+        // Every pair shares the group's one parsed prime.
+        assert!(Arc::ptr_eq(c.params(), a.params()) && Arc::ptr_eq(c.params(), g));
         assert_eq!(c.shared_secret(a.public()).unwrap(), a.shared_secret(c.public()).unwrap());
         // Bad peer values.
         assert_eq!(a.shared_secret(&[0u8; 255]), Err(DhError::Length(255, 256)));
@@ -230,21 +292,24 @@ mod tests {
         one[255] = 1;
         assert_eq!(a.shared_secret(&one), Err(DhError::Range));
         assert_eq!(a.shared_secret(&[0xff; 256]), Err(DhError::Range));
-        assert!(DhKeyPair::generate(DhGroup::Null).is_err());
+        assert!(FfdheGroup::new(DhGroup::Null).is_err());
+        assert!(groups.get(DhGroup::Null).is_none());
     }
 
     #[test]
     fn primes_are_rfc7919_shaped() {
+        let groups = FfdheGroups::new();
         for g in &DhGroup::ALL[1..] {
-            let p = prime(*g).unwrap();
+            let p = &groups.get(*g).unwrap().p;
+            assert_eq!(groups.get(*g).unwrap().group(), *g);
             assert_eq!(p.bits() as usize, g.value_len() * 8, "{g:?}");
             // Top and bottom 64 bits are all ones (RFC 7919 appendix A construction).
             let b = p.to_bytes_be();
             assert!(b[..8].iter().chain(&b[b.len() - 8..]).all(|&x| x == 0xff), "{g:?}");
         }
         // Fermat check of the smallest group.
-        let p = prime(DhGroup::Ffdhe2048).unwrap();
-        assert_eq!(BigUint::from(2u32).modpow(&(&p - 1u32), &p), BigUint::from(1u32));
+        let p = &groups.get(DhGroup::Ffdhe2048).unwrap().p;
+        assert_eq!(BigUint::from(2u32).modpow(&(p - 1u32), p), BigUint::from(1u32));
     }
 
     // Computed with Python's hmac/hashlib from the formulas in the module comment (and pow()

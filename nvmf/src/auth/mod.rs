@@ -13,7 +13,7 @@ mod ffdhe;
 pub mod messages;
 pub mod secret;
 
-pub use dhchap::DhKeyPair;
+pub use dhchap::{DhKeyPair, FfdheGroup, FfdheGroups};
 pub use secret::{Secret, SecretError};
 
 /// Hash functions of DH-HMAC-CHAP (Base 2.0 Figure 447; `NVME_AUTH_HASH_*` in Linux).

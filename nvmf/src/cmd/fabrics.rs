@@ -20,8 +20,8 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
             cmd.cqe.set_status(Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr());
             Exec::Complete
         }
-        Some(FabricsType::AuthenticationSend) => super::auth::send(q, cmd),
-        Some(FabricsType::AuthenticationReceive) => super::auth::receive(q, cmd),
+        Some(FabricsType::AuthenticationSend) => super::auth::send(q, ctx, cmd),
+        Some(FabricsType::AuthenticationReceive) => super::auth::receive(q, ctx, cmd),
         Some(FabricsType::Disconnect) => Exec::CompleteThenClose,
         _ if q.auth_pending() => {
             cmd.cqe.set_status(Status::command_specific(Cs::AUTH_REQUIRED).dnr());

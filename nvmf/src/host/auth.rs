@@ -12,7 +12,7 @@ use super::queue::{check, Queue};
 use super::HostConfig;
 use crate::auth::dhchap::{response, ResponseInput, Role};
 use crate::auth::messages::{failure, AuthCmd, Message};
-use crate::auth::{ct_eq, random_bytes, random_seqnum, wipe, DhGroup, DhKeyPair, HashId};
+use crate::auth::{ct_eq, random_bytes, random_seqnum, wipe, DhGroup, DhKeyPair, FfdheGroup, HashId};
 use crate::spec::FabricsType;
 
 /// AUTH_Receive allocation length (Linux uses the same 4 KiB; ffdhe8192 needs 16 + 64 + 1024).
@@ -106,7 +106,9 @@ pub(crate) fn authenticate(q: &mut Queue, qid: u16, subnqn: &str, cfg: &HostConf
     let (dhv, mut session_key) = if group == DhGroup::Null {
         (Vec::new(), None)
     } else {
-        let dh = DhKeyPair::generate(group).map_err(|e| auth_err(e.to_string()))?;
+        // The host parses its one group per handshake; the target parses them once (FfdheGroups).
+        let params = std::sync::Arc::new(FfdheGroup::new(group).map_err(|e| auth_err(e.to_string()))?);
+        let dh = DhKeyPair::generate(&params);
         match dh.shared_secret(&ctrl_dhv) {
             Ok(ks) => (dh.public().to_vec(), Some(ks)),
             Err(e) => {
