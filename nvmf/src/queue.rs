@@ -45,6 +45,35 @@ pub(crate) enum QueueEvent {
     Close(&'static str),
 }
 
+/// The queue's copy of its subsystem's namespace table, refreshed when the subsystem's
+/// generation changes (one atomic load per lookup otherwise).
+struct NsCache {
+    generation: u64,
+    table: Option<NsTable>,
+    /// Some namespace of `table` lends DMA buffers (direct mode): only then does an I/O command
+    /// look its namespace up for a buffer.
+    lenders: bool,
+}
+
+impl NsCache {
+    /// The per-I/O part: one atomic load and a compare (inlined; the reload is not).
+    #[inline]
+    fn refresh(&mut self, ctrl: &Controller) {
+        let generation = ctrl.subsys.ns_generation.load(Ordering::Acquire);
+        if generation != self.generation || self.table.is_none() {
+            self.reload(ctrl, generation);
+        }
+    }
+
+    #[cold]
+    fn reload(&mut self, ctrl: &Controller, generation: u64) {
+        let table = ctrl.subsys.ns_table();
+        self.lenders = table.iter().flatten().any(|ns| ns.bdev.lends_buffers());
+        self.table = Some(table);
+        self.generation = generation;
+    }
+}
+
 pub(crate) struct NvmeQueue {
     pub qid: u16,
     /// SQ size in entries (from Connect SQSIZE + 1); 0 before Connect.
@@ -55,8 +84,7 @@ pub(crate) struct NvmeQueue {
     pub ctrl: Option<Arc<Controller>>,
     pub reset_epoch: u32,
     pub listener: TransportAddr,
-    ns_generation: u64,
-    ns_table: Option<NsTable>,
+    ns_cache: NsCache,
     /// Slots of parked Asynchronous Event Requests (admin queue only).
     pub aer_slots: Vec<u16>,
     /// DH-HMAC-CHAP state when this queue's host must authenticate (set at Connect).
@@ -73,8 +101,7 @@ impl NvmeQueue {
             ctrl: None,
             reset_epoch: 0,
             listener,
-            ns_generation: u64::MAX,
-            ns_table: None,
+            ns_cache: NsCache { generation: u64::MAX, table: None, lenders: false },
             aer_slots: Vec::with_capacity(MAX_AERS),
             auth: None,
         }
@@ -122,28 +149,28 @@ impl NvmeQueue {
     /// The namespace `nsid` as this queue currently sees it. Reads one atomic in the common
     /// case; refreshes the cached table (taking the subsystem lock) only after a change.
     pub fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
-        self.refresh_ns_table(ctrl);
-        self.ns_table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.clone()
+        self.namespace_ref(ctrl, nsid).cloned()
+    }
+
+    /// [`NvmeQueue::namespace`] without taking a reference count (the I/O path).
+    #[inline]
+    pub fn namespace_ref(&mut self, ctrl: &Controller, nsid: u32) -> Option<&Arc<Namespace>> {
+        self.ns_cache.refresh(ctrl);
+        self.ns_cache.table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.as_ref()
     }
 
     /// Every namespace slot as this queue currently sees it (index = NSID - 1).
     pub fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
-        self.refresh_ns_table(ctrl);
-        self.ns_table.clone().unwrap_or_default()
+        self.ns_cache.refresh(ctrl);
+        self.ns_cache.table.clone().unwrap_or_default()
     }
 
-    fn refresh_ns_table(&mut self, ctrl: &Controller) {
-        let generation = ctrl.subsys.ns_generation.load(Ordering::Acquire);
-        if generation != self.ns_generation || self.ns_table.is_none() {
-            self.ns_table = Some(ctrl.subsys.ns_table());
-            self.ns_generation = generation;
-        }
-    }
 
     /// A buffer of `len` bytes for the data of I/O command `sqe`: lent by the namespace's
     /// bdev channel when the device can work on it in place (direct mode: no copy between the
     /// network and the device), otherwise (or when none is free) from the poll group's pool.
     /// `None` when neither has one: the caller waits and retries.
+    #[inline]
     pub fn data_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         self.lent_buf(ctx, sqe, len).or_else(|| ctx.bufs.get(len))
     }
@@ -151,14 +178,17 @@ impl NvmeQueue {
     /// A DMA buffer lent by the namespace's bdev channel for command `sqe`'s data, or `None`
     /// (not direct mode, or none free).
     pub fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
+        let ctrl = self.ctrl.as_ref()?;
+        self.ns_cache.refresh(ctrl);
+        // The common case first: no namespace of the subsystem lends buffers.
+        if !self.ns_cache.lenders {
+            return None;
+        }
         // Dataset Management ranges are read by the target, not moved by the device.
         if self.qid != 0 && sqe.opcode != crate::spec::NvmOpcode::DatasetManagement as u8 && !self.auth_pending() {
-            if let Some(ctrl) = self.ctrl.clone() {
-                self.refresh_ns_table(&ctrl);
-                let ns = self.ns_table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
-                if let Some(ns) = ns.filter(|ns| ns.bdev.lends_buffers()) {
-                    return ctx.channel(ns).and_then(|ch| ch.alloc_buf(len));
-                }
+            let ns = self.ns_cache.table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
+            if let Some(ns) = ns.filter(|ns| ns.bdev.lends_buffers()) {
+                return ctx.channel(ns).and_then(|ch| ch.alloc_buf(len));
             }
         }
         None

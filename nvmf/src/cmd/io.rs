@@ -34,7 +34,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
             false => Exec::Complete,
         };
     }
-    let Some(ns) = q.namespace(ctrl, nsid) else {
+    let Some(ns) = q.namespace_ref(ctrl, nsid) else {
         cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
         return Exec::Complete;
     };

@@ -157,6 +157,7 @@ impl DataBudget {
 
     /// Take `len` bytes, or `false` when a limit would be exceeded (the caller waits for
     /// buffers to come back).
+    #[inline]
     pub fn take(&mut self, len: u32) -> bool {
         let need = self.held + len as u64;
         if self.held > 0 && need > self.max_conn {
@@ -172,6 +173,7 @@ impl DataBudget {
     }
 
     /// `len` bytes taken earlier came back.
+    #[inline]
     pub fn give(&mut self, len: u32) {
         self.held = self.held.saturating_sub(len as u64);
         if let Some(h) = self.host.as_mut() {

@@ -314,17 +314,18 @@ impl TcpConn {
     /// budget or the pool has no room (it waits in `need_buf`).
     fn take_buf(&mut self, slot: u16, ctx: &mut GroupCtx) -> bool {
         let r = &self.reqs[slot as usize];
-        let (len, sqe, dir) = (r.xfer_len, r.sqe, r.dir);
+        let (len, dir) = (r.xfer_len, r.dir);
         if !self.budget.take(len) {
             return false;
         }
-        let Some(mut buf) = self.q.data_buf(ctx, &sqe, len as usize) else {
+        // Borrows of two fields, not of `self`: the SQE is not copied.
+        let Some(mut buf) = self.q.data_buf(ctx, &self.reqs[slot as usize].sqe, len as usize) else {
             self.budget.give(len);
             return false;
         };
         // Pool buffers hold earlier I/O's data: anything but a read that the bdev fills
         // completely is zeroed so a short answer never leaks it.
-        if dir == Dir::CtrlToHost && !(self.q.qid != 0 && sqe.opcode == 0x02) {
+        if dir == Dir::CtrlToHost && !(self.q.qid != 0 && self.reqs[slot as usize].sqe.opcode == 0x02) {
             buf.zero();
         }
         let r = &mut self.reqs[slot as usize];
