@@ -53,6 +53,8 @@ pub struct Controller {
     pub subsys: Arc<Subsystem>,
     pub hostnqn: String,
     pub hostid: [u8; 16],
+    /// The listener the admin queue connected through.
+    pub listener: crate::transport::TransportAddr,
     /// DH-HMAC-CHAP settings when the host must authenticate (taken at the admin Connect).
     pub(crate) host_keys: Option<Arc<HostKeys>>,
     /// Keep-alive timeout in ms; 0 disables the timer.
@@ -80,11 +82,13 @@ pub struct Controller {
 }
 
 impl Controller {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cntlid: u16,
         subsys: Arc<Subsystem>,
         hostnqn: String,
         hostid: [u8; 16],
+        listener: crate::transport::TransportAddr,
         host_keys: Option<Arc<HostKeys>>,
         kato_ms: u32,
         now: Instant,
@@ -95,6 +99,7 @@ impl Controller {
             subsys,
             hostnqn,
             hostid,
+            listener,
             host_keys,
             kato_ms: AtomicU32::new(kato_ms),
             last_keep_alive_ms: AtomicU64::new(0),
@@ -235,6 +240,11 @@ impl Controller {
             }
             _ => false,
         }
+    }
+    /// IDs of the I/O queues connected now.
+    pub fn io_queue_ids(&self) -> Vec<u16> {
+        let q = self.io_queues.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter().enumerate().filter(|(_, on)| **on).map(|(i, _)| i as u16).collect()
     }
     pub(crate) fn release_io_queue(&self, qid: u16) {
         let mut q = self.io_queues.lock().unwrap_or_else(|e| e.into_inner());

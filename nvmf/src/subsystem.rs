@@ -428,6 +428,13 @@ impl Subsystem {
         self.lock().controllers.iter().filter_map(Weak::upgrade).find(|c| c.cntlid == cntlid && !c.is_failed())
     }
 
+    /// The live controllers, by CNTLID.
+    pub fn controllers(&self) -> Vec<Arc<Controller>> {
+        let mut v: Vec<_> = self.lock().controllers.iter().filter_map(Weak::upgrade).filter(|c| !c.is_failed()).collect();
+        v.sort_by_key(|c| c.cntlid);
+        v
+    }
+
     /// Live controllers (for statistics and tests).
     pub fn num_controllers(&self) -> usize {
         self.lock().controllers.iter().filter_map(Weak::upgrade).filter(|c| !c.is_failed()).count()

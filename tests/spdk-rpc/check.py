@@ -130,6 +130,15 @@ def readme_sequence(t, work, port):
     check(set(bdevs) == {"Malloc0", "Null0", "AIO0"}, "bdev_get_bdevs lists three bdevs")
     check(all(b["claimed"] for b in bdevs.values()), "every bdev is claimed by its namespace")
     check(bdevs.get("Null0", {}).get("block_size") == 4096, "Null0 has 4 KiB blocks")
+    ls = t.ok("nvmf_subsystem_get_listeners", NQN)
+    check(isinstance(ls, list) and len(ls) == 1 and ls[0]["address"]["trsvcid"] == str(port)
+          and ls[0]["ana_states"][0]["ana_state"] == "optimized", "nvmf_subsystem_get_listeners")
+    check(t.ok("nvmf_subsystem_get_controllers", NQN) == [], "no controllers before a host connects")
+    check(t.ok("nvmf_subsystem_get_qpairs", NQN) == [], "no qpairs before a host connects")
+    # rpc.py 26.9 has no command line for nvmf_get_config: SPDK's client module calls it.
+    from spdk.rpc.client import JSONRPCClient
+    cfg = JSONRPCClient(t.sock).call("nvmf_get_config")
+    check(isinstance(cfg, dict) and cfg.get("discovery_filter") == "match_any", "nvmf_get_config (spdk.rpc client)")
     tr = t.ok("nvmf_get_transports")
     check(isinstance(tr, list) and tr and tr[0]["trtype"] == "TCP", "nvmf_get_transports shows TCP")
 

@@ -13,6 +13,7 @@ mod framework;
 mod globals;
 mod keyring;
 mod nvmf;
+mod nvmf_query;
 
 pub use client::client_main;
 pub use error::RpcError;
@@ -64,6 +65,10 @@ const METHODS: &[(&str, Handler)] = &[
     ("keyring_file_remove_key", keyring::file_remove_key),
     ("keyring_get_keys", keyring::get_keys),
     ("nvmf_subsystem_set_keys", nvmf::set_keys),
+    ("nvmf_subsystem_get_controllers", nvmf_query::get_controllers),
+    ("nvmf_subsystem_get_qpairs", nvmf_query::get_qpairs),
+    ("nvmf_subsystem_get_listeners", nvmf_query::get_listeners),
+    ("nvmf_get_config", nvmf_query::get_config),
     ("framework_start_init", app::start_init),
     ("framework_wait_init", app::wait_init),
     ("spdk_kill_instance", app::kill_instance),

@@ -253,7 +253,7 @@ fn nvm_subsystem(state: &AppState, nqn: &str) -> Result<Arc<nvmf::Subsystem>, Rp
     }
 }
 
-fn any_subsystem(state: &AppState, nqn: &str) -> Result<Arc<nvmf::Subsystem>, RpcError> {
+pub(crate) fn any_subsystem(state: &AppState, nqn: &str) -> Result<Arc<nvmf::Subsystem>, RpcError> {
     state.target.subsystem(nqn).ok_or_else(|| RpcError::no_subsystem(nqn))
 }
 

@@ -550,6 +550,9 @@ fn host_io_on_rpc_built_subsystem() {
     let mut group = st.target.create_poll_group();
     let done = Arc::new(AtomicBool::new(false));
     let done2 = done.clone();
+    // The host waits with its queues connected until the control side has looked at them.
+    let (connected, queried) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (connected2, queried2) = (connected.clone(), queried.clone());
     let host = std::thread::spawn(move || {
         let r = (|| -> ::nvmf::host::Result<Vec<u8>> {
             let cfg = ::nvmf::host::HostConfig { kato_ms: 0, queue_size: 16, ..Default::default() };
@@ -561,6 +564,10 @@ fn host_io_on_rpc_built_subsystem() {
             let mut back = vec![0u8; data.len()];
             io.read(1, 10, 8, &mut back)?;
             assert_eq!(back, data);
+            connected2.store(true, Ordering::Release);
+            while !queried2.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
             io.disconnect()?;
             ctrl.disconnect()?;
             Ok(back)
@@ -574,7 +581,28 @@ fn host_io_on_rpc_built_subsystem() {
         if group.poll() == 0 {
             std::thread::yield_now();
         }
+        if connected.load(Ordering::Acquire) && !queried.load(Ordering::Acquire) {
+            let c = ok(&mut st, "nvmf_subsystem_get_controllers", json!({"nqn": NQN}));
+            assert_eq!(c.as_array().unwrap().len(), 1, "{c}");
+            assert_eq!(c[0]["num_io_qpairs"], 1);
+            assert_eq!(c[0]["hostnqn"], ::nvmf::host::HostConfig::default().hostnqn);
+            let q = ok(&mut st, "nvmf_subsystem_get_qpairs", json!({"nqn": NQN}));
+            let qids: Vec<u64> = q.as_array().unwrap().iter().map(|q| q["qid"].as_u64().unwrap()).collect();
+            assert_eq!(qids, vec![0, 1]);
+            assert_eq!(q[1]["listen_address"]["trsvcid"], a.trsvcid);
+            let l = ok(&mut st, "nvmf_subsystem_get_listeners", json!({"nqn": NQN}));
+            assert_eq!(l[0]["address"]["trsvcid"], a.trsvcid);
+            assert_eq!(l[0]["ana_states"][0]["ana_state"], "optimized");
+            fails(&mut st, "nvmf_subsystem_get_controllers", json!({"nqn": "nqn.2016-06.io.spdk:none"}), INVALID_PARAMS);
+            queried.store(true, Ordering::Release);
+        }
         assert!(start.elapsed() < Duration::from_secs(30), "host did not finish");
+    }
+    // The controller goes once the poll group has seen the admin queue close.
+    let start = Instant::now();
+    while ok(&mut st, "nvmf_subsystem_get_controllers", json!({"nqn": NQN})) != json!([]) {
+        group.poll();
+        assert!(start.elapsed() < Duration::from_secs(10), "controller still listed after disconnect");
     }
     let back = host.join().unwrap().expect("host I/O");
     assert_eq!(back.len(), 4096);

@@ -87,7 +87,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         let kato = c.kato;
         let keys = if subsys.is_discovery() { None } else { subsys.host_keys(&hostnqn) };
         let Some(ctrl) = subsys.register_controller(|id| {
-            Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, keys, kato, now)
+            Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, q.listener.clone(), keys, kato, now)
         }) else {
             cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_CONTROLLER_BUSY));
             return Exec::Complete;
