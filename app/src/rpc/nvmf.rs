@@ -319,8 +319,8 @@ pub fn create_subsystem(state: &mut AppState, params: Option<Value>) -> Result<V
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NqnParams {
-    nqn: String,
+pub(crate) struct NqnParams {
+    pub(crate) nqn: String,
     #[allow(dead_code)]
     tgt_name: Option<String>,
 }

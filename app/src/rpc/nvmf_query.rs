@@ -2,19 +2,11 @@
 //! `nvmf_subsystem_get_qpairs`, `nvmf_subsystem_get_listeners`, `nvmf_get_config`, with SPDK's
 //! result shapes.
 
-use super::nvmf::{any_subsystem, listen_address_json};
+use super::nvmf::{any_subsystem, listen_address_json, NqnParams};
 use super::{format_uuid, parse_params, RpcError};
 use crate::state::AppState;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NqnParams {
-    nqn: String,
-    #[allow(dead_code)]
-    tgt_name: Option<String>,
-}
 
 /// `[{cntlid, hostnqn, hostid, num_io_qpairs}]` of the subsystem's live controllers.
 pub fn get_controllers(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
