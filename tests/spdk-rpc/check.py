@@ -174,6 +174,20 @@ def keyring_and_hosts(t, work):
     t.ok("nvmf_subsystem_remove_host", NQN, host)
 
 
+def spdk_cli_browses(t):
+    """spdk-cli (spdkcli, same package) lists the target's tree without errors."""
+    if shutil.which("spdk-cli") is None:
+        check(False, "spdk-cli is installed")
+        return
+    r = subprocess.run(["spdk-cli", "-s", t.sock, "ls", "/"], capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    check(r.returncode == 0 and "Traceback" not in out, "spdk-cli ls / succeeds" + ("" if r.returncode == 0 else f": {out[-800:]}"))
+    for want in ["Malloc0", "AIO0", "Null0", NQN, "TCP"]:
+        check(want in out, f"spdk-cli ls / shows {want}")
+    r = subprocess.run(["spdk-cli", "-s", t.sock, "ls", "/nvmf/subsystem"], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0 and "Namespaces: 3" in r.stdout, "spdk-cli ls /nvmf/subsystem shows three namespaces")
+
+
 def bad_arguments(t):
     """Non-default values of options we have no behaviour for are refused by name; bad values fail."""
     t.fails(-32602, "no_srq", "nvmf_create_transport", "-t", "RDMA", "-r")
@@ -319,6 +333,7 @@ def main():
         docs_list_every_parameter(t)
         readme_sequence(t, work, port)
         perf_verify(a.bin, port, 2)
+        spdk_cli_browses(t)
         bad_arguments(t)
         keyring_and_hosts(t, work)
         t = save_and_restart(a.bin, work, t, port)
