@@ -24,6 +24,7 @@ struct ChannelEntry {
     uid: u64,
     ns: Arc<Namespace>,
     chan: Box<dyn BdevChannel>,
+    stats: Arc<crate::bdev::iostat::ChannelIoStats>,
 }
 
 /// Per-poll-group state shared by all transports in the group.
@@ -66,20 +67,36 @@ impl GroupCtx {
 
     /// This group's channel on `ns`, opened on first use.
     pub(crate) fn channel(&mut self, ns: &Arc<Namespace>) -> Option<&mut Box<dyn BdevChannel>> {
+        self.channel_and_stats(ns).map(|(c, _)| c)
+    }
+
+    /// [`GroupCtx::channel`] and this group's I/O counters on `ns` (the I/O path).
+    #[inline]
+    pub(crate) fn channel_and_stats(
+        &mut self,
+        ns: &Arc<Namespace>,
+    ) -> Option<(&mut Box<dyn BdevChannel>, &crate::bdev::iostat::ChannelIoStats)> {
         let idx = match self.channels.iter().position(|c| c.uid == ns.uid) {
             Some(i) => i,
-            None => match ns.bdev.open_channel() {
-                Ok(chan) => {
-                    self.channels.push(ChannelEntry { uid: ns.uid, ns: ns.clone(), chan });
-                    self.channels.len() - 1
-                }
-                Err(e) => {
-                    log::error!("open channel on bdev {}: {e}", ns.bdev.name());
-                    return None;
-                }
-            },
+            None => self.open_channel(ns)?,
         };
-        Some(&mut self.channels[idx].chan)
+        let e = &mut self.channels[idx];
+        Some((&mut e.chan, &*e.stats))
+    }
+
+    #[cold]
+    fn open_channel(&mut self, ns: &Arc<Namespace>) -> Option<usize> {
+        match ns.bdev.open_channel() {
+            Ok(chan) => {
+                let stats = ns.iostats.register();
+                self.channels.push(ChannelEntry { uid: ns.uid, ns: ns.clone(), chan, stats });
+                Some(self.channels.len() - 1)
+            }
+            Err(e) => {
+                log::error!("open channel on bdev {}: {e}", ns.bdev.name());
+                None
+            }
+        }
     }
 
     /// Buffers currently lent out (for leak checks).

@@ -31,6 +31,15 @@ pub struct Namespace {
     pub nguid: [u8; 16],
     pub eui64: [u8; 8],
     pub uuid: [u8; 16],
+    /// Every poll group's I/O counters on this namespace.
+    pub(crate) iostats: crate::bdev::iostat::IoStatsRegistry,
+}
+
+impl Namespace {
+    /// I/Os the target submitted to this namespace's bdev, over all poll groups.
+    pub fn io_stats(&self) -> crate::bdev::iostat::IoStats {
+        self.iostats.total()
+    }
 }
 
 impl std::fmt::Debug for Namespace {
@@ -353,6 +362,7 @@ impl Subsystem {
             nguid: ids.0,
             eui64: ids.1,
             uuid: ids.2,
+            iostats: Default::default(),
         });
         let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
         if next.len() < nsid as usize {

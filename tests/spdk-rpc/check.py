@@ -333,6 +333,11 @@ def main():
         docs_list_every_parameter(t)
         readme_sequence(t, work, port)
         perf_verify(a.bin, port, 2)
+        st = {b["name"]: b for b in t.ok("bdev_get_iostat")["bdevs"]}
+        check(st.get("Malloc0", {}).get("num_read_ops", 0) > 0 and st["Malloc0"]["num_write_ops"] > 0
+              and st["Malloc0"]["bytes_read"] % 4096 == 0 and st.get("Null0", {}).get("num_read_ops") == 0,
+              "bdev_get_iostat counts the verified I/O on Malloc0 and none on Null0")
+        t.fails(-19, "", "bdev_get_iostat", "--names", "Nope")
         spdk_cli_browses(t)
         bad_arguments(t)
         keyring_and_hosts(t, work)

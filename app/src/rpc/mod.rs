@@ -45,6 +45,7 @@ const METHODS: &[(&str, Handler)] = &[
     ("bdev_nvme_attach_controller", bdev::nvme_attach_controller),
     ("bdev_nvme_detach_controller", bdev::nvme_detach_controller),
     ("bdev_get_bdevs", bdev::get_bdevs),
+    ("bdev_get_iostat", bdev::get_iostat),
     ("nvmf_create_transport", nvmf::create_transport),
     ("nvmf_get_transports", nvmf::get_transports),
     ("nvmf_create_subsystem", nvmf::create_subsystem),

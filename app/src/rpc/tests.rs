@@ -606,6 +606,13 @@ fn host_io_on_rpc_built_subsystem() {
     }
     let back = host.join().unwrap().expect("host I/O");
     assert_eq!(back.len(), 4096);
+    // bdev_get_iostat counts what the host did: one 4 KiB write and one 4 KiB read.
+    let io = ok(&mut st, "bdev_get_iostat", json!({"name": "Malloc0"}));
+    let b = &io["bdevs"][0];
+    assert_eq!((b["num_write_ops"].as_u64(), b["bytes_written"].as_u64()), (Some(1), Some(4096)), "{io}");
+    assert_eq!((b["num_read_ops"].as_u64(), b["bytes_read"].as_u64()), (Some(1), Some(4096)), "{io}");
+    fails(&mut st, "bdev_get_iostat", json!({"name": "Nope"}), ENODEV);
+    fails(&mut st, "bdev_get_iostat", json!({"per_channel": true}), INVALID_PARAMS);
     // The namespace shows up as used.
     assert_eq!(ok(&mut st, "bdev_get_bdevs", json!({"name": "Malloc0"}))[0]["claimed"], true);
 }

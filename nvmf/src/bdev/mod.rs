@@ -6,6 +6,7 @@
 
 mod buf;
 pub mod file;
+pub mod iostat;
 pub mod malloc;
 pub mod null;
 pub mod nvme;

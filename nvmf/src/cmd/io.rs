@@ -42,6 +42,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     let blocks = ns.bdev.num_blocks();
     let slba = cmd.sqe.slba();
     let nlb = cmd.sqe.nlb() as u64;
+    let mut unmapped = 0u64;
     let (bop, offset, count) = match op {
         NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare | NvmOpcode::WriteZeroes => {
             if slba.checked_add(nlb).is_none_or(|end| end > blocks) {
@@ -79,11 +80,12 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
                     cmd.cqe.set_status(Status::generic(Gs::LBA_OUT_OF_RANGE).dnr());
                     return Exec::Complete;
                 }
+                unmapped += n as u64;
             }
             (BdevOp::Unmap, 0, 0)
         }
     };
-    let Some(chan) = ctx.channel(&ns) else {
+    let Some((chan, stats)) = ctx.channel_and_stats(ns) else {
         cmd.cqe.set_status(Status::generic(Gs::INTERNAL_ERROR));
         return Exec::Complete;
     };
@@ -94,6 +96,12 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     // Durable before completion when the host asks (FUA), or always once it has turned this
     // controller's volatile write cache off (Set Features VWC WCE = 0).
     let fua = matches!(bop, BdevOp::Write | BdevOp::WriteZeroes) && (cmd.sqe.fua() || !ctrl.write_cache_enabled());
+    match bop {
+        BdevOp::Read => stats.read(count * bs),
+        BdevOp::Write | BdevOp::WriteZeroes => stats.write(count * bs),
+        BdevOp::Unmap => stats.unmap(unmapped * bs),
+        BdevOp::Compare | BdevOp::Flush => {}
+    }
     chan.submit(BdevIo { op: bop, offset_blocks: offset, num_blocks: count, buf, fua, tag: cmd.tag });
     Exec::Pending
 }
