@@ -39,6 +39,8 @@ pub struct IoQpair {
     free: Vec<u16>,
     /// One PRP list page per slot (also the DSM range buffer).
     prp_lists: DmaRegion,
+    /// Per slot: leading entries of its list page that may hold addresses (see `prp::build`).
+    list_written: Vec<usize>,
     namespaces: Vec<(u32, u32)>,
     max_transfer: usize,
     polls: u32,
@@ -67,6 +69,7 @@ impl IoQpair {
             slots: vec![Slot::default(); depth],
             free: (0..depth as u16).rev().collect(),
             prp_lists,
+            list_written: vec![0; depth],
             namespaces,
             max_transfer,
             polls: 0,
@@ -124,6 +127,46 @@ impl IoQpair {
         self.prp_lists.carve(cid as usize * PAGE_SIZE, PAGE_SIZE)
     }
 
+    /// PRPs for `len` bytes at `off` of `buf` in slot `cid`'s list page; with the `dma-guard`
+    /// feature, the emulated controller's guard learns what the command was lent.
+    fn prps(&mut self, cid: u16, buf: &DmaRegion, off: usize, len: usize) -> Result<(u64, u64)> {
+        let list = self.list_page(cid);
+        let written = &mut self.list_written[cid as usize];
+        let (p1, p2) = crate::prp::build(buf, off, len, &list, written)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        {
+            // A list is used when the transfer goes past the page after PRP1's.
+            let entries = if len > 2 * PAGE_SIZE - p1 as usize % PAGE_SIZE { *written } else { 0 };
+            self.lend(cid, Some((buf, off, len)), entries);
+        }
+        Ok((p1, p2))
+    }
+
+    /// Tell the emulated controller's DMA guard that command `cid` may touch `data` and the
+    /// first `list_entries` entries of its list page, nothing else.
+    #[cfg(any(test, feature = "dma-guard"))]
+    fn lend(&self, cid: u16, data: Option<(&DmaRegion, usize, usize)>, list_entries: usize) {
+        let Some(g) = self.shared.guard.get() else { return };
+        let mut lent = crate::emulator::guard::Lent::default();
+        if let Some((buf, off, len)) = data {
+            let mut o = off;
+            while o < off + len {
+                let a = buf.iova_at(o);
+                let n = (PAGE_SIZE - a as usize % PAGE_SIZE).min(off + len - o);
+                match lent.data.last_mut() {
+                    Some(last) if last.1 == a => last.1 += n as u64,
+                    _ => lent.data.push((a, a + n as u64)),
+                }
+                o += n;
+            }
+        }
+        if list_entries > 0 {
+            let l = self.list_page(cid).iova();
+            lent.list = Some((l, l + list_entries as u64 * 8));
+        }
+        g.lend(self.qid, cid, lent);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, token: u64) -> Result<()> {
         let bs = self.block_size(nsid).ok_or_else(|| Error::InvalidArgument(format!("no namespace {nsid}")))?;
@@ -138,7 +181,7 @@ impl IoQpair {
             return Err(Error::InvalidArgument(format!("{len} byte transfer at {off} of a {} byte buffer", buf.len())));
         }
         let cid = self.take_slot(token)?;
-        let (prp1, prp2) = match crate::prp::build(buf, off, len, &self.list_page(cid)) {
+        let (prp1, prp2) = match self.prps(cid, buf, off, len) {
             Ok(p) => p,
             Err(e) => {
                 self.release_slot(cid);
@@ -179,6 +222,8 @@ impl IoQpair {
     /// Queue a Flush.
     pub fn flush(&mut self, nsid: u32, token: u64) -> Result<()> {
         let cid = self.take_slot(token)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        self.lend(cid, None, 0);
         let mut sqe = Sqe { opcode: NvmOpcode::Flush as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         self.push(sqe, cid);
@@ -191,6 +236,8 @@ impl IoQpair {
             return Err(Error::InvalidArgument(format!("{blocks} blocks in one command")));
         }
         let cid = self.take_slot(token)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        self.lend(cid, None, 0);
         let mut sqe = Sqe { opcode: NvmOpcode::WriteZeroes as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.set_slba(lba);
@@ -213,6 +260,11 @@ impl IoQpair {
             data[i * 16 + 8..i * 16 + 16].copy_from_slice(&lba.to_le_bytes());
         }
         page.write(0, &data[..ranges.len() * 16]);
+        // The ranges are host-chosen numbers: a later, shorter PRP list must clear them.
+        let written = &mut self.list_written[cid as usize];
+        *written = (*written).max(ranges.len() * 2);
+        #[cfg(any(test, feature = "dma-guard"))]
+        self.lend(cid, Some((&page, 0, ranges.len() * 16)), 0);
         let mut sqe = Sqe { opcode: NvmOpcode::DatasetManagement as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.cdw10.set(ranges.len() as u32 - 1);
@@ -231,13 +283,18 @@ impl IoQpair {
                 self.release_slot(cid);
                 return Err(Error::TransferTooLarge { len, max: self.max_transfer });
             }
-            match crate::prp::build(buf, off, len, &self.list_page(cid)) {
+            match self.prps(cid, buf, off, len) {
                 Ok((p1, p2)) => sqe.set_prps(p1, p2),
                 Err(e) => {
                     self.release_slot(cid);
                     return Err(e);
                 }
             }
+        } else {
+            // No data: no address of the caller's either.
+            sqe.set_prps(0, 0);
+            #[cfg(any(test, feature = "dma-guard"))]
+            self.lend(cid, None, 0);
         }
         self.push(sqe, cid);
         Ok(())
