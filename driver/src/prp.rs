@@ -51,6 +51,29 @@ pub fn build(buf: &DmaRegion, off: usize, len: usize, list: &DmaRegion, written:
     Ok((prp1, list.iova()))
 }
 
+/// Bytes of a buffer for [`IoQpair::submit_raw_opaque`](crate::IoQpair::submit_raw_opaque) on a
+/// queue pair whose maximum transfer is `max_transfer`.
+pub fn opaque_buf_size(max_transfer: usize) -> usize {
+    max_transfer.next_multiple_of(PAGE_SIZE) + 2 * PAGE_SIZE
+}
+
+/// Where the host's `len` bytes go in the buffer of an opaque command (one whose real transfer
+/// length only the device knows), or `None` when no safe layout exists.
+///
+/// The device reads PRP2 as a data page when its transfer ends within two pages and as a list
+/// pointer otherwise. Host-to-controller data spanning exactly two pages would put host bytes
+/// in the page a longer transfer takes for a PRP list, so such data starts 4 bytes before the
+/// end of the first page: it then always needs a list the driver wrote. That is impossible only
+/// for 4097..=4100 bytes.
+pub fn opaque_offset(len: usize, host_to_ctrl: bool) -> Option<usize> {
+    const SHIFT: usize = PAGE_SIZE - 4;
+    match len {
+        _ if !host_to_ctrl || len <= PAGE_SIZE => Some(0),
+        _ if len <= PAGE_SIZE + 4 => None,
+        _ => Some(SHIFT),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,7 +162,7 @@ impl IoQpair {
         }
         if list_entries > 0 {
             let l = self.list_page(cid).iova();
-            lent.list = Some((l, l + list_entries as u64 * 8));
+            lent.list.push((l, l + list_entries as u64 * 8));
         }
         g.lend(self.qid, cid, lent);
     }
@@ -295,6 +295,50 @@ impl IoQpair {
             sqe.set_prps(0, 0);
             #[cfg(any(test, feature = "dma-guard"))]
             self.lend(cid, None, 0);
+        }
+        self.push(sqe, cid);
+        Ok(())
+    }
+
+    /// Queue a raw command whose transfer length only the device knows (passthrough trusting
+    /// the host). `buf`, of at least [`prp::opaque_buf_size`](crate::prp::opaque_buf_size) bytes
+    /// and this command's alone, holds the host's `len` bytes at
+    /// [`prp::opaque_offset`](crate::prp::opaque_offset). Whatever length up to the maximum
+    /// transfer the device uses, the PRPs lead it only into `buf` and this slot's list page: for
+    /// data within two pages, PRP2 is `buf`'s second page, filled as a list of the pages after
+    /// it (data for a short transfer, a list for a long one); otherwise a list of the whole
+    /// maximum transfer.
+    pub fn submit_raw_opaque(&mut self, mut sqe: Sqe, buf: &DmaRegion, len: usize, host_to_ctrl: bool, token: u64) -> Result<()> {
+        let max = self.max_transfer;
+        let off = crate::prp::opaque_offset(len, host_to_ctrl)
+            .filter(|_| len <= max && buf.len() >= crate::prp::opaque_buf_size(max))
+            .ok_or_else(|| Error::InvalidArgument(format!("no opaque layout for {len} bytes in {} bytes", buf.len())))?;
+        let cid = self.take_slot(token)?;
+        let (p1, p2) = if off == 0 && len <= 2 * PAGE_SIZE {
+            let n = max.div_ceil(PAGE_SIZE).saturating_sub(1);
+            let mut entries = [0u8; PAGE_SIZE];
+            for (i, e) in entries.chunks_exact_mut(8).take(n).enumerate() {
+                e.copy_from_slice(&buf.iova_at((2 + i) * PAGE_SIZE).to_le_bytes());
+            }
+            // Host-to-controller data, if any, is all in the first page here.
+            buf.write(PAGE_SIZE, &entries[..n * 8]);
+            (buf.iova(), buf.iova_at(PAGE_SIZE))
+        } else {
+            match self.prps(cid, buf, off, max) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.release_slot(cid);
+                    return Err(e);
+                }
+            }
+        };
+        sqe.set_prps(p1, p2);
+        #[cfg(any(test, feature = "dma-guard"))]
+        if let Some(g) = self.shared.guard.get() {
+            // All of `buf` and the list page, as data or as lists.
+            let l = self.list_page(cid);
+            let ranges = vec![(buf.iova(), buf.iova() + buf.len() as u64), (l.iova(), l.iova() + PAGE_SIZE as u64)];
+            g.lend(self.qid, cid, crate::emulator::guard::Lent { data: ranges.clone(), list: ranges });
         }
         self.push(sqe, cid);
         Ok(())

@@ -23,7 +23,7 @@ pub struct Lent {
     /// The data buffer (page pieces, merged where contiguous).
     pub data: Vec<(u64, u64)>,
     /// The PRP list entries written for this command.
-    pub list: Option<(u64, u64)>,
+    pub list: Vec<(u64, u64)>,
 }
 
 /// What the device tried to do.
@@ -99,7 +99,7 @@ impl DmaGuard {
         let ok = {
             let lent = self.lent.lock().unwrap_or_else(|p| p.into_inner());
             lent.get(&(sqid, cid)).is_some_and(|l| match access {
-                Access::PrpList => l.list.as_ref().is_some_and(inside),
+                Access::PrpList => l.list.iter().any(inside),
                 Access::DataRead | Access::DataWrite => l.data.iter().any(inside),
             })
         };
@@ -125,7 +125,7 @@ mod tests {
         let g = DmaGuard::default();
         assert!(g.allow(1, 0, 0xC2, Access::DataWrite, 0, 4096), "unarmed: no checks");
         assert_eq!(g.checked(), 0);
-        g.lend(1, 3, Lent { data: vec![(0x1000, 0x3000)], list: Some((0x8000, 0x8010)) });
+        g.lend(1, 3, Lent { data: vec![(0x1000, 0x3000)], list: vec![(0x8000, 0x8010)] });
         assert!(g.is_armed());
         assert!(g.allow(1, 3, 2, Access::DataWrite, 0x1000, 0x2000));
         assert!(g.allow(1, 3, 2, Access::DataRead, 0x2ffc, 4));
