@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub mod fuzz;
+pub mod fuzz_passthru;
 
 /// A control-path closure run on the acceptor thread.
 type CtlFn = Box<dyn FnOnce(&mut Target) + Send>;
