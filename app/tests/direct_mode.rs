@@ -32,7 +32,7 @@ fn config() -> Value {
         {"subsystem": "nvmf", "config": [
             {"method": "nvmf_create_transport", "params": {"trtype": "TCP"}},
             {"method": "nvmf_create_subsystem", "params": {"nqn": NQN, "allow_any_host": true, "serial_number": "DIRECT01"}},
-            {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Nvme0n1"}}},
+            {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Nvme0n1", "passthru_io": true}}},
             {"method": "nvmf_subsystem_add_ns", "params": {"nqn": NQN, "namespace": {"bdev_name": "Malloc0", "nsid": 2}}},
             {"method": "nvmf_subsystem_add_listener", "params": {"nqn": NQN, "listen_address": {
                 "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}}
@@ -102,10 +102,10 @@ fn host_to_emulated_controller_through_two_reactors() {
     let mut one = vec![0u8; 512];
     assert!(q1.read(1, BLOCKS, 1, &mut one).is_err());
 
-    passthrough(&mut q1, &mut q2);
     // Every transfer used a DMA buffer the reactor's channel lent to the transport.
     let bdevs = rpc_json(&t, &["bdev_get_bdevs", "--name", "Nvme0n1"]);
     assert_eq!(bdevs[0]["driver_specific"]["nvme"][0]["data_copied_bytes"], 0, "no bounce copy: {bdevs}");
+    passthrough(&mut q1, &mut q2);
 
     assert_eq!(
         t.wait_count("bdev Nvme0n1: channel on hardware I/O queue", 2, SEC),
@@ -136,9 +136,9 @@ fn vendor_sqe(opcode: u8, nsid: u32, bytes: usize) -> Sqe {
     sqe
 }
 
-/// Opcodes the target does not model reach the device (the emulator's vendor-specific store and
-/// load): data both ways, the device's DW0 and its error status come back unchanged. On a Malloc
-/// namespace the same opcode is the target's Invalid Opcode.
+/// With `passthru_io` on, opcodes the target does not model reach the device (the emulator's
+/// vendor-specific store and load): data both ways, the device's DW0 and its error status come
+/// back unchanged. On a Malloc namespace the same opcode is the target's Invalid Opcode.
 fn passthrough(q1: &mut nvmf::host::IoQueue, q2: &mut nvmf::host::IoQueue) {
     let invalid_opcode = Status::generic(GenericStatus::INVALID_OPCODE).dnr();
     // 64 KiB: more than the in-capsule size, so it goes R2T / H2CData.
@@ -157,8 +157,8 @@ fn passthrough(q1: &mut nvmf::host::IoQueue, q2: &mut nvmf::host::IoQueue) {
     // Unknown to the device: its own status reaches the host.
     let cqe = q1.raw(vendor_sqe(0xC5, 1, 0), None, None).expect("unknown vendor opcode");
     assert_eq!(cqe.status(), invalid_opcode);
-    // Larger than a 128 KiB command buffer: one command all the same, in a lent 1 MiB DMA
-    // buffer (the emulated controller's MDTS is 2 MiB).
+    // Larger than a 128 KiB command buffer: one command all the same, through the channel's
+    // passthrough buffer (the emulated controller's MDTS is 2 MiB).
     let big = pattern(77, 0, 256 << 10);
     let cqe = q1.raw(vendor_sqe(VENDOR_STORE, 1, big.len()), Some(&big), None).expect("big vendor store");
     assert!(cqe.status().is_success(), "{:?}", cqe.status());

@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     /// Bumped by reset and shutdown; queue pairs of an older generation are dead.
     pub(crate) generation: AtomicU64,
     shut_down: AtomicBool,
+    /// The emulated controller's DMA guard, told what each I/O command was lent.
+    #[cfg(any(test, feature = "dma-guard"))]
+    pub(crate) guard: std::sync::OnceLock<Arc<crate::emulator::DmaGuard>>,
     /// Keeps the VFIO device and container open as long as the controller lives.
     _owner: Option<Box<dyn Any + Send + Sync>>,
 }
@@ -136,7 +139,10 @@ impl Controller {
     /// Bring up an in-process [`EmulatedController`](crate::emulator::EmulatedController).
     pub fn new_emulated(emu: &Arc<crate::emulator::EmulatedController>, opts: ControllerOptions) -> Result<Self> {
         let dma = Arc::new(DmaAllocator::new(emu.mapper(), opts.dma_backing));
-        Self::new(emu.clone(), dma, opts)
+        let ctrl = Self::new(emu.clone(), dma, opts)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        let _ = ctrl.shared.guard.set(emu.dma_guard().clone());
+        Ok(ctrl)
     }
 
     pub(crate) fn with_owner(
@@ -169,6 +175,8 @@ impl Controller {
             info: RwLock::new(info),
             generation: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
+            #[cfg(any(test, feature = "dma-guard"))]
+            guard: std::sync::OnceLock::new(),
             _owner: owner,
         });
         let ctrl = Controller { shared };
@@ -330,7 +338,9 @@ impl Controller {
         let s = &self.shared;
         let mut admin = s.lock_admin();
         if let Some(buf) = data {
-            let (p1, p2) = crate::prp::build(buf, 0, buf.len(), &admin.scratch)?;
+            // The scratch page serves other admin commands too: clear every entry past ours.
+            let mut stale = crate::prp::LIST_ENTRIES;
+            let (p1, p2) = crate::prp::build(buf, 0, buf.len(), &admin.scratch, &mut stale)?;
             sqe.set_prps(p1, p2);
         }
         s.admin_cmd(&mut admin, sqe)

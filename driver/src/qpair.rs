@@ -39,6 +39,8 @@ pub struct IoQpair {
     free: Vec<u16>,
     /// One PRP list page per slot (also the DSM range buffer).
     prp_lists: DmaRegion,
+    /// Per slot: leading entries of its list page that may hold addresses (see `prp::build`).
+    list_written: Vec<usize>,
     namespaces: Vec<(u32, u32)>,
     max_transfer: usize,
     polls: u32,
@@ -67,6 +69,7 @@ impl IoQpair {
             slots: vec![Slot::default(); depth],
             free: (0..depth as u16).rev().collect(),
             prp_lists,
+            list_written: vec![0; depth],
             namespaces,
             max_transfer,
             polls: 0,
@@ -124,6 +127,46 @@ impl IoQpair {
         self.prp_lists.carve(cid as usize * PAGE_SIZE, PAGE_SIZE)
     }
 
+    /// PRPs for `len` bytes at `off` of `buf` in slot `cid`'s list page; with the `dma-guard`
+    /// feature, the emulated controller's guard learns what the command was lent.
+    fn prps(&mut self, cid: u16, buf: &DmaRegion, off: usize, len: usize) -> Result<(u64, u64)> {
+        let list = self.list_page(cid);
+        let written = &mut self.list_written[cid as usize];
+        let (p1, p2) = crate::prp::build(buf, off, len, &list, written)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        {
+            // A list is used when the transfer goes past the page after PRP1's.
+            let entries = if len > 2 * PAGE_SIZE - p1 as usize % PAGE_SIZE { *written } else { 0 };
+            self.lend(cid, Some((buf, off, len)), entries);
+        }
+        Ok((p1, p2))
+    }
+
+    /// Tell the emulated controller's DMA guard that command `cid` may touch `data` and the
+    /// first `list_entries` entries of its list page, nothing else.
+    #[cfg(any(test, feature = "dma-guard"))]
+    fn lend(&self, cid: u16, data: Option<(&DmaRegion, usize, usize)>, list_entries: usize) {
+        let Some(g) = self.shared.guard.get() else { return };
+        let mut lent = crate::emulator::guard::Lent::default();
+        if let Some((buf, off, len)) = data {
+            let mut o = off;
+            while o < off + len {
+                let a = buf.iova_at(o);
+                let n = (PAGE_SIZE - a as usize % PAGE_SIZE).min(off + len - o);
+                match lent.data.last_mut() {
+                    Some(last) if last.1 == a => last.1 += n as u64,
+                    _ => lent.data.push((a, a + n as u64)),
+                }
+                o += n;
+            }
+        }
+        if list_entries > 0 {
+            let l = self.list_page(cid).iova();
+            lent.list.push((l, l + list_entries as u64 * 8));
+        }
+        g.lend(self.qid, cid, lent);
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
     fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, cdw12_flags: u32, token: u64) -> Result<()> {
@@ -139,7 +182,7 @@ impl IoQpair {
             return Err(Error::InvalidArgument(format!("{len} byte transfer at {off} of a {} byte buffer", buf.len())));
         }
         let cid = self.take_slot(token)?;
-        let (prp1, prp2) = match crate::prp::build(buf, off, len, &self.list_page(cid)) {
+        let (prp1, prp2) = match self.prps(cid, buf, off, len) {
             Ok(p) => p,
             Err(e) => {
                 self.release_slot(cid);
@@ -197,6 +240,8 @@ impl IoQpair {
     /// Queue a Flush.
     pub fn flush(&mut self, nsid: u32, token: u64) -> Result<()> {
         let cid = self.take_slot(token)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        self.lend(cid, None, 0);
         let mut sqe = Sqe { opcode: NvmOpcode::Flush as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         self.push(sqe, cid);
@@ -213,6 +258,8 @@ impl IoQpair {
             return Err(Error::InvalidArgument(format!("{blocks} blocks in one command")));
         }
         let cid = self.take_slot(token)?;
+        #[cfg(any(test, feature = "dma-guard"))]
+        self.lend(cid, None, 0);
         let mut sqe = Sqe { opcode: NvmOpcode::WriteZeroes as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.set_slba(lba);
@@ -235,6 +282,11 @@ impl IoQpair {
             data[i * 16 + 8..i * 16 + 16].copy_from_slice(&lba.to_le_bytes());
         }
         page.write(0, &data[..ranges.len() * 16]);
+        // The ranges are host-chosen numbers: a later, shorter PRP list must clear them.
+        let written = &mut self.list_written[cid as usize];
+        *written = (*written).max(ranges.len() * 2);
+        #[cfg(any(test, feature = "dma-guard"))]
+        self.lend(cid, Some((&page, 0, ranges.len() * 16)), 0);
         let mut sqe = Sqe { opcode: NvmOpcode::DatasetManagement as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.cdw10.set(ranges.len() as u32 - 1);
@@ -253,13 +305,62 @@ impl IoQpair {
                 self.release_slot(cid);
                 return Err(Error::TransferTooLarge { len, max: self.max_transfer });
             }
-            match crate::prp::build(buf, off, len, &self.list_page(cid)) {
+            match self.prps(cid, buf, off, len) {
                 Ok((p1, p2)) => sqe.set_prps(p1, p2),
                 Err(e) => {
                     self.release_slot(cid);
                     return Err(e);
                 }
             }
+        } else {
+            // No data: no address of the caller's either.
+            sqe.set_prps(0, 0);
+            #[cfg(any(test, feature = "dma-guard"))]
+            self.lend(cid, None, 0);
+        }
+        self.push(sqe, cid);
+        Ok(())
+    }
+
+    /// Queue a raw command whose transfer length only the device knows (passthrough trusting
+    /// the host). `buf`, of at least [`prp::opaque_buf_size`](crate::prp::opaque_buf_size) bytes
+    /// and this command's alone, holds the host's `len` bytes at
+    /// [`prp::opaque_offset`](crate::prp::opaque_offset). Whatever length up to the maximum
+    /// transfer the device uses, the PRPs lead it only into `buf` and this slot's list page: for
+    /// data within two pages, PRP2 is `buf`'s second page, filled as a list of the pages after
+    /// it (data for a short transfer, a list for a long one); otherwise a list of the whole
+    /// maximum transfer.
+    pub fn submit_raw_opaque(&mut self, mut sqe: Sqe, buf: &DmaRegion, len: usize, host_to_ctrl: bool, token: u64) -> Result<()> {
+        let max = self.max_transfer;
+        let off = crate::prp::opaque_offset(len, host_to_ctrl)
+            .filter(|_| len <= max && buf.len() >= crate::prp::opaque_buf_size(max))
+            .ok_or_else(|| Error::InvalidArgument(format!("no opaque layout for {len} bytes in {} bytes", buf.len())))?;
+        let cid = self.take_slot(token)?;
+        let (p1, p2) = if off == 0 && len <= 2 * PAGE_SIZE {
+            let n = max.div_ceil(PAGE_SIZE).saturating_sub(1);
+            let mut entries = [0u8; PAGE_SIZE];
+            for (i, e) in entries.chunks_exact_mut(8).take(n).enumerate() {
+                e.copy_from_slice(&buf.iova_at((2 + i) * PAGE_SIZE).to_le_bytes());
+            }
+            // Host-to-controller data, if any, is all in the first page here.
+            buf.write(PAGE_SIZE, &entries[..n * 8]);
+            (buf.iova(), buf.iova_at(PAGE_SIZE))
+        } else {
+            match self.prps(cid, buf, off, max) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.release_slot(cid);
+                    return Err(e);
+                }
+            }
+        };
+        sqe.set_prps(p1, p2);
+        #[cfg(any(test, feature = "dma-guard"))]
+        if let Some(g) = self.shared.guard.get() {
+            // All of `buf` and the list page, as data or as lists.
+            let l = self.list_page(cid);
+            let ranges = vec![(buf.iova(), buf.iova() + buf.len() as u64), (l.iova(), l.iova() + PAGE_SIZE as u64)];
+            g.lend(self.qid, cid, crate::emulator::guard::Lent { data: ranges.clone(), list: ranges });
         }
         self.push(sqe, cid);
         Ok(())

@@ -31,6 +31,9 @@ pub struct Namespace {
     pub nguid: [u8; 16],
     pub eui64: [u8; 8],
     pub uuid: [u8; 16],
+    /// Pass I/O opcodes the target does not model, whose data length it cannot check, to an
+    /// NVMe bdev (trusting the hosts); see [`NamespaceConfig::passthru_io`].
+    pub passthru_io: bool,
     /// Every poll group's I/O counters on this namespace.
     pub(crate) iostats: crate::bdev::iostat::IoStatsRegistry,
 }
@@ -58,11 +61,18 @@ pub struct NamespaceConfig {
     pub nguid: [u8; 16],
     pub eui64: [u8; 8],
     pub uuid: [u8; 16],
+    /// Passthrough trusting the hosts (off by default). On a namespace whose bdev is an NVMe
+    /// device, I/O opcodes the target neither models nor can compute the data length of
+    /// (vendor specific, ...) go to the device instead of failing with Invalid Opcode. Whatever
+    /// the command claims, the device only reaches memory lent to that command, but what the
+    /// command does on the device is the host's to choose. Reservations, Copy and Cancel are
+    /// refused even so.
+    pub passthru_io: bool,
 }
 
 impl NamespaceConfig {
     pub fn new(bdev: Arc<dyn Bdev>) -> Self {
-        NamespaceConfig { nsid: None, bdev, nguid: [0; 16], eui64: [0; 8], uuid: [0; 16] }
+        NamespaceConfig { nsid: None, bdev, nguid: [0; 16], eui64: [0; 8], uuid: [0; 16], passthru_io: false }
     }
 }
 
@@ -363,6 +373,7 @@ impl Subsystem {
             eui64: ids.1,
             uuid: ids.2,
             iostats: Default::default(),
+            passthru_io: cfg.passthru_io,
         });
         let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
         if next.len() < nsid as usize {

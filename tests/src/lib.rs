@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub mod fuzz;
+pub mod fuzz_passthru;
 pub mod work;
 
 pub use work::WorkThread;

@@ -89,6 +89,12 @@ fn commands_seeds_and_regressions() {
     replay("commands", nvmf_tests::fuzz::commands, false);
 }
 
+#[test]
+fn passthru_seeds_and_regressions() {
+    // The harness itself panics on a DMA guard violation or a lost completion.
+    replay("passthru", |d| Stats { success: nvmf_tests::fuzz_passthru::passthru(d), ..Default::default() }, false);
+}
+
 // ---- Seed generation -------------------------------------------------------------------------
 
 /// Host-to-target bytes captured by [`Recorder`]: (connection number, bytes), in the order the

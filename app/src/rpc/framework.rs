@@ -180,13 +180,18 @@ fn nvmf_config(state: &AppState) -> Vec<Value> {
             nvmf.push(json!({"method": "nvmf_subsystem_add_host", "params": super::nvmf::add_host_params(state, &s, &h)}));
         }
         for ns in s.namespaces() {
-            nvmf.push(json!({"method": "nvmf_subsystem_add_ns", "params": {"nqn": s.nqn, "namespace": {
+            let mut p = json!({"nqn": s.nqn, "namespace": {
                 "nsid": ns.nsid,
                 "bdev_name": ns.bdev.name(),
                 "nguid": hex_upper(&ns.nguid),
                 "eui64": hex_upper(&ns.eui64),
                 "uuid": format_uuid(&ns.uuid),
-            }}}));
+            }});
+            // Only when on: configs stay loadable by SPDK, which does not know it.
+            if ns.passthru_io {
+                p["namespace"]["passthru_io"] = json!(true);
+            }
+            nvmf.push(json!({"method": "nvmf_subsystem_add_ns", "params": p}));
         }
     }
     nvmf

@@ -349,6 +349,9 @@ struct NsParams {
     anagrpid: Option<u32>,
     #[serde(default)]
     no_auto_visible: bool,
+    /// Pass unchecked I/O opcodes to an NVMe bdev, trusting the hosts (nvmf-rs extension).
+    #[serde(default)]
+    passthru_io: bool,
 }
 
 #[derive(Deserialize)]
@@ -380,8 +383,12 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
     if ns.nsid != 0 && sub.namespace(ns.nsid).is_some() {
         return Err(RpcError::invalid_params(format!("nsid {} is already in use in {}", ns.nsid, p.nqn)));
     }
+    if ns.passthru_io && !bdev.supports_passthru() {
+        return Err(RpcError::invalid_params(format!("passthru_io needs an NVMe bdev; {} is not one", ns.bdev_name)));
+    }
     let mut cfg = NamespaceConfig::new(bdev);
     cfg.nsid = (ns.nsid != 0).then_some(ns.nsid);
+    cfg.passthru_io = ns.passthru_io;
     if let Some(g) = &ns.nguid {
         cfg.nguid = parse_hex::<16>(g, "NGUID")?;
     }
@@ -725,6 +732,7 @@ pub(crate) fn subsystem_json(s: &nvmf::Subsystem) -> Value {
                     "nguid": hex_upper(&ns.nguid),
                     "eui64": hex_upper(&ns.eui64),
                     "uuid": format_uuid(&ns.uuid),
+                    "passthru_io": ns.passthru_io,
                 })
             })
             .collect();

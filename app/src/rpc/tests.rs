@@ -140,7 +140,12 @@ fn nvme_attach_and_detach_emulated() {
     assert!(m.contains("Unable to attach controller Nvme1"), "{m}");
     fails(&mut st, "bdev_malloc_delete", json!({"name": "Nvme0n1"}), ENODEV);
 
-    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2"}}));
+    // Passthrough trusting the hosts: only on an NVMe bdev, off unless asked for.
+    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2", "passthru_io": "yes"}}), INVALID_PARAMS);
+    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2", "passthru_io": true}}));
+    let subs = ok(&mut st, "nvmf_get_subsystems", json!({"nqn": NQN}));
+    let nss = subs[0]["namespaces"].as_array().unwrap();
+    assert_eq!(nss.iter().map(|n| n["passthru_io"].clone()).collect::<Vec<_>>(), vec![json!(false), json!(true)], "{subs}");
     let m = fails(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme0"}), EBUSY);
     assert!(m.contains("Nvme0n2"), "{m}");
     fails(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme9"}), ENODEV);
@@ -152,9 +157,14 @@ fn nvme_attach_and_detach_emulated() {
         .filter(|e| e["method"] == "bdev_nvme_attach_controller").collect();
     assert_eq!(attach.len(), 1);
     assert_eq!(attach[0]["params"], emu);
+    let nvmf = doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "nvmf").unwrap();
+    let add_ns: Vec<&Value> = nvmf["config"].as_array().unwrap().iter()
+        .filter(|e| e["method"] == "nvmf_subsystem_add_ns").collect();
+    assert_eq!(add_ns.iter().map(|e| e["params"]["namespace"].get("passthru_io").cloned()).collect::<Vec<_>>(), vec![None, Some(json!(true))]);
     let mut st2 = state();
     crate::config::apply(&doc, &mut st2).unwrap();
     assert_eq!(framework::config_document(&st2), doc);
+    assert!(st2.target.subsystem(NQN).unwrap().namespace(2).unwrap().passthru_io, "loaded back on");
 
     ok(&mut st, "nvmf_subsystem_remove_ns", json!({"nqn": NQN, "nsid": 2}));
     let ctrl = st.nvme_ctrlrs["Nvme0"].ctrl.clone();

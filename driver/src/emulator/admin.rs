@@ -43,7 +43,7 @@ pub(crate) fn execute(st: &mut State, sqe: &Sqe) -> Outcome {
 }
 
 fn send(st: &State, sqe: &Sqe, data: &[u8]) -> Outcome {
-    match prp::to_host(&st.mem, sqe.prp1(), sqe.prp2(), data) {
+    match prp::to_host(&prp::Dma::admin(&st.mem), sqe.prp1(), sqe.prp2(), data) {
         Ok(()) => ok(0),
         Err(s) => Some((s, 0)),
     }

@@ -6,12 +6,15 @@
 //! Modelled: CC/CSTS (enable, disable, normal/abrupt shutdown, fatal status), admin queues from
 //! AQA/ASQ/ACQ, admin commands (Identify CNS 0-3, Create/Delete I/O SQ/CQ, Get/Set Features,
 //! Abort, Get Log Page error/SMART), NVM commands against RAM disks, PRP lists, phase tags and
-//! queue wrap-around, and two vendor-specific I/O commands ([`VENDOR_STORE`], [`VENDOR_LOAD`]) for
-//! passthrough tests. Error injection: media errors on an LBA, fatal status, and holding
-//! commands without completing them (to exercise timeouts and Abort).
+//! queue wrap-around, Verify and Write Uncorrectable (range check only), and two vendor-specific
+//! I/O commands ([`VENDOR_STORE`], [`VENDOR_LOAD`]) for passthrough tests. Every data and PRP list
+//! access of an I/O command goes through the [`DmaGuard`] (see [`guard`]). Error injection:
+//! media errors on an LBA, fatal status, and holding commands without completing them (to
+//! exercise timeouts and Abort).
 
 mod admin;
 mod disk;
+pub mod guard;
 mod nvm;
 mod prp;
 mod queues;
@@ -22,6 +25,7 @@ use crate::mmio::RegisterSpace;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use disk::RamDisk;
+pub use guard::{DmaGuard, Violation};
 
 /// Vendor-specific I/O command (opcode bits 1:0 = 01b, host to controller): stores the CDW10
 /// dwords of data it carries and completes with DW0 = [`VENDOR_STORE_DW0`]. Namespace-scoped like
@@ -32,7 +36,7 @@ pub const VENDOR_STORE_DW0: u32 = 0x00C0_FFEE;
 /// Vendor-specific I/O command (bits 1:0 = 10b, controller to host): returns CDW10 dwords, the
 /// data of the last [`VENDOR_STORE`] zero-padded, with DW0 = the number of bytes stored.
 pub const VENDOR_LOAD: u8 = 0xC2;
-/// Largest vendor-specific transfer (larger: Invalid Field).
+/// Largest vendor-specific transfer (larger, or larger than MDTS: Invalid Field).
 pub const VENDOR_MAX_BYTES: usize = 1 << 20;
 
 /// Shape of the emulated controller.
@@ -72,6 +76,7 @@ impl Default for EmulatorConfig {
 pub struct EmulatedController {
     state: Mutex<regs::State>,
     mapper: Arc<IdentityMapper>,
+    guard: Arc<DmaGuard>,
 }
 
 /// Counters of what the emulator did, for tests.
@@ -89,7 +94,9 @@ pub struct EmulatorStats {
 impl EmulatedController {
     pub fn new(cfg: EmulatorConfig) -> Arc<Self> {
         let mapper = Arc::new(IdentityMapper::new());
-        Arc::new(EmulatedController { state: Mutex::new(regs::State::new(cfg, mapper.clone())), mapper })
+        let guard = Arc::new(DmaGuard::default());
+        let state = Mutex::new(regs::State::new(cfg, mapper.clone(), guard.clone()));
+        Arc::new(EmulatedController { state, mapper, guard })
     }
 
     fn lock(&self) -> MutexGuard<'_, regs::State> {
@@ -100,6 +107,12 @@ impl EmulatedController {
     /// [`DmaAllocator`](crate::dma::DmaAllocator) on it.
     pub fn mapper(&self) -> Arc<dyn DmaMapper> {
         self.mapper.clone()
+    }
+
+    /// The DMA guard: which memory each I/O command was lent, and what the device was refused.
+    /// Armed by a driver built with the `dma-guard` feature.
+    pub fn dma_guard(&self) -> &Arc<DmaGuard> {
+        &self.guard
     }
 
     /// Fail the next `count` Read/Write/Compare commands touching `lba` of `nsid` with a media

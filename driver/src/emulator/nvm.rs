@@ -2,6 +2,7 @@
 
 use super::prp;
 use super::regs::{Outcome, State};
+use crate::spec::opcode::io as opcode;
 use crate::spec::{GenericStatus as Gs, MediaStatus, NvmOpcode, Sqe, Status};
 
 /// Injected media error: the next `remaining` commands touching `lba` fail.
@@ -36,9 +37,17 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
         // SGLs are not supported (Identify SGLS = 0).
         return fail(Status::generic(Gs::INVALID_FIELD));
     }
+    let dma = prp::Dma::io(&st.mem, &st.guard, sqid, sqe);
     match sqe.opcode {
-        super::VENDOR_STORE => return vendor_store(st, sqe),
-        super::VENDOR_LOAD => return vendor_load(st, sqe),
+        super::VENDOR_STORE => return vendor_store(st, &dma, sqe),
+        super::VENDOR_LOAD => return vendor_load(st, &dma, sqe),
+        // No data: only the LBA range is checked (Write Uncorrectable marks nothing here).
+        opcode::VERIFY | opcode::WRITE_UNCORRECTABLE => {
+            return match st.disks[di].in_range(sqe.slba(), sqe.nlb() as u64) {
+                true => Some((Status::SUCCESS, 0)),
+                false => fail(Status::generic(Gs::LBA_OUT_OF_RANGE)),
+            };
+        }
         _ => {}
     }
     let Some(op) = NvmOpcode::from_u8(sqe.opcode) else { return fail(Status::generic(Gs::INVALID_OPCODE)) };
@@ -47,7 +56,7 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
     }
     match op {
         NvmOpcode::Flush => Some((Status::SUCCESS, 0)),
-        NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => read_write(st, di, op, sqe),
+        NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => read_write(st, &dma, di, op, sqe),
         NvmOpcode::WriteZeroes => {
             let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
             if !st.disks[di].in_range(slba, nlb) {
@@ -56,11 +65,11 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
             st.disks[di].blocks_mut(slba, nlb).fill(0);
             Some((Status::SUCCESS, 0))
         }
-        NvmOpcode::DatasetManagement => dsm(st, di, sqe),
+        NvmOpcode::DatasetManagement => dsm(st, &dma, di, sqe),
     }
 }
 
-fn read_write(st: &mut State, di: usize, op: NvmOpcode, sqe: &Sqe) -> Outcome {
+fn read_write(st: &mut State, dma: &prp::Dma, di: usize, op: NvmOpcode, sqe: &Sqe) -> Outcome {
     let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
     let disk = &st.disks[di];
     if !disk.in_range(slba, nlb) {
@@ -83,17 +92,16 @@ fn read_write(st: &mut State, di: usize, op: NvmOpcode, sqe: &Sqe) -> Outcome {
         NvmOpcode::Read => {
             st.smart.reads += 1;
             st.smart.bytes_read += len as u128;
-            status(prp::to_host(&st.mem, p1, p2, st.disks[di].blocks(slba, nlb)))
+            status(prp::to_host(dma, p1, p2, st.disks[di].blocks(slba, nlb)))
         }
         NvmOpcode::Write => {
             st.smart.writes += 1;
             st.smart.bytes_written += len as u128;
-            let mem = st.mem.clone();
-            status(prp::from_host(&mem, p1, p2, st.disks[di].blocks_mut(slba, nlb)))
+            status(prp::from_host(dma, p1, p2, st.disks[di].blocks_mut(slba, nlb)))
         }
         _ => {
             let mut host = vec![0u8; len];
-            if let Err(s) = prp::from_host(&st.mem, p1, p2, &mut host) {
+            if let Err(s) = prp::from_host(dma, p1, p2, &mut host) {
                 return Some((s, 0));
             }
             if host != st.disks[di].blocks(slba, nlb) {
@@ -104,10 +112,10 @@ fn read_write(st: &mut State, di: usize, op: NvmOpcode, sqe: &Sqe) -> Outcome {
     }
 }
 
-fn dsm(st: &mut State, di: usize, sqe: &Sqe) -> Outcome {
+fn dsm(st: &mut State, dma: &prp::Dma, di: usize, sqe: &Sqe) -> Outcome {
     let nr = (sqe.cdw10.get() & 0xff) as usize + 1;
     let mut raw = vec![0u8; nr * 16];
-    if let Err(s) = prp::from_host(&st.mem, sqe.prp1(), sqe.prp2(), &mut raw) {
+    if let Err(s) = prp::from_host(dma, sqe.prp1(), sqe.prp2(), &mut raw) {
         return Some((s, 0));
     }
     if sqe.cdw11.get() & (1 << 2) == 0 {
@@ -130,24 +138,24 @@ fn dsm(st: &mut State, di: usize, sqe: &Sqe) -> Outcome {
     Some((Status::SUCCESS, 0))
 }
 
-/// Bytes a vendor-specific command moves: CDW10 = number of dwords.
-fn vendor_len(sqe: &Sqe) -> Result<usize, Outcome> {
+/// Bytes a vendor-specific command moves: CDW10 = number of dwords, at most MDTS.
+fn vendor_len(st: &State, sqe: &Sqe) -> Result<usize, Outcome> {
     let len = sqe.cdw10.get() as usize * 4;
-    if len > super::VENDOR_MAX_BYTES {
+    if len > super::VENDOR_MAX_BYTES || (st.cfg.mdts != 0 && len > 4096usize << st.cfg.mdts) {
         return Err(fail(Status::generic(Gs::INVALID_FIELD)));
     }
     Ok(len)
 }
 
 /// `VENDOR_STORE` (host to controller): keep the data, answer DW0 = `VENDOR_STORE_DW0`.
-fn vendor_store(st: &mut State, sqe: &Sqe) -> Outcome {
-    let len = match vendor_len(sqe) {
+fn vendor_store(st: &mut State, dma: &prp::Dma, sqe: &Sqe) -> Outcome {
+    let len = match vendor_len(st, sqe) {
         Ok(l) => l,
         Err(o) => return o,
     };
     let mut data = vec![0u8; len];
     if len > 0 {
-        if let Err(s) = prp::from_host(&st.mem, sqe.prp1(), sqe.prp2(), &mut data) {
+        if let Err(s) = prp::from_host(dma, sqe.prp1(), sqe.prp2(), &mut data) {
             return Some((s, 0));
         }
     }
@@ -157,15 +165,15 @@ fn vendor_store(st: &mut State, sqe: &Sqe) -> Outcome {
 
 /// `VENDOR_LOAD` (controller to host): return the stored data (zero-padded to the length
 /// asked), DW0 = the number of bytes stored.
-fn vendor_load(st: &mut State, sqe: &Sqe) -> Outcome {
-    let len = match vendor_len(sqe) {
+fn vendor_load(st: &mut State, dma: &prp::Dma, sqe: &Sqe) -> Outcome {
+    let len = match vendor_len(st, sqe) {
         Ok(l) => l,
         Err(o) => return o,
     };
     let mut data = st.vendor_data.clone();
     data.resize(len, 0);
     if len > 0 {
-        if let Err(s) = prp::to_host(&st.mem, sqe.prp1(), sqe.prp2(), &data) {
+        if let Err(s) = prp::to_host(dma, sqe.prp1(), sqe.prp2(), &data) {
             return Some((s, 0));
         }
     }

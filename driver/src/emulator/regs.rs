@@ -1,6 +1,7 @@
 //! Controller registers and doorbells: the CC/CSTS state machine and command dispatch.
 
 use super::disk::RamDisk;
+use super::guard::DmaGuard;
 use super::nvm::MediaFault;
 use super::queues::{EmuCq, EmuSq};
 use super::{EmulatorConfig, EmulatorStats};
@@ -15,6 +16,7 @@ pub(crate) type Outcome = Option<(Status, u32)>;
 pub(crate) struct State {
     pub cfg: EmulatorConfig,
     pub mem: Arc<IdentityMapper>,
+    pub guard: Arc<DmaGuard>,
     pub cap: Cap,
     pub cc: Cc,
     pub csts: Csts,
@@ -49,7 +51,7 @@ pub(crate) struct SmartCounters {
 }
 
 impl State {
-    pub fn new(cfg: EmulatorConfig, mem: Arc<IdentityMapper>) -> Self {
+    pub fn new(cfg: EmulatorConfig, mem: Arc<IdentityMapper>, guard: Arc<DmaGuard>) -> Self {
         let cap = Cap::new(cfg.max_queue_entries.max(2) - 1, 2).with_dstrd(cfg.dstrd);
         let queues = cfg.max_io_queues as usize + 1;
         let disks = cfg.namespaces.iter().map(|&(bs, n)| RamDisk::new(bs, n)).collect();
@@ -74,6 +76,7 @@ impl State {
             stats: EmulatorStats::default(),
             cfg,
             mem,
+            guard,
         }
     }
 

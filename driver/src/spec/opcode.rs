@@ -68,6 +68,31 @@ impl NvmOpcode {
     }
 }
 
+/// I/O opcodes beyond [`NvmOpcode`] (the ones the fabrics target models): NVM Command Set 1.0
+/// Figure 17 and the NVMe Base 2.x I/O commands common to all command sets (Base 2.1 Figure 90).
+pub mod io {
+    /// Write Uncorrectable: NLB blocks at SLBA (CDW10-12), no data transfer.
+    pub const WRITE_UNCORRECTABLE: u8 = 0x04;
+    /// Verify: NLB blocks at SLBA (CDW10-12), no data transfer.
+    pub const VERIFY: u8 = 0x0c;
+    /// Reservation Register: a 24-byte data structure of reservation keys.
+    pub const RESERVATION_REGISTER: u8 = 0x0d;
+    /// Reservation Report: NUMD + 1 dwords (CDW10) of registrants.
+    pub const RESERVATION_REPORT: u8 = 0x0e;
+    /// Reservation Acquire: a 16-byte data structure of reservation keys.
+    pub const RESERVATION_ACQUIRE: u8 = 0x11;
+    /// I/O Management Receive (flexible data placement).
+    pub const IO_MANAGEMENT_RECEIVE: u8 = 0x12;
+    /// Reservation Release: an 8-byte reservation key.
+    pub const RESERVATION_RELEASE: u8 = 0x15;
+    /// Cancel: names a command by SQ ID and CID (CDW10-11).
+    pub const CANCEL: u8 = 0x18;
+    /// Copy: source ranges (LBAs, and in formats 2h/3h NSIDs) in its data.
+    pub const COPY: u8 = 0x19;
+    /// I/O Management Send (flexible data placement).
+    pub const IO_MANAGEMENT_SEND: u8 = 0x1d;
+}
+
 /// Fabrics command types (FCTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

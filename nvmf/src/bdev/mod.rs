@@ -100,6 +100,11 @@ pub struct PassthruIo {
     pub buf: Option<IoBuf>,
     /// Direction of `buf` (from the opcode's bits 1:0).
     pub host_to_ctrl: bool,
+    /// The target computed the command's data length from its fields and it is `buf`'s
+    /// length. `false` (passthrough trusting the hosts): the device decides how much it moves,
+    /// so the bdev must describe to it, for everything it could transfer, memory that belongs
+    /// to this command alone.
+    pub exact_len: bool,
     pub tag: u64,
 }
 

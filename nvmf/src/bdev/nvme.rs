@@ -24,6 +24,12 @@
 //! - Nothing from the device can panic this code: unknown tokens are logged and ignored, and
 //!   every NVMe status maps to a `BdevStatus`. Buffers of commands that timed out, or that were
 //!   outstanding when the controller failed, are never reused (the device may still write them).
+//! - Passthrough whose data length the target could not check (`PassthruIo::exact_len` false,
+//!   "trusting the hosts") may make the device move more or less than the host sent. It goes
+//!   through the channel's one passthrough buffer (allocated on first use, zeroed for each
+//!   command), with PRPs that lead the device only into that buffer for any length up to its
+//!   maximum transfer (`IoQpair::submit_raw_opaque`). Whatever the command claims, the device
+//!   cannot reach another command's memory, nor read data another host left behind.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +37,7 @@ use std::sync::Arc;
 
 use nvme_driver::spec::identify::oncs;
 use nvme_driver::spec::{CommandSpecificStatus as Cs, GenericStatus as Gs, MediaStatus, Status, StatusCodeType};
-use nvme_driver::{Controller, DmaPool, IoQpair, PoolBuf};
+use nvme_driver::{Controller, DmaAllocator, DmaPool, IoQpair, PoolBuf};
 
 use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf, PassthruIo};
 use nvme_driver::spec::{NvmOpcode, Sqe, CDW12_FUA};
@@ -219,6 +225,8 @@ impl NvmeBdev {
             ),
         };
         Ok(NvmeChannel {
+            dma: self.ctrl.dma().clone(),
+            opaque: None,
             qp,
             lend_reserve: (pool.capacity() / 4).max(1),
             pool,
@@ -263,6 +271,9 @@ struct Io {
     /// A passthrough command (sanitized: NSID, flags, pointers); `op` is Write when its data
     /// goes to the device, Read otherwise.
     passthru: Option<Sqe>,
+    /// A passthrough command whose length the target could not check: the PRPs cover the
+    /// device's maximum transfer.
+    opaque: bool,
     /// `buf` is a DMA buffer this channel lent: commands point the device at it directly.
     direct: bool,
 }
@@ -303,6 +314,10 @@ struct NvmeChannel {
     pool: DmaPool,
     /// Buffers of the target's largest I/O, lent to transports only.
     large: Option<DmaPool>,
+    dma: Arc<DmaAllocator>,
+    /// One buffer of the device's maximum transfer for opaque passthrough (see the module
+    /// docs), allocated on first use.
+    opaque: Option<DmaPool>,
     /// Command buffers never lent out, so the copy path always makes progress.
     lend_reserve: usize,
     copied: Arc<AtomicU64>,
@@ -424,7 +439,7 @@ impl NvmeChannel {
         let needs_buf = if io.direct {
             false
         } else if io.passthru.is_some() {
-            io.buf.as_ref().is_some_and(|b| !b.is_empty())
+            io.opaque || io.buf.as_ref().is_some_and(|b| !b.is_empty())
         } else {
             match io.op {
             BdevOp::Read | BdevOp::Write | BdevOp::Compare => true,
@@ -432,7 +447,23 @@ impl NvmeChannel {
             BdevOp::Flush | BdevOp::Unmap => false,
             }
         };
-        let dma = if needs_buf {
+        let dma = if needs_buf && io.opaque {
+            if self.opaque.is_none() {
+                match self.dma.alloc_pool(nvme_driver::prp::opaque_buf_size(self.qp.max_transfer_bytes()), 1) {
+                    Ok(p) => self.opaque = Some(p),
+                    Err(e) => {
+                        log::error!("bdev {}: allocating the passthrough buffer: {e}", self.name);
+                        io.status = failure(io.op);
+                        io.next = io.total;
+                        return Step::AllIssued;
+                    }
+                }
+            }
+            match self.opaque.as_ref().and_then(DmaPool::get) {
+                Some(b) => Some(b),
+                None => return Step::Blocked,
+            }
+        } else if needs_buf {
             match self.pool.get() {
                 Some(b) => Some(b),
                 None => return Step::Blocked,
@@ -446,10 +477,31 @@ impl NvmeChannel {
         let nsid = self.nsid;
         let token = ci as u64;
         let (units, result) = if let Some(sqe) = io.passthru {
+            let h2c = io.op == BdevOp::Write;
             let r = match (dma.as_ref(), io.buf.as_ref()) {
+                (Some(d), b) if io.opaque => {
+                    // Never another command's old data: only the host's, and zeroes.
+                    d.fill(0, d.len(), 0);
+                    let n = b.map_or(0, IoBuf::len);
+                    match nvme_driver::prp::opaque_offset(n, h2c) {
+                        Some(at) => {
+                            if let Some(b) = b.filter(|_| n > 0) {
+                                len = n;
+                                if h2c {
+                                    d.write(at, b.as_slice());
+                                    self.copied.fetch_add(len as u64, Ordering::Relaxed);
+                                } else {
+                                    kind = Kind::Read;
+                                }
+                            }
+                            self.qp.submit_raw_opaque(sqe, d, n, h2c, token)
+                        }
+                        None => Err(nvme_driver::Error::InvalidArgument(format!("no safe layout for {n} bytes"))),
+                    }
+                }
                 (Some(d), Some(b)) => {
                     len = b.len();
-                    if io.op == BdevOp::Write {
+                    if h2c {
                         d.write(0, b.as_slice());
                         self.copied.fetch_add(len as u64, Ordering::Relaxed);
                     } else {
@@ -662,6 +714,7 @@ impl BdevChannel for NvmeChannel {
             inflight: 0,
             status: BdevStatus::Success,
             passthru: None,
+            opaque: false,
             direct,
         });
         self.waiting.push_back(idx);
@@ -675,7 +728,7 @@ impl BdevChannel for NvmeChannel {
         let before = out.len();
         if !self.dead {
             let max = self.qp.depth();
-            let NvmeChannel { qp, cmds, free_cmds, ios, free_ios, quarantine, name, copied, .. } = self;
+            let NvmeChannel { qp, cmds, free_cmds, ios, free_ios, quarantine, name, copied, opaque, .. } = self;
             let r = qp.poll(max, |token, result| {
                 let Some(cmd) = cmds.get_mut(token as usize).and_then(Option::take) else {
                     log::warn!("bdev {name}: completion for unknown token {token}");
@@ -719,6 +772,10 @@ impl BdevChannel for NvmeChannel {
                             nvme_driver::Error::Timeout { .. } => {
                                 // The device may still own the buffer: never reuse it.
                                 if let Some(d) = cmd.dma {
+                                    if opaque.as_ref().is_some_and(|p| p.id() == d.pool_id()) {
+                                        // The next opaque command gets a fresh buffer.
+                                        *opaque = None;
+                                    }
                                     quarantine.push(d);
                                 }
                                 if io.direct {
@@ -781,11 +838,17 @@ impl BdevChannel for NvmeChannel {
     fn submit_passthru(&mut self, io: PassthruIo) -> Result<(), PassthruIo> {
         let op = if io.host_to_ctrl { BdevOp::Write } else { BdevOp::Read };
         let len = io.buf.as_ref().map_or(0, |b| b.len());
-        // One command: an opaque command cannot be split. A lent buffer is already DMA memory,
-        // so up to the device's maximum transfer; otherwise it must fit one command buffer.
-        let direct = self.lent(io.buf.as_ref());
-        let max = if direct { self.qp.max_transfer_bytes() } else { self.buf_blocks as usize * self.block_size as usize };
-        let status = if len > max {
+        let opaque = !io.exact_len;
+        // One command: a passthrough command cannot be split. A lent buffer is already DMA
+        // memory, so up to the device's maximum transfer; otherwise it must fit one command
+        // buffer. An opaque command always goes through the passthrough buffer (module docs).
+        let direct = !opaque && self.lent(io.buf.as_ref());
+        let max = if direct || opaque {
+            self.qp.max_transfer_bytes()
+        } else {
+            self.buf_blocks as usize * self.block_size as usize
+        };
+        let status = if len > max || (opaque && nvme_driver::prp::opaque_offset(len, io.host_to_ctrl).is_none()) {
             Some(BdevStatus::InvalidArg)
         } else if self.dead {
             Some(failure(op))
@@ -816,6 +879,7 @@ impl BdevChannel for NvmeChannel {
             inflight: 0,
             status: BdevStatus::Success,
             passthru: Some(sqe),
+            opaque,
             direct,
         });
         self.waiting.push_back(idx);
@@ -1266,13 +1330,30 @@ mod tests {
         }
     }
 
+    /// An opaque passthrough command (the target could not check its length) claiming its
+    /// buffer's length.
     fn passthru(ch: &mut dyn BdevChannel, opcode: u8, nsid: u32, buf: Option<IoBuf>, h2c: bool) -> BdevCompletion {
+        let claim = buf.as_ref().map_or(0, |b| b.len());
+        passthru_claiming(ch, opcode, nsid, buf, h2c, false, claim)
+    }
+
+    /// A vendor command whose CDW10 claims `claim` bytes, whatever `buf` holds.
+    fn passthru_claiming(
+        ch: &mut dyn BdevChannel,
+        opcode: u8,
+        nsid: u32,
+        buf: Option<IoBuf>,
+        h2c: bool,
+        exact_len: bool,
+        claim: usize,
+    ) -> BdevCompletion {
         let mut sqe = Sqe { opcode, flags: 0x40, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.cid.set(0x1234);
         sqe.dptr = [0xee; 16];
-        sqe.cdw10.set(buf.as_ref().map_or(0, |b| b.len() as u32 / 4));
-        ch.submit_passthru(PassthruIo { sqe, buf, host_to_ctrl: h2c, tag: 0x99 }).expect("NVMe channels pass through");
+        sqe.cdw10.set(claim as u32 / 4);
+        ch.submit_passthru(PassthruIo { sqe, buf, host_to_ctrl: h2c, exact_len, tag: 0x99 })
+            .expect("NVMe channels pass through");
         let mut out = wait(ch, 1);
         assert_eq!(ch.outstanding(), 0);
         let c = out.pop().unwrap();
@@ -1309,25 +1390,75 @@ mod tests {
     }
 
     #[test]
-    fn passthrough_in_a_lent_buffer_may_exceed_a_command_buffer() {
+    fn exact_length_passthrough_in_a_lent_buffer_may_exceed_a_command_buffer() {
         use nvme_driver::emulator::{VENDOR_LOAD, VENDOR_STORE, VENDOR_STORE_DW0};
-        // MDTS 9 (2 MiB): 128 KiB command buffers, but a lent 256 KiB large buffer is one command.
-        let (_emu, b) = setup(9, small());
+        // MDTS 9 (2 MiB): 128 KiB command buffers, but a lent 256 KiB large buffer is one command
+        // when the target checked the command's length (`exact_len`).
+        let (emu, b) = setup(9, small());
         let mut ch = b.open_channel().unwrap();
         let ch = &mut *ch;
         let data = pattern(256 << 10, 8);
         let w = lent(ch, &data);
-        let c = passthru(ch, VENDOR_STORE, 1, Some(w), true);
+        let c = passthru_claiming(ch, VENDOR_STORE, 1, Some(w), true, true, 256 << 10);
         assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: VENDOR_STORE_DW0 });
         drop(c);
         let r = ch.alloc_buf(256 << 10).unwrap();
-        let c = passthru(ch, VENDOR_LOAD, 1, Some(r), false);
+        let c = passthru_claiming(ch, VENDOR_LOAD, 1, Some(r), false, true, 256 << 10);
         assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: 256 << 10 });
         assert!(c.buf.as_ref().unwrap().as_slice() == &data[..], "data came back in place");
         assert_eq!(b.copied_bytes(), 0);
         // The same size in a heap buffer still has to fit a command buffer.
-        let c = passthru(ch, VENDOR_STORE, 1, Some(IoBuf::new(256 << 10)), true);
+        let c = passthru_claiming(ch, VENDOR_STORE, 1, Some(IoBuf::new(256 << 10)), true, true, 256 << 10);
         assert_eq!(c.status, BdevStatus::InvalidArg);
+        // Opaque (unchecked length): through the passthrough buffer, lent or not.
+        let c = passthru(ch, VENDOR_STORE, 1, Some(IoBuf::from(data.clone())), true);
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: VENDOR_STORE_DW0 });
+        let r = ch.alloc_buf(256 << 10).unwrap();
+        let c = passthru(ch, VENDOR_LOAD, 1, Some(r), false);
+        assert!(c.buf.as_ref().unwrap().as_slice() == &data[..]);
+        assert_eq!(b.copied_bytes(), 512 << 10, "both ways copied");
+        assert_eq!(emu.dma_guard().violation_count(), 0, "{:?}", emu.dma_guard().violations());
+    }
+
+    /// Opaque passthrough (passthrough trusting the hosts): for every host buffer length, both
+    /// directions and any claimed length up to the device's maximum transfer, the device touches
+    /// only memory of that command; honest claims move the right data.
+    #[test]
+    fn opaque_passthrough_stays_in_its_own_memory_whatever_it_claims() {
+        use nvme_driver::emulator::{VENDOR_LOAD, VENDOR_STORE};
+        for mdts in [2u8, 9] {
+            let (emu, b) = setup(mdts, small());
+            let max = 4096usize << mdts;
+            let mut ch = b.open_channel().unwrap();
+            let ch = &mut *ch;
+            // Other commands' memory the device must not reach: a lent buffer full of 0xaa.
+            let victim = lent(ch, &vec![0xaa; 8192]);
+            for len in [0usize, 512, 4096, 4100, 6000, 8192, 12288, 64 << 10] {
+                let len = len.min(max);
+                for claim in [0, len / 2, len, len + 4096, 3 * len + 8192, max] {
+                    let claim = claim.min(max) & !3;
+                    for (h2c, opcode) in [(true, VENDOR_STORE), (false, VENDOR_LOAD)] {
+                        let data = pattern(len, claim as u8);
+                        let buf = (len > 0).then(|| if h2c { IoBuf::from(data.clone()) } else { IoBuf::new(len) });
+                        let c = passthru_claiming(ch, opcode, 1, buf, h2c, false, claim);
+                        if h2c && (4097..=4100).contains(&len) {
+                            assert_eq!(c.status, BdevStatus::InvalidArg, "no safe layout for {len} bytes");
+                            continue;
+                        }
+                        assert!(matches!(c.status, BdevStatus::Nvme { .. }), "{len}/{claim}: {:?}", c.status);
+                        if h2c && claim == len && len > 0 {
+                            // Read it back honestly: the device got exactly the host's bytes.
+                            let c = passthru_claiming(ch, VENDOR_LOAD, 1, Some(IoBuf::new(len)), false, false, len);
+                            assert!(c.buf.unwrap().as_slice() == &data[..], "{len} bytes round trip");
+                        }
+                    }
+                }
+            }
+            assert!(victim.as_slice().iter().all(|&x| x == 0xaa), "the other buffer is untouched");
+            let g = emu.dma_guard();
+            assert!(g.is_armed() && g.checked() > 100, "checked {}", g.checked());
+            assert_eq!(g.violation_count(), 0, "mdts {mdts}: {:?}", g.violations());
+        }
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! NVM command set I/O (NVM Command Set 1.0 section 3): Read, Write, Compare, Flush, Write
 //! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel.
 
-use crate::bdev::{BdevIo, BdevOp, BdevStatus, PassthruIo};
-use crate::cmd::identify::MAX_IO_SIZE;
+use crate::bdev::{BdevIo, BdevOp, BdevStatus};
 use crate::ctrlr::Controller;
 use crate::fanout::FanoutDone;
 use crate::poll_group::GroupCtx;
@@ -106,48 +105,9 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     Exec::Pending
 }
 
-/// An I/O opcode the target does not model (vendor specific, reservations, ...) on a namespace
-/// whose bdev is an NVMe device: handed to the device with the data buffer the transport sized
-/// from the SGL, in the direction the opcode's bits 1:0 give. Bidirectional commands and fused
-/// commands are refused (Invalid Field).
+/// An I/O opcode the target does not model, on a namespace whose bdev is an NVMe device.
 fn passthru(ns: &Arc<Namespace>, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
-    let sqe = cmd.sqe;
-    let len = cmd.buf.as_ref().map_or(0, |b| b.len());
-    let host_to_ctrl = match sqe.opcode & 3 {
-        1 => true,
-        2 => false,
-        // No data transfer: the transport gave no buffer.
-        0 => false,
-        // Bidirectional: the transports move data one way per command.
-        _ if sqe.sgl1().length.get() == 0 => false,
-        _ => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
-            return Exec::Complete;
-        }
-    };
-    if sqe.fuse() != 0 {
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
-        return Exec::Complete;
-    }
-    if len > MAX_IO_SIZE || (sqe.opcode & 3 != 0 && len as u64 != sqe.sgl1().length.get() as u64) {
-        cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
-        return Exec::Complete;
-    }
-    let Some(chan) = ctx.channel(ns) else {
-        cmd.cqe.set_status(Status::generic(Gs::INTERNAL_ERROR));
-        return Exec::Complete;
-    };
-    let buf = if len > 0 { cmd.buf.take() } else { None };
-    match chan.submit_passthru(PassthruIo { sqe: *sqe, buf, host_to_ctrl, tag: cmd.tag }) {
-        Ok(()) => Exec::Pending,
-        Err(io) => {
-            if io.buf.is_some() {
-                *cmd.buf = io.buf;
-            }
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
-            Exec::Complete
-        }
-    }
+    super::passthru::execute(ns, ctx, cmd)
 }
 
 /// Fill a completion from a bdev completion: the status, and DW0 for a passthrough command.

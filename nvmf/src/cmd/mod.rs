@@ -8,6 +8,7 @@ pub(crate) mod discovery;
 pub(crate) mod fabrics;
 pub(crate) mod identify;
 pub(crate) mod io;
+pub(crate) mod passthru;
 
 use crate::bdev::IoBuf;
 
