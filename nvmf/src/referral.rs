@@ -74,3 +74,29 @@ impl Referrals {
         self.0.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_matched_by_address_and_nqn() {
+        let mut list = Referrals::default();
+        for port in 0..MAX_REFERRALS as u16 {
+            assert!(list.add(Referral::discovery(TransportAddr::tcp("192.0.2.1", port))).unwrap());
+        }
+        let extra = Referral::discovery(TransportAddr::tcp("192.0.2.2", 1));
+        assert!(matches!(list.add(extra.clone()), Err(Error::InvalidParam(_))));
+        // A duplicate is no error even when full, and changes nothing.
+        let dup = Referral { secure_channel: true, ..Referral::discovery(TransportAddr::tcp("192.0.2.1", 7)) };
+        assert!(!list.add(dup.clone()).unwrap());
+        assert!(!list.list()[7].secure_channel);
+        // Same address, other NQN: another referral.
+        let nvm = Referral { subnqn: "nqn.2016-06.io.spdk:cnode1".into(), ..dup.clone() };
+        assert!(matches!(list.remove(&nvm), Err(Error::ReferralNotFound(_))));
+        list.remove(&dup).unwrap();
+        assert_eq!(list.list().len(), MAX_REFERRALS - 1);
+        assert!(list.add(nvm).unwrap());
+        assert!(!list.list().last().unwrap().is_discovery());
+    }
+}
