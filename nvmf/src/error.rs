@@ -29,6 +29,8 @@ pub enum Error {
     HostExists(String),
     #[error("host {0} not found")]
     HostNotFound(String),
+    #[error("referral to {0} not found")]
+    ReferralNotFound(String),
     #[error("invalid parameter: {0}")]
     InvalidParam(String),
     #[error(transparent)]

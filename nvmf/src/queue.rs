@@ -45,8 +45,9 @@ pub(crate) enum QueueEvent {
     Close(&'static str),
 }
 
-/// The queue's copy of its subsystem's namespace table, refreshed when the subsystem's
-/// generation changes (one atomic load per lookup otherwise).
+/// The queue's copy of its subsystem's namespace table as its controller's host sees it
+/// (namespaces hidden from the host are absent), refreshed when the subsystem's generation
+/// changes (one atomic load per lookup otherwise).
 struct NsCache {
     generation: u64,
     table: Option<NsTable>,
@@ -67,7 +68,7 @@ impl NsCache {
 
     #[cold]
     fn reload(&mut self, ctrl: &Controller, generation: u64) {
-        let table = ctrl.subsys.ns_table();
+        let table = ctrl.subsys.ns_table_for(&ctrl.hostnqn);
         self.lenders = table.iter().flatten().any(|ns| ns.bdev.lends_buffers());
         self.table = Some(table);
         self.generation = generation;
@@ -159,7 +160,8 @@ impl NvmeQueue {
         self.ns_cache.table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.as_ref()
     }
 
-    /// Every namespace slot as this queue currently sees it (index = NSID - 1).
+    /// Every namespace slot as this queue currently sees it (index = NSID - 1): the namespaces
+    /// visible to the controller's host.
     pub fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
         self.ns_cache.refresh(ctrl);
         self.ns_cache.table.clone().unwrap_or_default()

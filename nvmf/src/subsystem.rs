@@ -36,12 +36,28 @@ pub struct Namespace {
     pub passthru_io: bool,
     /// Every poll group's I/O counters on this namespace.
     pub(crate) iostats: crate::bdev::iostat::IoStatsRegistry,
+    /// Visible to every host (SPDK's `no_auto_visible: false`). Otherwise only the hosts in
+    /// `visible_hosts` see it (`Subsystem::ns_add_host`).
+    pub auto_visible: bool,
+    /// Hosts that see a namespace that is not auto-visible. Control path only.
+    visible_hosts: Mutex<Vec<String>>,
 }
 
 impl Namespace {
     /// I/Os the target submitted to this namespace's bdev, over all poll groups.
     pub fn io_stats(&self) -> crate::bdev::iostat::IoStats {
         self.iostats.total()
+    }
+    /// Whether controllers of host `hostnqn` see this namespace.
+    pub fn visible_to(&self, hostnqn: &str) -> bool {
+        self.auto_visible || self.hosts_lock().iter().any(|h| h == hostnqn)
+    }
+    /// The hosts a namespace that is not auto-visible is visible to, in the order they were added.
+    pub fn visible_hosts(&self) -> Vec<String> {
+        self.hosts_lock().clone()
+    }
+    fn hosts_lock(&self) -> MutexGuard<'_, Vec<String>> {
+        self.visible_hosts.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -68,11 +84,13 @@ pub struct NamespaceConfig {
     /// command does on the device is the host's to choose. Reservations, Copy and Cancel are
     /// refused even so.
     pub passthru_io: bool,
+    /// Visible to every host (default); `false` hides it until `Subsystem::ns_add_host`.
+    pub auto_visible: bool,
 }
 
 impl NamespaceConfig {
     pub fn new(bdev: Arc<dyn Bdev>) -> Self {
-        NamespaceConfig { nsid: None, bdev, nguid: [0; 16], eui64: [0; 8], uuid: [0; 16], passthru_io: false }
+        NamespaceConfig { nsid: None, bdev, nguid: [0; 16], eui64: [0; 8], uuid: [0; 16], passthru_io: false, auto_visible: true }
     }
 }
 
@@ -374,15 +392,17 @@ impl Subsystem {
             uuid: ids.2,
             iostats: Default::default(),
             passthru_io: cfg.passthru_io,
+            auto_visible: cfg.auto_visible,
+            visible_hosts: Mutex::new(Vec::new()),
         });
         let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
         if next.len() < nsid as usize {
             next.resize(nsid as usize, None);
         }
-        next[nsid as usize - 1] = Some(ns);
+        next[nsid as usize - 1] = Some(ns.clone());
         st.namespaces = Arc::new(next);
         self.ns_generation.fetch_add(1, Ordering::Release);
-        Self::notify_ns_change(&mut st, nsid);
+        Self::notify_ns_change(&mut st, nsid, |host| ns.visible_to(host));
         Ok(nsid)
     }
 
@@ -399,15 +419,69 @@ impl Subsystem {
         }
         st.namespaces = Arc::new(next);
         self.ns_generation.fetch_add(1, Ordering::Release);
-        Self::notify_ns_change(&mut st, nsid);
+        Self::notify_ns_change(&mut st, nsid, |host| ns.visible_to(host));
         Ok(ns)
     }
 
-    fn notify_ns_change(st: &mut SubsystemState, nsid: u32) {
+    /// Make namespace `nsid` (added with `auto_visible: false`) visible to host `hostnqn`, as
+    /// SPDK's `spdk_nvmf_ns_add_host`: applies to that host's existing controllers (each gets a
+    /// Namespace Attribute Changed event) and to the ones it creates later. Adding a host that
+    /// already sees it changes nothing.
+    pub fn ns_add_host(&self, nsid: u32, hostnqn: &str) -> Result<()> {
+        self.set_ns_visible(nsid, hostnqn, true)
+    }
+
+    /// Hide namespace `nsid` from host `hostnqn` again (`spdk_nvmf_ns_remove_host`).
+    pub fn ns_remove_host(&self, nsid: u32, hostnqn: &str) -> Result<()> {
+        self.set_ns_visible(nsid, hostnqn, false)
+    }
+
+    fn set_ns_visible(&self, nsid: u32, hostnqn: &str, visible: bool) -> Result<()> {
+        if !valid_nqn(hostnqn) {
+            return Err(Error::InvalidNqn(hostnqn.to_string()));
+        }
+        let mut st = self.lock();
+        let Some(Some(ns)) = st.namespaces.get((nsid as usize).wrapping_sub(1)).cloned() else {
+            return Err(Error::NamespaceNotFound(nsid));
+        };
+        if ns.auto_visible {
+            return Err(Error::InvalidParam(format!("namespace {nsid} is visible to every host (no_auto_visible not set)")));
+        }
+        let mut hosts = ns.hosts_lock();
+        match (visible, hosts.iter().position(|h| h == hostnqn)) {
+            (true, None) => hosts.push(hostnqn.to_string()),
+            (false, Some(i)) => {
+                hosts.remove(i);
+            }
+            _ => return Ok(()),
+        }
+        drop(hosts);
+        self.ns_generation.fetch_add(1, Ordering::Release);
+        Self::notify_ns_change(&mut st, nsid, |host| host == hostnqn);
+        Ok(())
+    }
+
+    /// Give the live controllers whose host `affected` selects a Namespace Attribute Changed event.
+    fn notify_ns_change(st: &mut SubsystemState, nsid: u32, affected: impl Fn(&str) -> bool) {
         st.controllers.retain(|c| c.strong_count() > 0);
-        for c in st.controllers.iter().filter_map(Weak::upgrade) {
+        for c in st.controllers.iter().filter_map(Weak::upgrade).filter(|c| affected(&c.hostnqn)) {
             c.namespace_changed(nsid);
         }
+    }
+
+    /// Snapshot of the namespace table as controllers of `hostnqn` see it: the shared table
+    /// itself when every namespace is auto-visible, else a copy without the hidden ones.
+    pub(crate) fn ns_table_for(&self, hostnqn: &str) -> NsTable {
+        let st = self.lock();
+        if st.namespaces.iter().flatten().all(|ns| ns.auto_visible) {
+            return st.namespaces.clone();
+        }
+        let mut table: Vec<Option<Arc<Namespace>>> =
+            st.namespaces.iter().map(|e| e.as_ref().filter(|ns| ns.visible_to(hostnqn)).cloned()).collect();
+        while table.last().is_some_and(|e| e.is_none()) {
+            table.pop();
+        }
+        Arc::new(table)
     }
 
     /// Snapshot of the namespace table.

@@ -4,18 +4,21 @@
 use crate::auth::FfdheGroups;
 use crate::deferred::WorkRunner;
 use crate::poll_group::PollGroup;
+use crate::referral::{Referral, Referrals};
 use crate::spec::fabrics::DISCOVERY_NQN;
 use crate::subsystem::{valid_nqn, Subsystem, SubsystemConfig, SubsystemKind};
 use crate::transport::{Transport, TransportAddr, TransportConn, TransportListener, TransportType};
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// State every poll group can reach: the subsystems and the discovery generation counter.
 /// Read on Connect and discovery, never per I/O.
 pub struct TargetShared {
     subsystems: RwLock<Vec<Arc<Subsystem>>>,
     listeners: RwLock<Vec<TransportAddr>>,
+    /// Discovery referrals listed in every host's discovery log page.
+    referrals: Mutex<Referrals>,
     genctr: Arc<AtomicU64>,
     ns_uid: Arc<AtomicU64>,
     /// Data-buffer bytes each controller's connections hold (per-host limits).
@@ -35,6 +38,9 @@ impl TargetShared {
     }
     pub(crate) fn listener_addrs(&self) -> Vec<TransportAddr> {
         self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub(crate) fn referrals(&self) -> Vec<Referral> {
+        self.referrals.lock().unwrap_or_else(|e| e.into_inner()).list()
     }
     pub(crate) fn discovery_genctr(&self) -> u64 {
         self.genctr.load(Ordering::Acquire)
@@ -89,6 +95,7 @@ impl Target {
             shared: Arc::new(TargetShared {
                 subsystems: RwLock::new(vec![discovery]),
                 listeners: RwLock::new(Vec::new()),
+                referrals: Mutex::new(Referrals::default()),
                 genctr,
                 ns_uid,
                 host_data: Default::default(),
@@ -174,6 +181,28 @@ impl Target {
         s.fail_all_controllers();
         self.shared.genctr.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// Add a discovery referral (SPDK's `nvmf_discovery_add_referral`). One to the same address
+    /// and NQN already there is left as it is (returns false).
+    pub fn add_referral(&self, r: Referral) -> Result<bool> {
+        let added = self.shared.referrals.lock().unwrap_or_else(|e| e.into_inner()).add(r)?;
+        if added {
+            self.shared.genctr.fetch_add(1, Ordering::Release);
+        }
+        Ok(added)
+    }
+
+    /// Remove the referral to `r`'s address and NQN.
+    pub fn remove_referral(&self, r: &Referral) -> Result<()> {
+        self.shared.referrals.lock().unwrap_or_else(|e| e.into_inner()).remove(r)?;
+        self.shared.genctr.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The discovery referrals, in the order they were added.
+    pub fn referrals(&self) -> Vec<Referral> {
+        self.shared.referrals()
     }
 
     pub fn subsystem(&self, nqn: &str) -> Option<Arc<Subsystem>> {

@@ -202,6 +202,55 @@ def bad_arguments(t):
     t.fails(-32601, "Method not found", "bdev_lvol_get_lvstores")
 
 
+def visibility_and_referrals(t):
+    """no_auto_visible + nvmf_ns_add_host / nvmf_ns_remove_host, discovery referrals; save_config keeps both."""
+    nqn2, host = "nqn.2016-06.io.spdk:vis1", "nqn.2014-08.org.nvmexpress:uuid:66666666-2222-3333-4444-555555555555"
+    t.ok("bdev_malloc_create", "-b", "Malloc9", "8", "512")
+    t.ok("nvmf_create_subsystem", nqn2, "-a")
+    t.ok("nvmf_subsystem_add_ns", nqn2, "Malloc9", "--no-auto-visible")
+    sub = [s for s in t.ok("nvmf_get_subsystems") if s.get("nqn") == nqn2]
+    check(bool(sub) and [n["nsid"] for n in sub[0]["namespaces"]] == [1], "nvmf_subsystem_add_ns --no-auto-visible adds NSID 1")
+    check(t.ok("nvmf_ns_add_host", nqn2, "1", host) == "", "nvmf_ns_add_host succeeds silently")
+    t.ok("nvmf_ns_add_host", nqn2, "1", host)  # again: no change, as SPDK
+    t.fails(-32602, "visible to every host", "nvmf_ns_add_host", NQN, "1", host)
+    t.fails(-32602, "not found", "nvmf_ns_add_host", nqn2, "5", host)
+    t.fails(-32602, "invalid NQN", "nvmf_ns_add_host", nqn2, "1", "nohost")
+    t.fails(-32602, "Unable to find subsystem", "nvmf_ns_remove_host", "nqn.2016-06.io.spdk:nope", "1", host)
+    t.ok("nvmf_ns_add_host", nqn2, "1", "nqn.2014-08.org.nvmexpress:uuid:77777777-2222-3333-4444-555555555555")
+    check(t.ok("nvmf_ns_remove_host", nqn2, "1", "nqn.2014-08.org.nvmexpress:uuid:77777777-2222-3333-4444-555555555555") == "",
+          "nvmf_ns_remove_host succeeds silently")
+    nvmf = [s for s in t.ok("save_config")["subsystems"] if s["subsystem"] == "nvmf"][0]["config"]
+    adds = [c["params"] for c in nvmf if c["method"] == "nvmf_subsystem_add_ns" and c["params"]["nqn"] == nqn2]
+    check(len(adds) == 1 and adds[0]["namespace"]["no_auto_visible"] is True, "save_config writes no_auto_visible")
+    vis = [c["params"] for c in nvmf if c["method"] == "nvmf_ns_add_host"]
+    check(vis == [{"nqn": nqn2, "nsid": 1, "host": host}], "save_config writes one nvmf_ns_add_host per visible host")
+
+    check(t.ok("nvmf_discovery_get_referrals") == [], "no referrals at first")
+    check(t.ok("nvmf_discovery_add_referral", "-t", "tcp", "-a", "192.0.2.7", "-s", "8009", "-f", "ipv4") == "",
+          "nvmf_discovery_add_referral succeeds silently")
+    t.ok("nvmf_discovery_add_referral", "-t", "tcp", "-a", "192.0.2.7", "-s", "8009", "-n", "discovery")  # the same one
+    t.ok("nvmf_discovery_add_referral", "-t", "tcp", "-a", "192.0.2.8", "-s", "4420", "-n", "nqn.2016-06.io.spdk:far", "-k")
+    t.ok("nvmf_discovery_add_referral", "-t", "tcp", "-a", "192.0.2.9", "-s", "4420")
+    refs = t.ok("nvmf_discovery_get_referrals")
+    want = [{"address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "192.0.2.7", "trsvcid": "8009"},
+             "subnqn": "nqn.2014-08.org.nvmexpress.discovery", "secure_channel": False},
+            {"address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "192.0.2.8", "trsvcid": "4420"},
+             "subnqn": "nqn.2016-06.io.spdk:far", "secure_channel": True},
+            {"address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "192.0.2.9", "trsvcid": "4420"},
+             "subnqn": "nqn.2014-08.org.nvmexpress.discovery", "secure_channel": False}]
+    check(refs == want, f"nvmf_discovery_get_referrals lists three referrals: {refs}")
+    t.fails(-32602, "", "nvmf_discovery_add_referral", "-t", "tcp", "-a", "192.0.2.7")
+    t.fails(-32602, "Invalid traddr", "nvmf_discovery_add_referral", "-t", "tcp", "-a", "nohost", "-s", "1")
+    t.fails(-32602, "Invalid subnqn", "nvmf_discovery_add_referral", "-t", "tcp", "-a", "192.0.2.7", "-s", "1", "-n", "bogus")
+    t.fails(-32602, "not found", "nvmf_discovery_remove_referral", "-t", "tcp", "-a", "192.0.2.6", "-s", "8009")
+    check(t.ok("nvmf_discovery_remove_referral", "-t", "tcp", "-a", "192.0.2.9", "-s", "4420") == "",
+          "nvmf_discovery_remove_referral succeeds silently")
+    check(t.ok("nvmf_discovery_get_referrals") == want[:2], "the removed referral is gone")
+    nvmf = [s for s in t.ok("save_config")["subsystems"] if s["subsystem"] == "nvmf"][0]["config"]
+    saved = [c["params"] for c in nvmf if c["method"] == "nvmf_discovery_add_referral"]
+    check(saved == want[:2], "save_config writes the referrals")
+
+
 def save_and_restart(bindir, work, t, port):
     """rpc.py's save_config (framework_get_subsystems + framework_get_config) -> restart -> same."""
     first = t.ok("save_config")
@@ -223,6 +272,8 @@ NESTED = {
     "nvmf_subsystem_add_ns": ("namespace", {"bdev_name", "ptpl_file", "nsid", "nguid", "eui64", "uuid", "anagrpid", "no_auto_visible"}),
     "nvmf_subsystem_add_listener": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
     "nvmf_subsystem_remove_listener": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
+    "nvmf_discovery_add_referral": ("address", {"trtype", "traddr", "trsvcid", "adrfam"}),
+    "nvmf_discovery_remove_referral": ("address", {"trtype", "traddr", "trsvcid", "adrfam"}),
 }
 RENAMED = {"total_size": "num_blocks"}
 CLIENT_SIDE = {"save_config"}
@@ -341,6 +392,7 @@ def main():
         spdk_cli_browses(t)
         bad_arguments(t)
         keyring_and_hosts(t, work)
+        visibility_and_referrals(t)
         t = save_and_restart(a.bin, work, t, port)
         t.stop()
         startup_and_logs(a.bin, work, os.path.join(work, "saved.json"))

@@ -186,13 +186,20 @@ fn nvmf_config(state: &AppState) -> Vec<Value> {
                 "nguid": hex_upper(&ns.nguid),
                 "eui64": hex_upper(&ns.eui64),
                 "uuid": format_uuid(&ns.uuid),
+                "no_auto_visible": !ns.auto_visible,
             }});
             // Only when on: configs stay loadable by SPDK, which does not know it.
             if ns.passthru_io {
                 p["namespace"]["passthru_io"] = json!(true);
             }
             nvmf.push(json!({"method": "nvmf_subsystem_add_ns", "params": p}));
+            for h in ns.visible_hosts() {
+                nvmf.push(json!({"method": "nvmf_ns_add_host", "params": {"nqn": s.nqn, "nsid": ns.nsid, "host": h}}));
+            }
         }
+    }
+    for r in state.target.referrals() {
+        nvmf.push(json!({"method": "nvmf_discovery_add_referral", "params": super::nvmf_referral::referral_json(&r)}));
     }
     nvmf
 }

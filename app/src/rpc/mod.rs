@@ -14,6 +14,7 @@ mod globals;
 mod keyring;
 mod nvmf;
 mod nvmf_query;
+mod nvmf_referral;
 
 pub use client::client_main;
 pub use error::RpcError;
@@ -52,6 +53,11 @@ const METHODS: &[(&str, Handler)] = &[
     ("nvmf_delete_subsystem", nvmf::delete_subsystem),
     ("nvmf_subsystem_add_ns", nvmf::add_ns),
     ("nvmf_subsystem_remove_ns", nvmf::remove_ns),
+    ("nvmf_ns_add_host", nvmf::ns_add_host),
+    ("nvmf_ns_remove_host", nvmf::ns_remove_host),
+    ("nvmf_discovery_add_referral", nvmf_referral::add_referral),
+    ("nvmf_discovery_remove_referral", nvmf_referral::remove_referral),
+    ("nvmf_discovery_get_referrals", nvmf_referral::get_referrals),
     ("nvmf_subsystem_add_listener", nvmf::add_listener),
     ("nvmf_subsystem_remove_listener", nvmf::remove_listener),
     ("nvmf_subsystem_add_host", nvmf::add_host),

@@ -374,8 +374,8 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
             ns.bdev_name
         )));
     }
-    if ns.ptpl_file.is_some() || ns.no_auto_visible || ns.anagrpid.is_some_and(|g| g > 1) {
-        return Err(RpcError::invalid_params("ptpl_file, anagrpid > 1 and no_auto_visible are not supported"));
+    if ns.ptpl_file.is_some() || ns.anagrpid.is_some_and(|g| g > 1) {
+        return Err(RpcError::invalid_params("ptpl_file and anagrpid > 1 are not supported"));
     }
     if ns.nsid > sub.max_namespaces {
         return Err(RpcError::invalid_params(format!("nsid {} exceeds max_namespaces {} of {}", ns.nsid, sub.max_namespaces, p.nqn)));
@@ -389,6 +389,7 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
     let mut cfg = NamespaceConfig::new(bdev);
     cfg.nsid = (ns.nsid != 0).then_some(ns.nsid);
     cfg.passthru_io = ns.passthru_io;
+    cfg.auto_visible = !ns.no_auto_visible;
     if let Some(g) = &ns.nguid {
         cfg.nguid = parse_hex::<16>(g, "NGUID")?;
     }
@@ -422,11 +423,43 @@ pub fn remove_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, R
     Ok(json!(true))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NsHostParams {
+    nqn: String,
+    nsid: u32,
+    host: String,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+}
+
+/// `nvmf_ns_add_host` / `nvmf_ns_remove_host`: make a namespace added with `no_auto_visible`
+/// visible to a host's controllers, or hide it again (SPDK's nvmf_ns_visible).
+fn ns_visible(state: &mut AppState, params: Option<Value>, visible: bool) -> Result<Value, RpcError> {
+    let p: NsHostParams = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    if visible {
+        sub.ns_add_host(p.nsid, &p.host)?;
+    } else {
+        sub.ns_remove_host(p.nsid, &p.host)?;
+    }
+    log::info!("namespace {} of {} {} host {}", p.nsid, p.nqn, if visible { "visible to" } else { "hidden from" }, p.host);
+    Ok(json!(true))
+}
+
+pub fn ns_add_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    ns_visible(state, params, true)
+}
+
+pub fn ns_remove_host(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    ns_visible(state, params, false)
+}
+
 // ---- listeners ----
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListenAddress {
+pub(crate) struct ListenAddress {
     trtype: String,
     adrfam: Option<String>,
     traddr: String,
@@ -447,7 +480,7 @@ struct ListenerParams {
     anagrpid: Option<u32>,
 }
 
-fn transport_addr(a: &ListenAddress) -> Result<TransportAddr, RpcError> {
+pub(crate) fn transport_addr(a: &ListenAddress) -> Result<TransportAddr, RpcError> {
     let trtype = trtype_of(&a.trtype)?;
     let ip: std::net::IpAddr = a.traddr.parse().map_err(|_| RpcError::invalid_params(format!("Invalid traddr {:?}: an IPv4 or IPv6 address", a.traddr)))?;
     if let Some(f) = &a.adrfam {

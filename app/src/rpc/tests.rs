@@ -626,3 +626,86 @@ fn host_io_on_rpc_built_subsystem() {
     // The namespace shows up as used.
     assert_eq!(ok(&mut st, "bdev_get_bdevs", json!({"name": "Malloc0"}))[0]["claimed"], true);
 }
+
+const HOST1: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-0000000000a1";
+
+#[test]
+fn ns_visibility_methods() {
+    let mut st = populated();
+    ok(&mut st, "bdev_malloc_create", json!({"name": "Malloc1", "num_blocks": 64, "block_size": 512}));
+    let nsid = ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "no_auto_visible": true}}));
+    assert_eq!(nsid, 2);
+    let sub = st.target.subsystem(NQN).unwrap();
+    assert!(!sub.namespace(2).unwrap().auto_visible);
+    assert!(sub.namespace(1).unwrap().auto_visible);
+    assert_eq!(ok(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1, "tgt_name": "nvmf_tgt"})), json!(true));
+    assert!(sub.namespace(2).unwrap().visible_to(HOST1));
+    // Again: accepted, nothing changes (as SPDK).
+    ok(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1}));
+    assert_eq!(sub.namespace(2).unwrap().visible_hosts(), vec![HOST1.to_string()]);
+    // Bad arguments leave everything as it was.
+    fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 1, "host": HOST1}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 7, "host": HOST1}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": "nope"}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1, "extra": 1}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_ns_remove_host", json!({"nqn": "nqn.2016-06.io.spdk:none", "nsid": 2, "host": HOST1}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_ns_remove_host", json!({"nqn": NQN, "nsid": 1, "host": HOST1}), INVALID_PARAMS);
+    // save_config writes no_auto_visible and one nvmf_ns_add_host per host; loading it back
+    // gives the same document.
+    let doc = framework::config_document(&st);
+    let nvmf = doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "nvmf").unwrap()["config"].clone();
+    let adds: Vec<&Value> = nvmf.as_array().unwrap().iter().filter(|c| c["method"] == "nvmf_subsystem_add_ns").collect();
+    assert_eq!(adds[0]["params"]["namespace"]["no_auto_visible"], json!(false));
+    assert_eq!(adds[1]["params"]["namespace"]["no_auto_visible"], json!(true));
+    let hosts: Vec<&Value> = nvmf.as_array().unwrap().iter().filter(|c| c["method"] == "nvmf_ns_add_host").collect();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0]["params"], json!({"nqn": NQN, "nsid": 2, "host": HOST1}));
+    let mut st2 = state();
+    crate::config::apply(&doc, &mut st2).unwrap();
+    assert_eq!(framework::config_document(&st2), doc);
+    assert!(st2.target.subsystem(NQN).unwrap().namespace(2).unwrap().visible_to(HOST1));
+
+    assert_eq!(ok(&mut st, "nvmf_ns_remove_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1})), json!(true));
+    assert!(!sub.namespace(2).unwrap().visible_to(HOST1));
+    // Removing a host that does not see it is accepted too (SPDK's nvmf_ns_visible).
+    ok(&mut st, "nvmf_ns_remove_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1}));
+}
+
+#[test]
+fn discovery_referral_methods() {
+    let mut st = state();
+    assert_eq!(ok(&mut st, "nvmf_discovery_get_referrals", Value::Null), json!([]));
+    let addr = json!({"trtype": "tcp", "adrfam": "ipv4", "traddr": "192.0.2.1", "trsvcid": "8009"});
+    assert_eq!(ok(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "secure_channel": false, "tgt_name": null})), json!(true));
+    ok(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "TCP", "traddr": "::1", "trsvcid": 4420}, "subnqn": "nqn.2016-06.io.spdk:remote", "secure_channel": true}));
+    // The same address and NQN again: accepted, not duplicated.
+    ok(&mut st, "nvmf_discovery_add_referral", json!({"address": addr}));
+    let list = ok(&mut st, "nvmf_discovery_get_referrals", json!({"tgt_name": "nvmf_tgt"}));
+    assert_eq!(
+        list,
+        json!([
+            {"address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "192.0.2.1", "trsvcid": "8009"},
+             "subnqn": "nqn.2014-08.org.nvmexpress.discovery", "secure_channel": false},
+            {"address": {"trtype": "TCP", "adrfam": "IPv6", "traddr": "::1", "trsvcid": "4420"},
+             "subnqn": "nqn.2016-06.io.spdk:remote", "secure_channel": true},
+        ])
+    );
+    // Bad arguments change nothing.
+    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "TCP", "traddr": "192.0.2.1"}}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "FC", "traddr": "192.0.2.1", "trsvcid": "1"}}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "TCP", "traddr": "host.example", "trsvcid": "1"}}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "subnqn": "bogus"}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "allow_any_host": true}), INVALID_PARAMS);
+    fails(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr, "subnqn": "nqn.2016-06.io.spdk:remote"}), INVALID_PARAMS);
+    // save_config writes them; loading the document back gives the same referrals.
+    let doc = framework::config_document(&st);
+    let mut st2 = state();
+    crate::config::apply(&doc, &mut st2).unwrap();
+    assert_eq!(framework::config_document(&st2), doc);
+    assert_eq!(ok(&mut st2, "nvmf_discovery_get_referrals", Value::Null), list);
+    // Removal matches address and NQN; secure_channel is not part of a referral's identity.
+    assert_eq!(ok(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr, "secure_channel": true})), json!(true));
+    assert_eq!(ok(&mut st, "nvmf_discovery_get_referrals", Value::Null).as_array().unwrap().len(), 1);
+    fails(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr}), INVALID_PARAMS);
+}

@@ -22,8 +22,9 @@ fn entry(addr: &crate::transport::TransportAddr, nqn: &str, kind: u8, portid: u1
     e
 }
 
-/// Build the whole log page for `hostnqn`: the discovery subsystem's own listeners, then every
-/// NVM subsystem listener the host may use.
+/// Build the whole log page for `hostnqn`: the discovery subsystem's own listeners, every NVM
+/// subsystem listener the host may use, then the referrals (SUBTYPE 1 for another discovery
+/// service, 2 for an NVM subsystem elsewhere, as SPDK; PORTID 0, as SPDK).
 pub(crate) fn build_log(target: &TargetShared, hostnqn: &str) -> Vec<u8> {
     let listeners = target.listener_addrs();
     let mut entries = Vec::new();
@@ -38,6 +39,14 @@ pub(crate) fn build_log(target: &TargetShared, hostnqn: &str) -> Vec<u8> {
             let portid = listeners.iter().position(|l| addr.matches(l) || l.matches(&addr)).unwrap_or(0) as u16;
             entries.push(entry(&addr, &sub.nqn, subtype::NVME, portid));
         }
+    }
+    for r in target.referrals() {
+        let kind = if r.is_discovery() { subtype::DISCOVERY_REFERRAL } else { subtype::NVME };
+        let mut e = entry(&r.addr, &r.subnqn, kind, 0);
+        if r.secure_channel {
+            e.treq = treq::SECURE_CHANNEL_REQUIRED;
+        }
+        entries.push(e);
     }
     let mut hdr = DiscoveryLogHeader::new_zeroed();
     hdr.genctr.set(target.discovery_genctr());

@@ -43,8 +43,10 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
                 cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
                 return Exec::Complete;
             }
+            // Only the namespaces visible to this controller's host are active for it.
+            let table = q.ns_table(ctrl);
             let mut list = [0u32; 1024];
-            for (slot, ns) in list.iter_mut().zip(ctrl.subsys.namespaces().iter().filter(|ns| ns.nsid > nsid)) {
+            for (slot, ns) in list.iter_mut().zip(table.iter().flatten().filter(|ns| ns.nsid > nsid)) {
                 *slot = ns.nsid;
             }
             super::fill_data(cmd.buf, list.as_bytes());

@@ -69,8 +69,10 @@ pub mod subtype {
     /// The discovery subsystem reporting itself.
     pub const CURRENT_DISCOVERY: u8 = 3;
 }
-/// TREQ bits: secure channel not required (0x02 = "not required"), SQ flow control disable (0x04).
+/// TREQ bits: SECURE_CHANNEL (bits 1:0: 01b required, 10b not required), SQ flow control
+/// disable (bit 2).
 pub mod treq {
+    pub const SECURE_CHANNEL_REQUIRED: u8 = 0x01;
     pub const SECURE_CHANNEL_NOT_REQUIRED: u8 = 0x02;
     pub const DISABLE_SQFLOW: u8 = 0x04;
 }
