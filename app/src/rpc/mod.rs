@@ -170,6 +170,14 @@ pub fn handle_request(state: &mut AppState, req: Value) -> Option<Value> {
     reply(id, r)
 }
 
+/// The params of methods that take nothing but SPDK's `tgt_name` (one target: ignored).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TgtParams {
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+}
+
 /// Deserialize a method's params (an absent `params` counts as `{}`), mapping serde's messages
 /// (unknown field, missing field, invalid type) to -32602.
 pub(crate) fn parse_params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError> {

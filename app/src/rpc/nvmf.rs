@@ -794,13 +794,7 @@ pub fn get_subsystems(state: &mut AppState, params: Option<Value>) -> Result<Val
 pub(crate) const TICK_RATE: u64 = 1_000_000_000;
 
 pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct P {
-        #[allow(dead_code)]
-        tgt_name: Option<String>,
-    }
-    let _: P = parse_params(params)?;
+    let _: super::TgtParams = parse_params(params)?;
     let transports: Vec<Value> = state.target.transports().iter().map(|t| json!({"trtype": t.trtype().name()})).collect();
     let groups: Vec<Value> = state
         .reactors

@@ -5,7 +5,6 @@
 use super::nvmf::{any_subsystem, listen_address_json, NqnParams};
 use super::{format_uuid, parse_params, RpcError};
 use crate::state::AppState;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// `[{cntlid, hostnqn, hostid, num_io_qpairs}]` of the subsystem's live controllers.
@@ -52,13 +51,7 @@ pub fn get_listeners(state: &mut AppState, params: Option<Value>) -> Result<Valu
 
 /// The target-wide settings `nvmf_set_config` would change, all at the values nvmf-rs has.
 pub fn get_config(_state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct P {
-        #[allow(dead_code)]
-        tgt_name: Option<String>,
-    }
-    let _: P = parse_params(params)?;
+    let _: super::TgtParams = parse_params(params)?;
     Ok(json!({
         "discovery_filter": "match_any",
         "admin_cmd_passthru": {"identify_ctrlr": false},

@@ -53,12 +53,6 @@ pub fn remove_referral(state: &mut AppState, params: Option<Value>) -> Result<Va
 }
 
 pub fn get_referrals(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct P {
-        #[allow(dead_code)]
-        tgt_name: Option<String>,
-    }
-    let _: P = parse_params(params)?;
+    let _: super::TgtParams = parse_params(params)?;
     Ok(Value::Array(state.target.referrals().iter().map(referral_json).collect()))
 }
