@@ -43,7 +43,13 @@ pub struct Args {
     pub placement: Placement,
     /// Sleep this many microseconds when a reactor poll found no work (after a short spin);
     /// 0 = busy-poll (the default, lowest latency, one full core per reactor).
-    #[arg(long = "idle-backoff-us", alias = "idle-sleep-us", value_name = "N", default_value_t = 0, help_heading = "Application")]
+    #[arg(
+        long = "idle-backoff-us",
+        alias = "idle-sleep-us",
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Application"
+    )]
     pub idle_backoff_us: u64,
     /// Do not create the embedded default subsystem (configure over RPC instead).
     #[arg(long = "no-default", help_heading = "Application")]
@@ -217,7 +223,8 @@ mod tests {
         assert_eq!(a.placement, Placement::RoundRobin);
         assert_eq!(a.idle_backoff_us, 0);
         assert_eq!(a.rpc_socket, PathBuf::from(DEFAULT_RPC_SOCKET));
-        let a = Args::try_parse_from(["nvmf_tgt", "-m", "0x3", "--placement", "least-loaded", "-r", "/tmp/x.sock"]).unwrap();
+        let a = Args::try_parse_from(["nvmf_tgt", "-m", "0x3", "--placement", "least-loaded", "-r", "/tmp/x.sock"])
+            .unwrap();
         assert_eq!(a.cores().unwrap(), vec![0, 1]);
         assert_eq!(a.placement, Placement::LeastLoaded);
         assert!(Args::try_parse_from(["nvmf_tgt", "-m", "0x3", "--cpus", "0"]).is_err());
@@ -228,8 +235,17 @@ mod tests {
 
     #[test]
     fn rpc_subcommand_passes_its_arguments_through() {
-        let a = Args::try_parse_from(["nvmf_tgt", "rpc", "-s", "/tmp/x.sock", "bdev_malloc_create", "--num-blocks", "8", "-h"])
-            .unwrap();
+        let a = Args::try_parse_from([
+            "nvmf_tgt",
+            "rpc",
+            "-s",
+            "/tmp/x.sock",
+            "bdev_malloc_create",
+            "--num-blocks",
+            "8",
+            "-h",
+        ])
+        .unwrap();
         let want = ["-s", "/tmp/x.sock", "bdev_malloc_create", "--num-blocks", "8", "-h"];
         assert_eq!(a.command, Some(Command::Rpc { args: want.iter().map(|s| s.to_string()).collect() }));
         let a = Args::try_parse_from(["nvmf_tgt", "rpc", "--help"]).unwrap();

@@ -24,10 +24,8 @@ pub fn apply(doc: &Value, state: &mut AppState) -> Result<(), String> {
 }
 
 fn apply_entries(doc: &Value, state: &mut AppState) -> Result<(), String> {
-    let subsystems = doc
-        .get("subsystems")
-        .and_then(Value::as_array)
-        .ok_or("expected an object with a \"subsystems\" array")?;
+    let subsystems =
+        doc.get("subsystems").and_then(Value::as_array).ok_or("expected an object with a \"subsystems\" array")?;
     for (i, sub) in subsystems.iter().enumerate() {
         let name = sub
             .get("subsystem")
@@ -98,7 +96,8 @@ mod tests {
         ]}]});
         let e = apply(&doc, &mut st).unwrap_err();
         assert!(e.contains("nvmf_subsystem_add_ns"), "{e}");
-        let doc = json!({"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_lvol_create", "params": {}}]}]});
+        let doc =
+            json!({"subsystems": [{"subsystem": "bdev", "config": [{"method": "bdev_lvol_create", "params": {}}]}]});
         assert!(apply(&doc, &mut st).unwrap_err().contains("not supported"));
         assert!(apply(&json!({"nope": 1}), &mut st).is_err());
     }

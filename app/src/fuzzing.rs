@@ -43,7 +43,8 @@ fn with_sandbox<R>(f: impl FnOnce(&mut Sandbox) -> R) -> R {
         let mut s = s.borrow_mut();
         let sb = s.get_or_insert_with(|| {
             let _ = env_logger::builder().is_test(true).try_init();
-            let tag = format!("nvmf-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "");
+            let tag =
+                format!("nvmf-fuzz-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], "");
             let dir = std::env::temp_dir();
             remove_stale(&dir);
             let aio_file = dir.join(format!("{tag}.img"));

@@ -90,7 +90,8 @@ impl LogControl {
         let f = self.flags.load(Ordering::Relaxed);
         f != 0
             && FLAGS.iter().enumerate().any(|(i, (_, mods))| {
-                f & (1 << i) != 0 && mods.iter().any(|m| target == *m || target.strip_prefix(m).is_some_and(|r| r.starts_with("::")))
+                f & (1 << i) != 0
+                    && mods.iter().any(|m| target == *m || target.strip_prefix(m).is_some_and(|r| r.starts_with("::")))
             })
     }
 

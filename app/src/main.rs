@@ -15,8 +15,8 @@ use nvmf_tgt::{cli, config, logging, reactor, rpc, state, work};
 use clap::{Parser, ValueEnum};
 use cli::Args;
 use nvmf::{SubsystemConfig, Target};
-use serde_json::json;
 use reactor::{ReactorOpts, Reactors};
+use serde_json::json;
 use state::AppState;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -102,8 +102,11 @@ fn transport_ids(target: &Target) -> Vec<usize> {
 
 fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
     let cores = args.cores()?;
-    for ignored in [("-i/--shm-id", &args.shm_id), ("-e/--tpoint-group-mask", &args.tpoint_group_mask), ("-s/--mem-size", &args.mem_size)]
-    {
+    for ignored in [
+        ("-i/--shm-id", &args.shm_id),
+        ("-e/--tpoint-group-mask", &args.tpoint_group_mask),
+        ("-s/--mem-size", &args.mem_size),
+    ] {
         if ignored.1.is_some() {
             log::warn!("{} is accepted for SPDK compatibility and ignored", ignored.0);
         }
@@ -123,7 +126,8 @@ fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
     let mut rpc = if args.wait_for_rpc {
         // SPDK's --wait-for-rpc: serve start-up methods only until framework_start_init.
         state.init_done = false;
-        let mut rpc = rpc::RpcServer::bind(&args.rpc_socket).map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?;
+        let mut rpc = rpc::RpcServer::bind(&args.rpc_socket)
+            .map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?;
         log::info!("JSON-RPC on {}: waiting for framework_start_init", args.rpc_socket.display());
         while !state.init_done && !stop.load(Ordering::Relaxed) {
             if rpc.poll(&mut state) == 0 {
@@ -143,12 +147,16 @@ fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
 
     let mut rpc = match rpc.take() {
         Some(r) => r,
-        None => rpc::RpcServer::bind(&args.rpc_socket).map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?,
+        None => rpc::RpcServer::bind(&args.rpc_socket)
+            .map_err(|e| format!("RPC socket {}: {e}", args.rpc_socket.display()))?,
     };
     log::info!("JSON-RPC on {}", args.rpc_socket.display());
 
-    let opts =
-        ReactorOpts { placement: args.placement, idle_backoff: Duration::from_micros(args.idle_backoff_us), drain_timeout: DRAIN_TIMEOUT };
+    let opts = ReactorOpts {
+        placement: args.placement,
+        idle_backoff: Duration::from_micros(args.idle_backoff_us),
+        drain_timeout: DRAIN_TIMEOUT,
+    };
     let mut reactors = {
         let target = &state.target;
         Reactors::start(&cores, opts, || target.create_poll_group()).map_err(|e| format!("start reactors: {e}"))?
@@ -159,7 +167,11 @@ fn run(args: Args, log: Arc<logging::LogControl>) -> Result<(), String> {
         reactors.len(),
         cores,
         args.placement.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
-        if args.idle_backoff_us == 0 { "busy polling".to_string() } else { format!("idle backoff {} us", args.idle_backoff_us) }
+        if args.idle_backoff_us == 0 {
+            "busy polling".to_string()
+        } else {
+            format!("idle backoff {} us", args.idle_backoff_us)
+        }
     );
 
     while !stop.load(Ordering::Relaxed) {

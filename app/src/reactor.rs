@@ -96,7 +96,11 @@ pub struct Reactors {
 impl Reactors {
     /// Start one reactor per core, each with the poll group `make_group` returns (called on
     /// this thread).
-    pub fn start(cores: &[usize], opts: ReactorOpts, mut make_group: impl FnMut() -> PollGroup) -> std::io::Result<Reactors> {
+    pub fn start(
+        cores: &[usize],
+        opts: ReactorOpts,
+        mut make_group: impl FnMut() -> PollGroup,
+    ) -> std::io::Result<Reactors> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut reactors = Reactors { handles: Vec::new(), opts: opts.clone(), next: 0, stop: stop.clone() };
         for (index, &core) in cores.iter().enumerate() {
@@ -373,7 +377,11 @@ impl Reactor {
         self.publish(polls, busy);
         let left = self.stats.connections.load(Ordering::Relaxed);
         if left > 0 {
-            log::warn!("reactor {}: {left} of {before} connections still open after {:?}", self.index, self.drain_timeout);
+            log::warn!(
+                "reactor {}: {left} of {before} connections still open after {:?}",
+                self.index,
+                self.drain_timeout
+            );
         } else {
             log::debug!("reactor {}: closed {before} connections", self.index);
         }

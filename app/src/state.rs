@@ -13,9 +13,14 @@ pub enum BdevKind {
     Malloc,
     Null,
     /// `bdev_aio_create`: the file or block device path, and the bdev (for its sync points).
-    Aio { filename: String, file: Arc<nvmf::bdev::FileBdev> },
+    Aio {
+        filename: String,
+        file: Arc<nvmf::bdev::FileBdev>,
+    },
     /// A namespace of the NVMe controller attached as `ctrlr` (`bdev_nvme_attach_controller`).
-    Nvme { ctrlr: String },
+    Nvme {
+        ctrlr: String,
+    },
 }
 
 /// How `bdev_nvme_attach_controller` sized an emulated controller (the test/demo transport

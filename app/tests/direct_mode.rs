@@ -115,7 +115,12 @@ fn host_to_emulated_controller_through_two_reactors() {
     let qids: std::collections::HashSet<String> = t
         .log()
         .iter()
-        .filter_map(|l| l.split("channel on hardware I/O queue ").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string))
+        .filter_map(|l| {
+            l.split("channel on hardware I/O queue ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(qids.len(), 2, "distinct hardware queues: {qids:?}");
 

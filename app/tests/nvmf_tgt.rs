@@ -50,7 +50,8 @@ fn default_run_serves_a_namespace_and_exits_0_on_sigterm() {
 #[test]
 fn two_reactors_least_loaded_eight_hosts_verified_io() {
     let _g = serial();
-    let mut t = Tgt::start(&["--cpus", "0,1", "--placement", "least-loaded", "--idle-backoff-us", "20", "--size-mb", "256"]);
+    let mut t =
+        Tgt::start(&["--cpus", "0,1", "--placement", "least-loaded", "--idle-backoff-us", "20", "--size-mb", "256"]);
     assert!(t.wait_log("2 reactor(s) on core(s) [0, 1]", Duration::from_secs(5)));
     const HOSTS: u64 = 8;
     const REGION: u64 = 256 * 1024 * 1024 / 512 / HOSTS;
@@ -291,7 +292,10 @@ fn shutdown_under_load_loses_no_acknowledged_write() {
     for (w, lbas) in acked.iter().enumerate() {
         for &lba in lbas {
             q.read(1, lba, NLB, &mut back).expect("read after restart");
-            assert!(back == pattern(w as u64 + 1, lba, back.len()), "acknowledged write at lba {lba} (writer {w}) lost");
+            assert!(
+                back == pattern(w as u64 + 1, lba, back.len()),
+                "acknowledged write at lba {lba} (writer {w}) lost"
+            );
         }
     }
     t.terminate(Duration::from_secs(15));

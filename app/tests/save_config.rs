@@ -32,7 +32,13 @@ fn default_run_saved_and_reloaded_with_json() {
         .iter()
         .flat_map(|s| s["config"].as_array().unwrap().iter().map(|e| e["method"].as_str().unwrap()))
         .collect();
-    for m in ["bdev_malloc_create", "nvmf_create_transport", "nvmf_create_subsystem", "nvmf_subsystem_add_ns", "nvmf_subsystem_add_listener"] {
+    for m in [
+        "bdev_malloc_create",
+        "nvmf_create_transport",
+        "nvmf_create_subsystem",
+        "nvmf_subsystem_add_ns",
+        "nvmf_subsystem_add_listener",
+    ] {
         assert!(methods.contains(&m), "save_config lacks {m}: {methods:?}");
     }
     let cfg = TempFile::new("saved.json", 0);

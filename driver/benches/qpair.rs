@@ -59,7 +59,10 @@ fn main() {
     let opts = ControllerOptions { dma_backing: DmaBacking::PreferHugepages, ..Default::default() };
     let ctrl = Controller::new_emulated(&emu, opts).unwrap();
     let hp = nvme_driver::dma::hugepages_free().unwrap_or(0);
-    println!("qpair bench: {ios} I/Os per case, hugepages free {hp} (backing: {})", if hp > 0 { "hugepages" } else { "anonymous" });
+    println!(
+        "qpair bench: {ios} I/Os per case, hugepages free {hp} (backing: {})",
+        if hp > 0 { "hugepages" } else { "anonymous" }
+    );
     for (name, op) in [("flush", Op::Flush), ("read 4KiB", Op::Read4k), ("write 4KiB", Op::Write4k)] {
         for qd in [1usize, 32] {
             // Warm up, then measure.

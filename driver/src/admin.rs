@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::mmio::RegisterSpace;
 use crate::queue::{CompQueue, SubQueue};
-use crate::spec::{cns, AdminOpcode, Cqe, Csts, Sqe, reg};
+use crate::spec::{cns, reg, AdminOpcode, Cqe, Csts, Sqe};
 use std::time::{Duration, Instant};
 
 /// The admin SQ/CQ with a scratch page for identify/log data.
@@ -42,11 +42,7 @@ impl AdminQueue {
                 self.sq.set_head(cqe.sqhd.get());
                 self.cq.ring_head(regs);
                 if cqe.cid.get() == cid {
-                    return if cqe.is_success() {
-                        Ok(cqe)
-                    } else {
-                        Err(Error::Nvme { status: cqe.status(), cqe })
-                    };
+                    return if cqe.is_success() { Ok(cqe) } else { Err(Error::Nvme { status: cqe.status(), cqe }) };
                 }
                 log::warn!("admin completion for unexpected cid {} (waiting for {cid})", cqe.cid.get());
             }

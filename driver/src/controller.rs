@@ -309,9 +309,8 @@ impl Controller {
             return Err(Error::QpairInvalidated);
         }
         let granted = admin.qid_used.len().saturating_sub(1) as u16;
-        let qid = (1..admin.qid_used.len())
-            .find(|&q| !admin.qid_used[q])
-            .ok_or(Error::NoQueuesLeft { granted })? as u16;
+        let qid =
+            (1..admin.qid_used.len()).find(|&q| !admin.qid_used[q]).ok_or(Error::NoQueuesLeft { granted })? as u16;
         let cq_mem = s.dma.alloc(entries as usize * 16, PAGE_SIZE)?;
         let sq_mem = s.dma.alloc(entries as usize * 64, PAGE_SIZE)?;
         let prp_lists = s.dma.alloc((entries as usize - 1) * PAGE_SIZE, PAGE_SIZE)?;

@@ -169,7 +169,17 @@ impl IoQpair {
 
     #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
-    fn rw(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, cdw12_flags: u32, token: u64) -> Result<()> {
+    fn rw(
+        &mut self,
+        op: NvmOpcode,
+        nsid: u32,
+        lba: u64,
+        blocks: u32,
+        buf: &DmaRegion,
+        off: usize,
+        cdw12_flags: u32,
+        token: u64,
+    ) -> Result<()> {
         let bs = self.block_size(nsid).ok_or_else(|| Error::InvalidArgument(format!("no namespace {nsid}")))?;
         if blocks == 0 || blocks > 0x1_0000 {
             return Err(Error::InvalidArgument(format!("{blocks} blocks in one command")));
@@ -213,7 +223,16 @@ impl IoQpair {
     /// Queue a Read, Write or Compare whose data is `blocks` blocks at byte `off` of `buf`
     /// (one piece of a larger buffer split into several commands).
     #[allow(clippy::too_many_arguments)]
-    pub fn rw_at(&mut self, op: NvmOpcode, nsid: u32, lba: u64, blocks: u32, buf: &DmaRegion, off: usize, token: u64) -> Result<()> {
+    pub fn rw_at(
+        &mut self,
+        op: NvmOpcode,
+        nsid: u32,
+        lba: u64,
+        blocks: u32,
+        buf: &DmaRegion,
+        off: usize,
+        token: u64,
+    ) -> Result<()> {
         self.rw_at_flags(op, nsid, lba, blocks, buf, off, 0, token)
     }
     /// [`IoQpair::rw_at`] with the command's CDW12 bits 31:16 set from `cdw12_flags` (Limited
@@ -232,7 +251,9 @@ impl IoQpair {
         token: u64,
     ) -> Result<()> {
         match op {
-            NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => self.rw(op, nsid, lba, blocks, buf, off, cdw12_flags, token),
+            NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare => {
+                self.rw(op, nsid, lba, blocks, buf, off, cdw12_flags, token)
+            }
             _ => Err(Error::InvalidArgument(format!("{op:?} is not a data transfer"))),
         }
     }
@@ -330,11 +351,20 @@ impl IoQpair {
     /// data within two pages, PRP2 is `buf`'s second page, filled as a list of the pages after
     /// it (data for a short transfer, a list for a long one); otherwise a list of the whole
     /// maximum transfer.
-    pub fn submit_raw_opaque(&mut self, mut sqe: Sqe, buf: &DmaRegion, len: usize, host_to_ctrl: bool, token: u64) -> Result<()> {
+    pub fn submit_raw_opaque(
+        &mut self,
+        mut sqe: Sqe,
+        buf: &DmaRegion,
+        len: usize,
+        host_to_ctrl: bool,
+        token: u64,
+    ) -> Result<()> {
         let max = self.max_transfer;
         let off = crate::prp::opaque_offset(len, host_to_ctrl)
             .filter(|_| len <= max && buf.len() >= crate::prp::opaque_buf_size(max))
-            .ok_or_else(|| Error::InvalidArgument(format!("no opaque layout for {len} bytes in {} bytes", buf.len())))?;
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("no opaque layout for {len} bytes in {} bytes", buf.len()))
+            })?;
         let cid = self.take_slot(token)?;
         let (p1, p2) = if off == 0 && len <= 2 * PAGE_SIZE {
             let n = max.div_ceil(PAGE_SIZE).saturating_sub(1);

@@ -103,7 +103,11 @@ fn small_queue_wraps_around_many_times() {
         assert!(matches!(qp.flush(1, 0), Err(Error::QueueFull)));
         let mut n = 0;
         while n < 3 {
-            n += qp.poll(8, |_, r| { r.unwrap(); }).unwrap();
+            n += qp
+                .poll(8, |_, r| {
+                    r.unwrap();
+                })
+                .unwrap();
         }
         completed += n as u64;
     }

@@ -138,7 +138,10 @@ impl Controller {
     pub(crate) fn set_cc(&self, new: Cc) -> CcChange {
         let old = self.cc();
         // IOSQES / IOCQES must describe 64-byte SQEs and 16-byte CQEs once enabled.
-        if new.en() && !old.en() && ((new.iosqes() != 0 && new.iosqes() != 6) || (new.iocqes() != 0 && new.iocqes() != 4)) {
+        if new.en()
+            && !old.en()
+            && ((new.iosqes() != 0 && new.iosqes() != 6) || (new.iocqes() != 0 && new.iocqes() != 4))
+        {
             return CcChange::Invalid;
         }
         let mut change = CcChange::Applied;

@@ -130,7 +130,6 @@ impl GroupCtx {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

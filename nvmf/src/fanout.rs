@@ -91,7 +91,14 @@ impl GroupCtx {
         for ns in namespaces.filter(|ns| ns.bdev.volatile_write_cache()) {
             match self.channel(ns) {
                 Some(chan) => {
-                    chan.submit(BdevIo { op: BdevOp::Flush, offset_blocks: 0, num_blocks: 0, buf: None, fua: false, tag });
+                    chan.submit(BdevIo {
+                        op: BdevOp::Flush,
+                        offset_blocks: 0,
+                        num_blocks: 0,
+                        buf: None,
+                        fua: false,
+                        tag,
+                    });
                     sent += 1;
                 }
                 None => status = BdevStatus::WriteError,

@@ -167,7 +167,6 @@ impl NvmeQueue {
         self.ns_cache.table.clone().unwrap_or_default()
     }
 
-
     /// A buffer of `len` bytes for the data of I/O command `sqe`: lent by the namespace's
     /// bdev channel when the device can work on it in place (direct mode: no copy between the
     /// network and the device), otherwise (or when none is free) from the poll group's pool.
@@ -188,7 +187,8 @@ impl NvmeQueue {
         }
         // Dataset Management ranges are read by the target, not moved by the device.
         if self.qid != 0 && sqe.opcode != crate::spec::NvmOpcode::DatasetManagement as u8 && !self.auth_pending() {
-            let ns = self.ns_cache.table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
+            let ns =
+                self.ns_cache.table.as_ref().and_then(|t| t.get((sqe.nsid.get() as usize).wrapping_sub(1))?.as_ref());
             if let Some(ns) = ns.filter(|ns| ns.bdev.lends_buffers()) {
                 return ctx.channel(ns).and_then(|ch| ch.alloc_buf(len));
             }

@@ -23,11 +23,7 @@ pub struct Referral {
 impl Referral {
     /// A referral to the discovery service at `addr`.
     pub fn discovery(addr: TransportAddr) -> Self {
-        Referral {
-            addr,
-            subnqn: DISCOVERY_NQN.to_string(),
-            secure_channel: false,
-        }
+        Referral { addr, subnqn: DISCOVERY_NQN.to_string(), secure_channel: false }
     }
     /// Whether it refers to a discovery service (rather than an NVM subsystem).
     pub fn is_discovery(&self) -> bool {
@@ -54,9 +50,7 @@ impl Referrals {
             return Ok(false);
         }
         if self.0.len() >= MAX_REFERRALS {
-            return Err(Error::InvalidParam(format!(
-                "at most {MAX_REFERRALS} referrals"
-            )));
+            return Err(Error::InvalidParam(format!("at most {MAX_REFERRALS} referrals")));
         }
         self.0.push(r);
         Ok(true)

@@ -90,7 +90,15 @@ pub struct NamespaceConfig {
 
 impl NamespaceConfig {
     pub fn new(bdev: Arc<dyn Bdev>) -> Self {
-        NamespaceConfig { nsid: None, bdev, nguid: [0; 16], eui64: [0; 8], uuid: [0; 16], passthru_io: false, auto_visible: true }
+        NamespaceConfig {
+            nsid: None,
+            bdev,
+            nguid: [0; 16],
+            eui64: [0; 8],
+            uuid: [0; 16],
+            passthru_io: false,
+            auto_visible: true,
+        }
     }
 }
 
@@ -213,7 +221,12 @@ impl std::fmt::Debug for Subsystem {
 }
 
 impl Subsystem {
-    pub(crate) fn new(cfg: SubsystemConfig, kind: SubsystemKind, genctr: Arc<AtomicU64>, ns_uid: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        cfg: SubsystemConfig,
+        kind: SubsystemKind,
+        genctr: Arc<AtomicU64>,
+        ns_uid: Arc<AtomicU64>,
+    ) -> Self {
         let max = cfg.max_namespaces.clamp(1, MAX_NAMESPACES);
         Subsystem {
             nqn: cfg.nqn,
@@ -445,7 +458,9 @@ impl Subsystem {
             return Err(Error::NamespaceNotFound(nsid));
         };
         if ns.auto_visible {
-            return Err(Error::InvalidParam(format!("namespace {nsid} is visible to every host (no_auto_visible not set)")));
+            return Err(Error::InvalidParam(format!(
+                "namespace {nsid} is visible to every host (no_auto_visible not set)"
+            )));
         }
         let mut hosts = ns.hosts_lock();
         match (visible, hosts.iter().position(|h| h == hostnqn)) {
@@ -525,7 +540,8 @@ impl Subsystem {
 
     /// The live controllers, by CNTLID.
     pub fn controllers(&self) -> Vec<Arc<Controller>> {
-        let mut v: Vec<_> = self.lock().controllers.iter().filter_map(Weak::upgrade).filter(|c| !c.is_failed()).collect();
+        let mut v: Vec<_> =
+            self.lock().controllers.iter().filter_map(Weak::upgrade).filter(|c| !c.is_failed()).collect();
         v.sort_by_key(|c| c.cntlid);
         v
     }

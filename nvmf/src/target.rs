@@ -130,7 +130,8 @@ impl Target {
         if self.listeners.iter().any(|l| l.addr() == addr) {
             return Err(Error::AlreadyListening(addr.to_string()));
         }
-        let t = self.transports.iter().find(|t| t.trtype() == addr.trtype).ok_or(Error::NoTransport(addr.trtype.name()))?;
+        let t =
+            self.transports.iter().find(|t| t.trtype() == addr.trtype).ok_or(Error::NoTransport(addr.trtype.name()))?;
         let l = t.listen(addr)?;
         log::info!("listening on {}", l.addr());
         self.shared.listeners.write().unwrap_or_else(|e| e.into_inner()).push(l.addr().clone());
@@ -164,7 +165,8 @@ impl Target {
         if subs.iter().any(|s| s.nqn == cfg.nqn) {
             return Err(Error::SubsystemExists(cfg.nqn));
         }
-        let s = Arc::new(Subsystem::new(cfg, SubsystemKind::Nvm, self.shared.genctr.clone(), self.shared.ns_uid.clone()));
+        let s =
+            Arc::new(Subsystem::new(cfg, SubsystemKind::Nvm, self.shared.genctr.clone(), self.shared.ns_uid.clone()));
         subs.push(s.clone());
         self.shared.genctr.fetch_add(1, Ordering::Release);
         Ok(s)

@@ -19,10 +19,12 @@ use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::{ControllerOptions, DmaBacking};
 use nvmf::bdev::nvme::NvmeBdevOpts;
 use nvmf::bdev::{Bdev, MallocBdev, NvmeBdev};
-use nvmf::host::pdu::{check_rx_header, connect_data, connect_sqe, encode_capsule_cmd, encode_h2c_data, fabrics_sqe, icreq};
+use nvmf::host::pdu::{
+    check_rx_header, connect_data, connect_sqe, encode_capsule_cmd, encode_h2c_data, fabrics_sqe, icreq,
+};
 use nvmf::host::HostConfig;
-use nvmf::spec::tcp::{digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, DIGEST_LEN};
 use nvmf::spec::fabrics::PropertyCmd;
+use nvmf::spec::tcp::{digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, DIGEST_LEN};
 use nvmf::spec::{reg, FabricsType, SglDescriptor, Sqe};
 use nvmf::{PollGroup, Target};
 use std::collections::BTreeMap;
@@ -90,13 +92,18 @@ impl PduCheck {
                 self.ddgst = r.dgst & 2 != 0;
                 self.cpda = r.cpda;
                 self.maxh2cdata = r.maxh2cdata.get();
-                assert!(self.maxh2cdata >= 4096 && self.maxh2cdata.is_multiple_of(4), "ICResp MAXH2CDATA {}", self.maxh2cdata);
+                assert!(
+                    self.maxh2cdata >= 4096 && self.maxh2cdata.is_multiple_of(4),
+                    "ICResp MAXH2CDATA {}",
+                    self.maxh2cdata
+                );
             } else {
                 if ch.pdu_type != pdu_type::C2H_TERM_REQ {
                     assert!(self.icresp, "PDU type {:#04x} before the ICResp", ch.pdu_type);
                 }
-                let lay = check_rx_header(&ch, self.hdgst, self.ddgst)
-                    .unwrap_or_else(|f| panic!("malformed PDU from the target: {} (FES {:#x} FEI {})", f.msg, f.fes, f.fei));
+                let lay = check_rx_header(&ch, self.hdgst, self.ddgst).unwrap_or_else(|f| {
+                    panic!("malformed PDU from the target: {} (FES {:#x} FEI {})", f.msg, f.fes, f.fei)
+                });
                 if rx.len() - pos < plen {
                     break;
                 }
@@ -172,7 +179,8 @@ impl Loopback {
             .map(|(name, blocks, bs)| Arc::new(MallocBdev::new(name, blocks, bs).expect("malloc")) as Arc<dyn Bdev>)
             .collect();
         // Small queues and pools keep a fresh controller per input cheap.
-        let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(512, 2048)], mdts: 2, ..Default::default() });
+        let emu =
+            EmulatedController::new(EmulatorConfig { namespaces: vec![(512, 2048)], mdts: 2, ..Default::default() });
         let opts = ControllerOptions { dma_backing: DmaBacking::Anonymous, ..Default::default() };
         let ctrl = Arc::new(nvme_driver::Controller::new_emulated(&emu, opts).expect("emulated controller"));
         let nopts = NvmeBdevOpts { queue_entries: Some(8), large_bufs: 1, ..Default::default() };
@@ -188,7 +196,13 @@ impl Loopback {
         crate::accept_one(&mut self.target, &mut self.group);
         s.set_nonblocking(true).expect("nonblocking");
         let _ = s.set_nodelay(true);
-        self.clients.push(Client { sock: Some(s), rx: Vec::new(), eof: false, check: PduCheck::default(), pdus: Vec::new() });
+        self.clients.push(Client {
+            sock: Some(s),
+            rx: Vec::new(),
+            eof: false,
+            check: PduCheck::default(),
+            pdus: Vec::new(),
+        });
         self.clients.len() - 1
     }
 
@@ -401,7 +415,10 @@ impl CmdHost {
                     pdu_type::CAPSULE_RESP => {
                         let h = CapsuleRespHdr::read_from_prefix(&p.bytes).expect("CapsuleResp").0;
                         let cid = h.cqe.cid.get();
-                        assert!(self.pending[q].remove(&cid).is_some(), "queue {q}: completion for CID {cid}, which is not outstanding");
+                        assert!(
+                            self.pending[q].remove(&cid).is_some(),
+                            "queue {q}: completion for CID {cid}, which is not outstanding"
+                        );
                     }
                     pdu_type::C2H_DATA => {
                         let h = DataHdr::read_from_prefix(&p.bytes).expect("C2HData").0;
@@ -410,7 +427,11 @@ impl CmdHost {
                             panic!("queue {q}: C2HData for CID {cid}, which is not outstanding")
                         };
                         let end = h.datao.get() as u64 + h.datal.get() as u64;
-                        assert!(end <= pd.xfer as u64, "queue {q}: C2HData up to {end} for a {}-byte transfer", pd.xfer);
+                        assert!(
+                            end <= pd.xfer as u64,
+                            "queue {q}: C2HData up to {end} for a {}-byte transfer",
+                            pd.xfer
+                        );
                         if p.ch.flags & pdu_flags::SUCCESS != 0 {
                             self.pending[q].remove(&cid);
                         }
@@ -422,7 +443,11 @@ impl CmdHost {
                             panic!("queue {q}: R2T for CID {cid}, which is not outstanding")
                         };
                         let (off, len) = (h.r2to.get() as usize, h.r2tl.get() as usize);
-                        assert!((off + len) as u64 <= pd.xfer as u64, "queue {q}: R2T for {off}+{len} of a {}-byte transfer", pd.xfer);
+                        assert!(
+                            (off + len) as u64 <= pd.xfer as u64,
+                            "queue {q}: R2T for {off}+{len} of a {}-byte transfer",
+                            pd.xfer
+                        );
                         let mut data = pd.data.get(off..).unwrap_or(&[]).to_vec();
                         data.resize(len, 0);
                         let (hd, dd, cpda, max) = self.lb.negotiated(conn);
@@ -431,7 +456,17 @@ impl CmdHost {
                         let mut done = 0;
                         while done < len {
                             let l = chunk.min(len - done);
-                            encode_h2c_data(&mut out, cid, h.ttag.get(), (off + done) as u32, &data[done..done + l], done + l == len, hd, dd, cpda);
+                            encode_h2c_data(
+                                &mut out,
+                                cid,
+                                h.ttag.get(),
+                                (off + done) as u32,
+                                &data[done..done + l],
+                                done + l == len,
+                                hd,
+                                dd,
+                                cpda,
+                            );
                             done += l;
                         }
                         self.lb.send(conn, &out);

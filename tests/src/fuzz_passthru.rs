@@ -44,7 +44,14 @@ pub fn passthru(data: &[u8]) -> usize {
     let ch = &mut *ch;
     // One honest Write first: it arms the guard (the driver registers what it lends), so the
     // check below proves the guard was watching, whatever the records do.
-    ch.submit(BdevIo { op: BdevOp::Write, offset_blocks: 0, num_blocks: 1, buf: Some(IoBuf::new(512)), fua: false, tag: 1 });
+    ch.submit(BdevIo {
+        op: BdevOp::Write,
+        offset_blocks: 0,
+        num_blocks: 1,
+        buf: Some(IoBuf::new(512)),
+        fua: false,
+        tag: 1,
+    });
     wait(ch);
     let mut issued = 0;
     for r in rest.chunks_exact(16).take(MAX_RECORDS) {

@@ -2,7 +2,10 @@
 //! acceptor thread handing connections round-robin to poll-group threads, like `nvmf_tgt`.
 
 use nvmf::bdev::{Bdev, MallocBdev};
-use nvmf::{NamespaceConfig, PollGroup, Subsystem, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr, WorkRunner};
+use nvmf::{
+    NamespaceConfig, PollGroup, Subsystem, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr,
+    WorkRunner,
+};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -154,7 +157,16 @@ impl TestTarget {
                     .expect("spawn"),
             );
         }
-        TestTarget { addr, subsystem: sub, conns_per_group, bufs_per_group, idle_bytes_per_group, stop, threads, ctl: ctl_tx }
+        TestTarget {
+            addr,
+            subsystem: sub,
+            conns_per_group,
+            bufs_per_group,
+            idle_bytes_per_group,
+            stop,
+            threads,
+            ctl: ctl_tx,
+        }
     }
 
     /// Run `f` on the thread that owns the `Target`.

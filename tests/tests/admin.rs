@@ -134,7 +134,10 @@ fn discovery_log_lists_allowed_subsystems_only() {
 #[test]
 fn connect_errors() {
     let t = TestTarget::start(TargetSpec::default());
-    let e = must_fail(Controller::connect(t.addr, "nqn.2016-06.io.nvmf-rs:nope", &HostConfig::default()), "unknown subsystem");
+    let e = must_fail(
+        Controller::connect(t.addr, "nqn.2016-06.io.nvmf-rs:nope", &HostConfig::default()),
+        "unknown subsystem",
+    );
     match e {
         HostError::Status { status, dw0 } => {
             assert_eq!(status.sc(), Cs::CONNECT_INVALID_PARAMETERS);
@@ -147,7 +150,10 @@ fn connect_errors() {
     let e = must_fail(c.connect_io_queue(1), "qid 1 twice");
     assert_eq!(e.status().expect("status").sc(), Cs::CONNECT_INVALID_PARAMETERS);
     // A different host cannot join this controller's I/O queues.
-    let other = HostConfig { hostnqn: "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001".into(), ..Default::default() };
+    let other = HostConfig {
+        hostnqn: "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001".into(),
+        ..Default::default()
+    };
     let mut raw = nvmf::host::RawConnection::connect(t.addr).expect("raw");
     raw.icreq(false, false).expect("icreq");
     let cqe = raw.fabrics_connect(2, 31, c.cntlid(), NQN, &other).expect("connect response");

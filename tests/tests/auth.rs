@@ -289,7 +289,8 @@ fn keys_stay_out_of_debug_output() {
 #[test]
 fn set_host_keys_applies_to_new_connections_and_io_queues_of_existing_controllers() {
     let t = target(false);
-    let mut c = Controller::connect(t.addr, NQN, &host(HashId::Sha256, DhGroup::Null, false)).expect("connect with the first key");
+    let mut c = Controller::connect(t.addr, NQN, &host(HashId::Sha256, DhGroup::Null, false))
+        .expect("connect with the first key");
     // Re-key (nvmf_subsystem_set_keys): the host's new secret is OTHER_KEY.
     let new = HostKeys { dhchap_key: Some(secret(OTHER_KEY)), ..Default::default() };
     t.subsystem.set_host_keys(HOSTNQN, new).expect("set keys");
@@ -305,7 +306,10 @@ fn set_host_keys_applies_to_new_connections_and_io_queues_of_existing_controller
     t.subsystem.set_host_keys(HOSTNQN, HostKeys::default()).expect("remove keys");
     let plain = HostConfig { dhchap_secret: None, ..old };
     Controller::connect(t.addr, NQN, &plain).expect("connect without keys");
-    assert!(t.subsystem.set_host_keys("nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000f", HostKeys::default()).is_err());
+    assert!(t
+        .subsystem
+        .set_host_keys("nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-00000000000f", HostKeys::default())
+        .is_err());
 }
 
 /// A host on the same subsystem that needs no authentication.

@@ -53,7 +53,9 @@ fn write_sqe(opcode: NvmOpcode, nsid: u32, slba: u64, nlb: u32, fua: bool) -> Sq
 }
 
 fn fua_write(q: &mut IoQueue, nsid: u32, slba: u64, data: &[u8]) {
-    let cqe = q.raw(write_sqe(NvmOpcode::Write, nsid, slba, (data.len() / 512) as u32, true), Some(data), None).expect("fua write");
+    let cqe = q
+        .raw(write_sqe(NvmOpcode::Write, nsid, slba, (data.len() / 512) as u32, true), Some(data), None)
+        .expect("fua write");
     assert!(cqe.is_success(), "FUA write: {:?}", cqe.status());
 }
 
@@ -297,5 +299,6 @@ fn shutdown_flush_does_not_block_the_poll_group() {
         assert_eq!(read_back(&mut bystander, 2, lba, 512), data);
     }
     open.store(true, Ordering::SeqCst);
-    c.wait_csts(std::time::Duration::from_secs(10), |c| c.shst() == shst::COMPLETE, "SHST complete").expect("shutdown completes once flushed");
+    c.wait_csts(std::time::Duration::from_secs(10), |c| c.shst() == shst::COMPLETE, "SHST complete")
+        .expect("shutdown completes once flushed");
 }

@@ -107,7 +107,16 @@ fn verify_acked(q: &mut IoQueue, ledger: &Ledger) {
 /// `stop` is set or `limit` writes completed. Every completion must be a success or one of
 /// `allowed` (SCT 0) statuses. Returns how many writes were acknowledged.
 #[allow(clippy::too_many_arguments)]
-fn write_until_failure(q: &mut IoQueue, base: u64, span: u64, seed: u64, ledger: &Shared, stop: &AtomicBool, limit: usize, allowed: &[u8]) -> usize {
+fn write_until_failure(
+    q: &mut IoQueue,
+    base: u64,
+    span: u64,
+    seed: u64,
+    ledger: &Shared,
+    stop: &AtomicBool,
+    limit: usize,
+    allowed: &[u8],
+) -> usize {
     let mut inflight: BTreeMap<u16, u64> = BTreeMap::new();
     let mut n = 0u64;
     let mut ok = 0;
@@ -259,7 +268,14 @@ fn thousand_connections_churn_while_two_hosts_run_verified_io() {
                 let mut out = Vec::new();
                 let sqe = nvmf::host::pdu::connect_sqe(0, 31, 0);
                 let data = nvmf::host::pdu::connect_data(&cfg.hostid, 0xffff, NQN, &cfg.hostnqn);
-                nvmf::host::pdu::encode_capsule_cmd(&mut out, &sqe, zerocopy::IntoBytes::as_bytes(&data), false, false, 0);
+                nvmf::host::pdu::encode_capsule_cmd(
+                    &mut out,
+                    &sqe,
+                    zerocopy::IntoBytes::as_bytes(&data),
+                    false,
+                    false,
+                    0,
+                );
                 r.send(&out[..72 + (i % 900)]).expect("partial Connect");
                 vanish(r);
             }
@@ -291,7 +307,16 @@ fn keep_alive_expiry_with_io_in_flight_loses_nothing_acknowledged() {
         // Each pass uses higher seeds, so "a later write" stays a larger seed in the ledger.
         pass += 1;
         let seed = 1 + pass * 1_000_000;
-        let n = write_until_failure(&mut q, 0, 256, seed, &ledger, &stop, 2000, &[Gs::KEEP_ALIVE_EXPIRED, Gs::ABORTED_SQ_DELETION]);
+        let n = write_until_failure(
+            &mut q,
+            0,
+            256,
+            seed,
+            &ledger,
+            &stop,
+            2000,
+            &[Gs::KEEP_ALIVE_EXPIRED, Gs::ABORTED_SQ_DELETION],
+        );
         total += n;
         if n < 2000 {
             break; // the connection went away
@@ -383,7 +408,16 @@ fn controller_reset_with_io_in_flight_loses_nothing_acknowledged() {
         let writer = {
             let (ledger, stop) = (ledger.clone(), stop.clone());
             std::thread::spawn(move || {
-                write_until_failure(&mut q, 10_000 * round, 512, 1_000_000 * round, &ledger, &stop, usize::MAX, &[Gs::ABORTED_SQ_DELETION])
+                write_until_failure(
+                    &mut q,
+                    10_000 * round,
+                    512,
+                    1_000_000 * round,
+                    &ledger,
+                    &stop,
+                    usize::MAX,
+                    &[Gs::ABORTED_SQ_DELETION],
+                )
             })
         };
         // Reset once writes are flowing.

@@ -353,9 +353,9 @@ fn commands_seeds() -> Vec<(&'static str, Vec<u8>)> {
         rec(ADMIN, &sqe(0x0a, 0, 0x07, 0, 0), 0, &[]), // Get Features: number of queues
         rec(ADMIN, &sqe(0x09, 0, 0x07, 0x0003_0003, 0), 0, &[]), // Set Features: number of queues
         rec(ADMIN, &sqe(0x09, 0, 0x0b, 0x100, 0), 0, &[]), // Set Features: async event config
-        rec(ADMIN, &sqe(0x18, 0, 0, 0, 0), 0, &[]), // Keep Alive
-        rec(ADMIN, &sqe(0x0c, 0, 0, 0, 0), 0, &[]), // Asynchronous Event Request (parks)
-        rec(ADMIN, &sqe(0x08, 0, 0, 0, 0), 0, &[]), // Abort
+        rec(ADMIN, &sqe(0x18, 0, 0, 0, 0), 0, &[]),    // Keep Alive
+        rec(ADMIN, &sqe(0x0c, 0, 0, 0, 0), 0, &[]),    // Asynchronous Event Request (parks)
+        rec(ADMIN, &sqe(0x08, 0, 0, 0, 0), 0, &[]),    // Abort
     ]
     .concat();
     let data = pattern(7, 0, 16384);
@@ -366,12 +366,12 @@ fn commands_seeds() -> Vec<(&'static str, Vec<u8>)> {
         dsm.extend_from_slice(&slba.to_le_bytes());
     }
     let io_cmds: Vec<u8> = [
-        rec(IO, &io(0x01, 1, 0, 8), 4096, &data[..4096]),          // Write in-capsule
-        rec(IO, &io(0x02, 1, 0, 8), 4096, &[]),                    // Read
-        rec(IO, &io(0x05, 1, 0, 8), 4096, &data[..4096]),          // Compare
-        rec(IO | R2T, &io(0x01, 1, 32, 32), 16384, &data),         // Write through R2T
-        rec(IO, &io(0x02, 1, 32, 32), 16384, &[]),                 // Read 16 KiB
-        rec(IO, &io(0x01, 2, 1, 2), 8192, &data[..8192]),          // namespace 2, 4 KiB blocks
+        rec(IO, &io(0x01, 1, 0, 8), 4096, &data[..4096]),  // Write in-capsule
+        rec(IO, &io(0x02, 1, 0, 8), 4096, &[]),            // Read
+        rec(IO, &io(0x05, 1, 0, 8), 4096, &data[..4096]),  // Compare
+        rec(IO | R2T, &io(0x01, 1, 32, 32), 16384, &data), // Write through R2T
+        rec(IO, &io(0x02, 1, 32, 32), 16384, &[]),         // Read 16 KiB
+        rec(IO, &io(0x01, 2, 1, 2), 8192, &data[..8192]),  // namespace 2, 4 KiB blocks
         rec(IO, &io(0x02, 2, 1, 2), 8192, &[]),
         rec(IO, &io(0x08, 1, 8, 8), 0, &[]),                       // Write Zeroes
         rec(IO, &sqe(0x09, 1, 1, 0x4, 0), dsm.len() as u16, &dsm), // Dataset Management: deallocate
@@ -384,10 +384,12 @@ fn commands_seeds() -> Vec<(&'static str, Vec<u8>)> {
         .chain(rec(IO | NO_WAIT | R2T, &io(0x01, 1, 100, 16), 8192, &data[..8192]))
         .chain(rec(IO, &io(0x02, 1, 0, 32), 16384, &[]))
         .collect();
-    let disconnect: Vec<u8> = [rec(IO, &io(0x01, 1, 0, 1), 512, &data[..512]), rec(IO, &fabrics(FabricsType::Disconnect), 0, &[])].concat();
+    let disconnect: Vec<u8> =
+        [rec(IO, &io(0x01, 1, 0, 1), 512, &data[..512]), rec(IO, &fabrics(FabricsType::Disconnect), 0, &[])].concat();
     let mut reset = prop_set;
     PropertyCmd { eight_bytes: false, offset: reg::CC, value: 0x0046_0000 }.write(&mut reset);
-    let reset: Vec<u8> = [rec(IO | NO_WAIT, &io(0x01, 1, 0, 8), 4096, &data[..4096]), rec(ADMIN, &reset, 0, &[])].concat();
+    let reset: Vec<u8> =
+        [rec(IO | NO_WAIT, &io(0x01, 1, 0, 8), 4096, &data[..4096]), rec(ADMIN, &reset, 0, &[])].concat();
     let with = |mode: u8, body: &[u8]| [&[mode][..], body].concat();
     vec![
         ("admin", with(0, &admin)),

@@ -63,7 +63,10 @@ impl GoodHost {
     fn finish(mut self, what: &str) {
         // At least 20 I/Os, however quick the bad host's part was (bounded: 10 s).
         let until = Instant::now() + Duration::from_secs(10);
-        while self.done.load(Ordering::Relaxed) < 20 && Instant::now() < until && !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+        while self.done.load(Ordering::Relaxed) < 20
+            && Instant::now() < until
+            && !self.thread.as_ref().is_some_and(|t| t.is_finished())
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.stop.store(true, Ordering::Relaxed);
@@ -141,7 +144,11 @@ fn watch_hoard(mut r: RawConnection, until: Instant) -> (Hoard, RawConnection) {
             }
             pdu_type::CAPSULE_RESP => {
                 let cqe = resp_cqe(&bytes);
-                assert_eq!(cqe.status().sc(), Gs::TRANSIENT_TRANSPORT_ERROR, "a write without data fails with Transient Transport Error");
+                assert_eq!(
+                    cqe.status().sc(),
+                    Gs::TRANSIENT_TRANSPORT_ERROR,
+                    "a write without data fails with Transient Transport Error"
+                );
                 assert!(!cqe.status().is_dnr(), "retryable");
                 h.timed_out += 1;
                 outstanding -= 1;
@@ -184,7 +191,11 @@ fn host_holding_r2ts_without_data_is_bounded_timed_out_and_reclaimed() {
     let mut total = Hoard::default();
     for w in watchers {
         let (h, r) = w.join().expect("watcher");
-        assert!(h.max_outstanding <= 4, "one connection held {} MiB of R2T buffers (max_data_per_qpair 4 MiB)", h.max_outstanding);
+        assert!(
+            h.max_outstanding <= 4,
+            "one connection held {} MiB of R2T buffers (max_data_per_qpair 4 MiB)",
+            h.max_outstanding
+        );
         total.r2ts += h.r2ts;
         total.timed_out += h.timed_out;
         conns.push(r);
@@ -243,7 +254,12 @@ fn honest_write_storm_never_deadlocks_the_pool() {
     // wait for buffers, all of them complete. Null bdev for the storm, Malloc for the good host.
     let opts = TcpTransportOpts { buf_pool_size: 256, max_data_per_ctrlr: 1 << 30, ..Default::default() };
     let null: Arc<dyn Bdev> = Arc::new(NullBdev::new("Null0", 1 << 21, 512).expect("null"));
-    let t = TestTarget::start(TargetSpec { poll_groups: 1, bdevs: vec![null, malloc("Malloc0", 16)], opts, ..Default::default() });
+    let t = TestTarget::start(TargetSpec {
+        poll_groups: 1,
+        bdevs: vec![null, malloc("Malloc0", 16)],
+        opts,
+        ..Default::default()
+    });
     let good = GoodHost::start(&t, 2);
     let mut storm = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("storm host");
     let mut threads = Vec::new();
@@ -282,7 +298,12 @@ fn honest_write_storm_never_deadlocks_the_pool() {
 
 #[test]
 fn host_that_never_reads_is_throttled_then_closed() {
-    let opts = TcpTransportOpts { send_backlog_size: 1 << 20, send_timeout_ms: 300, buf_pool_watermark: 1 << 20, ..Default::default() };
+    let opts = TcpTransportOpts {
+        send_backlog_size: 1 << 20,
+        send_timeout_ms: 300,
+        buf_pool_watermark: 1 << 20,
+        ..Default::default()
+    };
     let t = TestTarget::start(spec(opts));
     let good = GoodHost::start(&t, 1);
     let bad = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("bad host");

@@ -75,9 +75,7 @@ fn pipelined_io_keeps_many_r2ts_outstanding() {
     }
     let mut done = 0;
     while done < cids.len() {
-        done += q
-            .poll(|_, cqe, _| assert!(cqe.is_success(), "write failed: {:?}", cqe.status()))
-            .expect("poll");
+        done += q.poll(|_, cqe, _| assert!(cqe.is_success(), "write failed: {:?}", cqe.status())).expect("poll");
     }
     for i in 0..32u64 {
         let mut back = vec![0u8; 65536];

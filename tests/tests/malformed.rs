@@ -227,7 +227,9 @@ fn data_limits_and_unknown_h2c() {
     b.check();
 
     // A real R2T, then H2CData beyond MAXH2CDATA, and H2CData outside the transfer.
-    for (datao, datal, want) in [(0u32, 256 * 1024u32, fes::DATA_TRANSFER_LIMIT_EXCEEDED), (4096, 512, fes::DATA_TRANSFER_OUT_OF_RANGE)] {
+    for (datao, datal, want) in
+        [(0u32, 256 * 1024u32, fes::DATA_TRANSFER_LIMIT_EXCEEDED), (4096, 512, fes::DATA_TRANSFER_OUT_OF_RANGE)]
+    {
         let mut host = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
         let cntlid = host.cntlid();
         let mut r = RawConnection::connect(t.addr).expect("connect");

@@ -13,7 +13,9 @@ use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::{Controller as PcieController, ControllerOptions, DmaBacking};
 use nvmf::bdev::nvme::NvmeBdevOpts;
 use nvmf::bdev::{Bdev, MallocBdev, NvmeBdev};
-use nvmf::host::pdu::{check_rx_header, connect_data, connect_sqe, encode_capsule_cmd, encode_h2c_data, fabrics_sqe, icreq};
+use nvmf::host::pdu::{
+    check_rx_header, connect_data, connect_sqe, encode_capsule_cmd, encode_h2c_data, fabrics_sqe, icreq,
+};
 use nvmf::host::HostConfig;
 use nvmf::spec::fabrics::{ConnectCmd, PropertyCmd};
 use nvmf::spec::tcp::{digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, DIGEST_LEN};
@@ -67,11 +69,16 @@ impl Rig {
     /// Namespace 1: 8 MiB Malloc. Namespace 2: 8 MiB direct mode on the emulated controller, with
     /// 8 command buffers and one large (1 MiB) buffer to lend.
     fn new() -> Rig {
-        let malloc: Arc<dyn Bdev> = Arc::new(MallocBdev::new("Malloc0", 8 * MIB as u64 / BS, BS as u32).expect("malloc"));
-        let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(BS as u32, 8 * MIB as u64 / BS)], ..Default::default() });
+        let malloc: Arc<dyn Bdev> =
+            Arc::new(MallocBdev::new("Malloc0", 8 * MIB as u64 / BS, BS as u32).expect("malloc"));
+        let emu = EmulatedController::new(EmulatorConfig {
+            namespaces: vec![(BS as u32, 8 * MIB as u64 / BS)],
+            ..Default::default()
+        });
         let opts = ControllerOptions { dma_backing: DmaBacking::Anonymous, ..Default::default() };
         let ctrl = Arc::new(PcieController::new_emulated(&emu, opts).expect("emulated controller"));
-        let nopts = NvmeBdevOpts { queue_entries: Some(32), num_bufs: Some(NVME_BUFS), large_bufs: 1, ..Default::default() };
+        let nopts =
+            NvmeBdevOpts { queue_entries: Some(32), num_bufs: Some(NVME_BUFS), large_bufs: 1, ..Default::default() };
         let nvme = Arc::new(NvmeBdev::with_opts("Nvme0n1", ctrl, 1, nopts).expect("nvme bdev"));
         let (target, addr) = polled_target(NQN, vec![malloc, nvme.clone()]);
         let group = target.create_poll_group();
@@ -255,7 +262,12 @@ impl Host {
         let lay = check_rx_header(&ch, self.hd, self.dd).unwrap_or_else(|f| panic!("malformed PDU: {}", f.msg));
         if lay.hdgst {
             let hlen = ch.hlen as usize;
-            assert_eq!(p[hlen..hlen + 4], digest(&p[..hlen]).to_le_bytes(), "header digest of PDU type {:#x}", ch.pdu_type);
+            assert_eq!(
+                p[hlen..hlen + 4],
+                digest(&p[..hlen]).to_le_bytes(),
+                "header digest of PDU type {:#x}",
+                ch.pdu_type
+            );
         }
         (ch, lay)
     }
@@ -283,11 +295,24 @@ impl Host {
         let p = self.next_pdu(rig);
         self.check_header(&p);
         let r2t = R2THdr::read_from_prefix(&p).expect("R2T").0;
-        assert_eq!((r2t.ch.pdu_type, r2t.cccid.get(), r2t.r2to.get(), r2t.r2tl.get() as usize), (pdu_type::R2T, cid, 0, data.len()));
+        assert_eq!(
+            (r2t.ch.pdu_type, r2t.cccid.get(), r2t.r2to.get(), r2t.r2tl.get() as usize),
+            (pdu_type::R2T, cid, 0, data.len())
+        );
         let mut out = Vec::new();
         for (i, chunk) in data.chunks(self.maxh2cdata).enumerate() {
             let off = i * self.maxh2cdata;
-            encode_h2c_data(&mut out, cid, r2t.ttag.get(), off as u32, chunk, off + chunk.len() == data.len(), self.hd, self.dd, 0);
+            encode_h2c_data(
+                &mut out,
+                cid,
+                r2t.ttag.get(),
+                off as u32,
+                chunk,
+                off + chunk.len() == data.len(),
+                self.hd,
+                self.dd,
+                0,
+            );
         }
         self.send(rig, &out);
         let p = self.next_pdu(rig);
@@ -319,7 +344,11 @@ impl Host {
                     let d = &p[start + lay.data_len..start + lay.data_len + DIGEST_LEN];
                     assert_eq!(d, digest(data).to_le_bytes(), "CID {cid}: data digest");
                 }
-                assert_eq!((h.datao.get(), h.datal.get() as usize), (0, r.want.len()), "CID {cid}: one PDU for the whole read");
+                assert_eq!(
+                    (h.datao.get(), h.datal.get() as usize),
+                    (0, r.want.len()),
+                    "CID {cid}: one PDU for the whole read"
+                );
                 assert!(ch.flags & pdu_flags::LAST_PDU != 0, "CID {cid}: LAST_PDU");
                 assert!(data == &r.want[..], "CID {cid}: {} bytes of read data differ", r.want.len());
                 r.got_data = true;

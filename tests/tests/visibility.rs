@@ -119,7 +119,10 @@ fn namespace_visibility_errors() {
     assert_eq!(changed_ns(&mut c), Vec::<u32>::new());
 }
 
-fn referral_target(t: &TestTarget, f: impl FnOnce(&mut nvmf::Target) -> nvmf::Result<bool> + Send + 'static) -> nvmf::Result<bool> {
+fn referral_target(
+    t: &TestTarget,
+    f: impl FnOnce(&mut nvmf::Target) -> nvmf::Result<bool> + Send + 'static,
+) -> nvmf::Result<bool> {
     let (tx, rx) = mpsc::channel();
     t.with_target(move |target| {
         let _ = tx.send(f(target));

@@ -19,7 +19,11 @@ use std::net::SocketAddr;
 pub struct Args {
     /// Transport ID: 'trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:NQN' (trtype tcp or rdma;
     /// rdma needs a build with `--features nvmf-tgt/rdma`).
-    #[arg(short = 'r', long = "transport", default_value = "trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.nvmf-rs:cnode1")]
+    #[arg(
+        short = 'r',
+        long = "transport",
+        default_value = "trtype:tcp traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.nvmf-rs:cnode1"
+    )]
     pub trid: String,
     /// Commands in flight per queue pair.
     #[arg(short = 'q', long = "queue-depth", default_value_t = 32)]
@@ -154,7 +158,8 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
         let bad = || format!("bad core list {s:?}");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                let (a, b): (usize, usize) =
+                    (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
                 v.extend(a..=b);
             }
             None => v.push(part.trim().parse().map_err(|_| bad())?),

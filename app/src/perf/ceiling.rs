@@ -289,7 +289,11 @@ pub fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
 }
 
 /// Start the responder on a thread (pinned to `core` if given). Returns its address.
-pub fn spawn(addr: SocketAddr, core: Option<usize>, stop: Arc<AtomicBool>) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+pub fn spawn(
+    addr: SocketAddr,
+    core: Option<usize>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
     let l = TcpListener::bind(addr)?;
     let a = l.local_addr()?;
     let h = std::thread::Builder::new().name("ceiling".into()).spawn(move || {

@@ -47,7 +47,11 @@ fn connect_target(a: &Args, t: &Trid) -> Result<(Controller, Geometry), String> 
     let mut ctrl = Controller::connect(t.addr, &t.subnqn, &host_cfg(a, t.trtype, want)).map_err(e)?;
     let max = ctrl.cap().max_queue_entries().min(u16::MAX as u32) as u16;
     if want > max {
-        eprintln!("nvmf-perf: the controller allows {max} queue entries: {} commands in flight per queue pair, not {}", max - 1, a.qd);
+        eprintln!(
+            "nvmf-perf: the controller allows {max} queue entries: {} commands in flight per queue pair, not {}",
+            max - 1,
+            a.qd
+        );
     }
     let idc = ctrl.identify_controller().map_err(e)?;
     let in_capsule = (idc.ioccsz.get() as usize * 16).saturating_sub(64);
@@ -86,7 +90,10 @@ fn jobs(a: &Args, g: &Geometry) -> Result<Vec<Job>, String> {
             let limit = a.range_mb.map_or(nsze, |mb| (mb << 20) / g.block_size as u64).min(nsze);
             let slice = limit / nlb / c as u64;
             if slice == 0 || (a.verify && slice < g.qd as u64) {
-                return Err(format!("namespace {nsid}: {limit} blocks are too few for {c} queue pairs of {}-byte I/O", a.io_size));
+                return Err(format!(
+                    "namespace {nsid}: {limit} blocks are too few for {c} queue pairs of {}-byte I/O",
+                    a.io_size
+                ));
             }
             ns.push(NsRange { nsid, start: i as u64 * slice * nlb, units: slice });
         }
@@ -110,7 +117,8 @@ fn progress(a: &Args, label: &str, secs: u64, ios: u64, last: &mut u64, dt: f64)
     }
     let iops = (ios - *last) as f64 / dt;
     *last = ios;
-    let line = format!("[{label} {secs:>3} s] {iops:>10.0} IOPS {:>9.1} MiB/s", iops * a.io_size as f64 / (1 << 20) as f64);
+    let line =
+        format!("[{label} {secs:>3} s] {iops:>10.0} IOPS {:>9.1} MiB/s", iops * a.io_size as f64 / (1 << 20) as f64);
     if a.json {
         eprintln!("{line}");
     } else {
@@ -120,10 +128,16 @@ fn progress(a: &Args, label: &str, secs: u64, ios: u64, last: &mut u64, dt: f64)
 
 /// Run the workload on `workers` (one thread each): prefill (--verify, first run only), warm-up,
 /// measure. The workers (and their connections) come back for the next repetition.
-fn run_phase(a: &Args, label: &str, workers: Vec<Worker>, ctrls: &mut [Controller]) -> Result<(PhaseResult, Vec<Worker>), String> {
+fn run_phase(
+    a: &Args,
+    label: &str,
+    workers: Vec<Worker>,
+    ctrls: &mut [Controller],
+) -> Result<(PhaseResult, Vec<Worker>), String> {
     let cores = a.cores.as_deref().map(parse_cores).transpose()?;
     let n = workers.len();
-    let shared = Arc::new(Shared { phase: AtomicU8::new(worker::WARMUP), done: (0..n).map(|_| Default::default()).collect() });
+    let shared =
+        Arc::new(Shared { phase: AtomicU8::new(worker::WARMUP), done: (0..n).map(|_| Default::default()).collect() });
     let barrier = Arc::new(Barrier::new(n + 1));
     let mut handles = Vec::new();
     for (i, mut w) in workers.into_iter().enumerate() {
@@ -204,7 +218,10 @@ fn run_phase(a: &Args, label: &str, workers: Vec<Worker>, ctrls: &mut [Controlle
 
 fn connect_ceiling(addr: SocketAddr, g: &Geometry, n: usize) -> Result<Vec<IoQueue>, String> {
     (0..n)
-        .map(|i| IoQueue::connect(addr, "nqn.2016-06.io.nvmf-rs:ceiling", 1, i as u16 + 1, &g.cfg, g.in_capsule).map_err(|e| format!("ceiling {addr}: {e}")))
+        .map(|i| {
+            IoQueue::connect(addr, "nqn.2016-06.io.nvmf-rs:ceiling", 1, i as u16 + 1, &g.cfg, g.in_capsule)
+                .map_err(|e| format!("ceiling {addr}: {e}"))
+        })
         .collect()
 }
 
@@ -212,7 +229,10 @@ pub fn main(a: Args) -> i32 {
     if let Some(addr) = a.ceiling_server {
         return match std::net::TcpListener::bind(addr) {
             Ok(l) => {
-                println!("nvmf-perf ceiling responder listening on {}", l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+                println!(
+                    "nvmf-perf ceiling responder listening on {}",
+                    l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                );
                 ceiling::serve(l, Arc::new(AtomicBool::new(false)));
                 0
             }
@@ -246,7 +266,8 @@ fn run(a: &Args) -> Result<bool, String> {
     for (i, job) in jobs.iter().enumerate() {
         let per = MAX_IO_QUEUES as usize;
         if i / per >= ctrls.len() {
-            ctrls.push(Controller::connect(trid.addr, &trid.subnqn, &g.cfg).map_err(|e| format!("{}: {e}", trid.addr))?);
+            ctrls
+                .push(Controller::connect(trid.addr, &trid.subnqn, &g.cfg).map_err(|e| format!("{}: {e}", trid.addr))?);
         }
         let qid = (i % per) as u16 + 1;
         let q = IoQueue::connect(trid.addr, &trid.subnqn, ctrls[i / per].cntlid(), qid, &g.cfg, g.in_capsule)
@@ -264,7 +285,12 @@ fn run(a: &Args) -> Result<bool, String> {
         if a.ddgst { ", ddgst" } else { "" }
     );
     if !a.json {
-        println!("nvmf-perf: {}{} {} -- {desc}", if trid.trtype == HostTransport::Rdma { "rdma " } else { "" }, trid.addr, trid.subnqn);
+        println!(
+            "nvmf-perf: {}{} {} -- {desc}",
+            if trid.trtype == HostTransport::Rdma { "rdma " } else { "" },
+            trid.addr,
+            trid.subnqn
+        );
     }
     // The ceiling: the same workload against the trivial responder, on its own connections.
     let stop = Arc::new(AtomicBool::new(false));
@@ -274,14 +300,22 @@ fn run(a: &Args) -> Result<bool, String> {
         let addr = match a.ceiling_addr {
             Some(addr) => addr,
             None => {
-                let (addr, h) = ceiling::spawn("127.0.0.1:0".parse().expect("addr"), a.ceiling_core, stop.clone()).map_err(|e| format!("ceiling responder: {e}"))?;
+                let (addr, h) = ceiling::spawn("127.0.0.1:0".parse().expect("addr"), a.ceiling_core, stop.clone())
+                    .map_err(|e| format!("ceiling responder: {e}"))?;
                 handle = Some(h);
                 addr
             }
         };
         // The responder returns zeros: no verification there.
         let queues = connect_ceiling(addr, &g, a.qpairs.max(1))?;
-        cworkers = queues.into_iter().zip(jobs).map(|(q, mut j)| { j.verify = false; Worker::new(j, q) }).collect();
+        cworkers = queues
+            .into_iter()
+            .zip(jobs)
+            .map(|(q, mut j)| {
+                j.verify = false;
+                Worker::new(j, q)
+            })
+            .collect();
     }
     // Repetitions alternate target and ceiling so that both see the same machine conditions;
     // the efficiency reported is the median of the per-repetition ratios.
@@ -299,8 +333,13 @@ fn run(a: &Args) -> Result<bool, String> {
         };
         let eff = ceiling.as_ref().map(|c| target.total.iops / c.total.iops.max(1e-9));
         if a.repeat > 1 && !a.json {
-            println!("repetition {}: target {:.0} IOPS, ceiling {}, efficiency {}", rep + 1, target.total.iops,
-                ceiling.as_ref().map_or("-".into(), |c| format!("{:.0} IOPS", c.total.iops)), eff.map_or("-".into(), |e| format!("{e:.3}")));
+            println!(
+                "repetition {}: target {:.0} IOPS, ceiling {}, efficiency {}",
+                rep + 1,
+                target.total.iops,
+                ceiling.as_ref().map_or("-".into(), |c| format!("{:.0} IOPS", c.total.iops)),
+                eff.map_or("-".into(), |e| format!("{e:.3}"))
+            );
         }
         reps.push((target.total.iops, ceiling.as_ref().map(|c| c.total.iops), eff));
         last = Some((target, ceiling));

@@ -18,7 +18,14 @@ impl Line {
         let iops = st.ios as f64 / secs.max(1e-9);
         let mut hist = Histogram::default();
         hist.merge(&st.hist);
-        Line { name, iops, mibs: iops * io_size as f64 / (1 << 20) as f64, hist, errors: st.errors, miscompares: st.miscompares }
+        Line {
+            name,
+            iops,
+            mibs: iops * io_size as f64 / (1 << 20) as f64,
+            hist,
+            errors: st.errors,
+            miscompares: st.miscompares,
+        }
     }
 
     pub fn json(&self) -> Value {

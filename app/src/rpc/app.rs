@@ -99,7 +99,12 @@ pub fn kill_instance(state: &mut AppState, params: Option<Value>) -> Result<Valu
             log::warn!("spdk_kill_instance SIGKILL");
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
-        _ => return Err(RpcError::invalid_params(format!("Unsupported signal {:?}: SIGINT, SIGTERM or SIGKILL", p.sig_name))),
+        _ => {
+            return Err(RpcError::invalid_params(format!(
+                "Unsupported signal {:?}: SIGINT, SIGTERM or SIGKILL",
+                p.sig_name
+            )))
+        }
     }
     Ok(json!(true))
 }

@@ -3,8 +3,8 @@
 use super::error::{EBUSY, EEXIST, ENODEV, EOPNOTSUPP};
 use super::{format_uuid, parse_params, parse_uuid, RpcError};
 use crate::state::{AppState, BdevKind, BdevMeta, EmulatedShape, NvmeCtrlr};
-use nvme_driver::DmaBacking;
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
+use nvme_driver::DmaBacking;
 use nvme_driver::{Controller, ControllerOptions};
 use nvmf::bdev::{Bdev, BdevOp, FileBdev, MallocBdev, NullBdev, NvmeBdev};
 use serde::Deserialize;
@@ -61,9 +61,7 @@ struct GetParams {
 
 /// A stable UUID for a bdev that was not given one: two FNV-1a hashes of its name.
 pub(crate) fn derive_uuid(name: &str) -> String {
-    let fnv = |seed: u64| {
-        name.bytes().fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
-    };
+    let fnv = |seed: u64| name.bytes().fold(seed, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
     let mut u = [0u8; 16];
     u[..8].copy_from_slice(&fnv(0xcbf29ce484222325).to_be_bytes());
     u[8..].copy_from_slice(&fnv(0x84222325cbf29ce4).to_be_bytes());
@@ -90,7 +88,12 @@ fn auto_name(state: &AppState, prefix: &str) -> String {
 fn insert(state: &mut AppState, bdev: Arc<dyn Bdev>, kind: BdevKind, uuid: Option<String>) -> Value {
     let name = bdev.name().to_string();
     let uuid = uuid.unwrap_or_else(|| derive_uuid(&name));
-    log::info!("created bdev {name} ({}): {} blocks of {} bytes", bdev.product_name(), bdev.num_blocks(), bdev.block_size());
+    log::info!(
+        "created bdev {name} ({}): {} blocks of {} bytes",
+        bdev.product_name(),
+        bdev.num_blocks(),
+        bdev.block_size()
+    );
     state.bdevs.insert(name.clone(), bdev);
     state.bdev_meta.insert(name.clone(), BdevMeta { kind, uuid });
     json!(name)
@@ -160,7 +163,11 @@ fn delete(state: &mut AppState, params: Option<Value>, product: &str) -> Result<
         return Err(RpcError::no_bdev(&p.name));
     };
     if b.product_name() != product {
-        return Err(RpcError::no_bdev(&p.name).with_note(&format!("{} is a {}, not a {product}", p.name, b.product_name())));
+        return Err(RpcError::no_bdev(&p.name).with_note(&format!(
+            "{} is a {}, not a {product}",
+            p.name,
+            b.product_name()
+        )));
     }
     if let Some((nqn, nsid)) = users(state, &p.name).first() {
         return Err(RpcError::new(
@@ -319,8 +326,12 @@ pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Re
         )));
     }
     if let Some(c) = state.nvme_ctrlrs.values().find(|c| !emulated && c.traddr.eq_ignore_ascii_case(&p.traddr)) {
-        let owner = state.nvme_ctrlrs.iter().find(|(_, x)| std::ptr::eq(*x, c)).map(|(n, _)| n.clone()).unwrap_or_default();
-        return Err(RpcError::new(EEXIST, format!("{} is already attached as controller {owner}: File exists", p.traddr)));
+        let owner =
+            state.nvme_ctrlrs.iter().find(|(_, x)| std::ptr::eq(*x, c)).map(|(n, _)| n.clone()).unwrap_or_default();
+        return Err(RpcError::new(
+            EEXIST,
+            format!("{} is already attached as controller {owner}: File exists", p.traddr),
+        ));
     }
     let shape = if emulated {
         let s = EmulatedShape {
@@ -344,7 +355,8 @@ pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Re
     };
     // Names must all be free before anything is opened.
     let prefix = format!("{}n", p.name);
-    if let Some(taken) = state.bdevs.keys().find(|k| k.strip_prefix(&prefix).is_some_and(|n| n.parse::<u32>().is_ok())) {
+    if let Some(taken) = state.bdevs.keys().find(|k| k.strip_prefix(&prefix).is_some_and(|n| n.parse::<u32>().is_ok()))
+    {
         return Err(RpcError::new(EEXIST, format!("bdev {taken} already exists: File exists")));
     }
     let ctrl = match shape {
@@ -358,7 +370,9 @@ pub fn nvme_attach_controller(state: &mut AppState, params: Option<Value>) -> Re
         }
         None => Controller::open_vfio(&p.traddr, ControllerOptions::default()),
     }
-    .map_err(|e| RpcError::new(ENODEV, format!("Unable to attach controller {} at {} {}: {e}", p.name, p.trtype, p.traddr)))?;
+    .map_err(|e| {
+        RpcError::new(ENODEV, format!("Unable to attach controller {} at {} {}: {e}", p.name, p.trtype, p.traddr))
+    })?;
     let ctrl = Arc::new(ctrl);
     let mut made: Vec<(String, Arc<NvmeBdev>)> = Vec::new();
     for ns in ctrl.namespaces() {
@@ -409,7 +423,10 @@ pub fn nvme_detach_controller(state: &mut AppState, params: Option<Value>) -> Re
         if let Some((nqn, nsid)) = users(state, b).first() {
             return Err(RpcError::new(
                 EBUSY,
-                format!("bdev {b} of controller {} is in use by namespace {nsid} of {nqn}: remove the namespace first", p.name),
+                format!(
+                    "bdev {b} of controller {} is in use by namespace {nsid} of {nqn}: remove the namespace first",
+                    p.name
+                ),
             ));
         }
     }
@@ -445,7 +462,9 @@ pub fn get_iostat(state: &mut AppState, params: Option<Value>) -> Result<Value, 
         return Err(RpcError::invalid_params("per_channel=true is not supported by nvmf-rs (accepted: false)"));
     }
     if p.reset_mode.as_deref().is_some_and(|m| m != "none") {
-        return Err(RpcError::invalid_params("reset_mode other than \"none\" is not supported by nvmf-rs (counters are never reset)"));
+        return Err(RpcError::invalid_params(
+            "reset_mode other than \"none\" is not supported by nvmf-rs (counters are never reset)",
+        ));
     }
     let wanted: Vec<String> = match (p.name, p.names) {
         (Some(n), _) => vec![n],

@@ -194,8 +194,14 @@ pub fn client_main(args: Vec<String>) -> i32 {
         }
         Err(CallError::Rpc(e)) => {
             let body = json!({"code": e.code, "message": e.message});
-            eprintln!("request:\n{}", serde_json::to_string_pretty(&json!({"method": method, "params": params})).unwrap_or_default());
-            eprintln!("Got JSON-RPC error response\nresponse:\n{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+            eprintln!(
+                "request:\n{}",
+                serde_json::to_string_pretty(&json!({"method": method, "params": params})).unwrap_or_default()
+            );
+            eprintln!(
+                "Got JSON-RPC error response\nresponse:\n{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
             1
         }
         Err(e) => {

@@ -169,10 +169,15 @@ mod tests {
             "dif_insert_or_strip": false, "no_wr_batching": false, "disable_mappable_bar0": false,
             "disable_adaptive_irq": false, "disable_shadow_doorbells": false, "disable_command_passthru": false});
         let left = strip("nvmf_create_transport", sent).unwrap();
-        assert_eq!(left, json!({"trtype": "TCP", "c2h_success": true, "zcopy": false, "dif_insert_or_strip": false, "disable_command_passthru": false}));
+        assert_eq!(
+            left,
+            json!({"trtype": "TCP", "c2h_success": true, "zcopy": false, "dif_insert_or_strip": false, "disable_command_passthru": false})
+        );
         let e = strip("nvmf_create_transport", json!({"trtype": "TCP", "no_srq": true})).unwrap_err();
         assert!(e.contains("no_srq=true"), "{e}");
-        assert!(strip("nvmf_create_transport", json!({"masked_oncs": ["write_zeroes"]})).unwrap_err().contains("masked_oncs"));
+        assert!(strip("nvmf_create_transport", json!({"masked_oncs": ["write_zeroes"]}))
+            .unwrap_err()
+            .contains("masked_oncs"));
         assert_eq!(strip("nvmf_create_transport", json!({"min_kato": 10000})).unwrap(), json!({}));
         assert!(strip("nvmf_create_transport", json!({"min_kato": 5})).is_err());
         assert_eq!(strip("nvmf_create_transport", json!({"iobuf_large_cache_size": 77})).unwrap(), json!({}));

@@ -67,8 +67,14 @@ impl From<nvmf::Error> for RpcError {
         use nvmf::Error as E;
         let code = match &e {
             E::SubsystemExists(_) | E::HostExists(_) | E::AlreadyListening(_) => EEXIST,
-            E::SubsystemNotFound(_) | E::NamespaceNotFound(_) | E::HostNotFound(_) | E::NotListening(_) | E::ReferralNotFound(_) => INVALID_PARAMS,
-            E::InvalidNqn(_) | E::InvalidParam(_) | E::NsidInUse(_) | E::TooManyNamespaces(_) | E::NoTransport(_) => INVALID_PARAMS,
+            E::SubsystemNotFound(_)
+            | E::NamespaceNotFound(_)
+            | E::HostNotFound(_)
+            | E::NotListening(_)
+            | E::ReferralNotFound(_) => INVALID_PARAMS,
+            E::InvalidNqn(_) | E::InvalidParam(_) | E::NsidInUse(_) | E::TooManyNamespaces(_) | E::NoTransport(_) => {
+                INVALID_PARAMS
+            }
             E::Listen { .. } => INTERNAL_ERROR,
             E::Bdev(b) => return b.into(),
         };

@@ -73,8 +73,10 @@ pub fn get_methods(state: &mut AppState, params: Option<Value>) -> Result<Value,
 /// The SPDK JSON config document that recreates the current state (bdevs, transports,
 /// subsystems with their listeners, hosts and namespaces).
 pub fn config_document(state: &AppState) -> Value {
-    let subsystems: Vec<Value> =
-        SUBSYSTEMS.iter().map(|(name, _)| json!({"subsystem": name, "config": subsystem_config(state, name).unwrap_or_default()})).collect();
+    let subsystems: Vec<Value> = SUBSYSTEMS
+        .iter()
+        .map(|(name, _)| json!({"subsystem": name, "config": subsystem_config(state, name).unwrap_or_default()}))
+        .collect();
     json!({ "subsystems": subsystems })
 }
 
@@ -177,7 +179,9 @@ fn nvmf_config(state: &AppState) -> Vec<Value> {
             continue;
         }
         for h in s.hosts() {
-            nvmf.push(json!({"method": "nvmf_subsystem_add_host", "params": super::nvmf::add_host_params(state, &s, &h)}));
+            nvmf.push(
+                json!({"method": "nvmf_subsystem_add_host", "params": super::nvmf::add_host_params(state, &s, &h)}),
+            );
         }
         for ns in s.namespaces() {
             let mut p = json!({"nqn": s.nqn, "namespace": {

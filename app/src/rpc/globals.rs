@@ -151,7 +151,12 @@ pub(crate) fn call(_state: &mut AppState, method: &str, params: Option<Value>) -
 }
 
 /// Check the members of `obj` (at `prefix`, "" or "name.") against `spec`.
-fn check_object(method: &str, spec: &[(&str, Only)], obj: &serde_json::Map<String, Value>, prefix: &str) -> Result<(), RpcError> {
+fn check_object(
+    method: &str,
+    spec: &[(&str, Only)],
+    obj: &serde_json::Map<String, Value>,
+    prefix: &str,
+) -> Result<(), RpcError> {
     for (k, v) in obj {
         let path = format!("{prefix}{k}");
         if let Value::Object(inner) = v {
@@ -192,10 +197,15 @@ mod tests {
         assert_eq!(run("nvmf_set_config", cfg), Ok(json!(true)));
         let e = run("nvmf_set_config", json!({"admin_cmd_passthru": {"identify_ctrlr": true}})).unwrap_err();
         assert!(e.contains("admin_cmd_passthru.identify_ctrlr=true"), "{e}");
-        assert!(run("nvmf_set_config", json!({"discovery_filter": "transport"})).unwrap_err().contains("discovery_filter"));
+        assert!(run("nvmf_set_config", json!({"discovery_filter": "transport"}))
+            .unwrap_err()
+            .contains("discovery_filter"));
         assert!(run("nvmf_set_config", json!({"dhchap_digests": ["sha256"]})).unwrap_err().contains("dhchap_digests"));
         assert!(run("nvmf_set_config", json!({"bogus": 1})).unwrap_err().contains("unknown parameter bogus"));
-        assert_eq!(run("iobuf_set_options", json!({"small_pool_count": 8192, "large_pool_count": 1024})), Ok(json!(true)));
+        assert_eq!(
+            run("iobuf_set_options", json!({"small_pool_count": 8192, "large_pool_count": 1024})),
+            Ok(json!(true))
+        );
         assert_eq!(run("nvmf_set_crdt", json!({"crdt1": 0, "crdt2": 0, "crdt3": 0})), Ok(json!(true)));
         assert!(run("nvmf_set_crdt", json!({"crdt1": 5})).is_err());
         assert!(run("framework_set_scheduler", json!({"name": "dynamic"})).is_err());

@@ -28,12 +28,15 @@ pub(crate) fn check_key_file(what: &str, path: &str) -> Result<(), RpcError> {
     if !path.starts_with('/') {
         return Err(RpcError::invalid_params(format!("{what}: key file path {path:?} must be absolute")));
     }
-    let meta = std::fs::metadata(path).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
     if !meta.is_file() {
         return Err(RpcError::invalid_params(format!("{what}: key file {path} is not a regular file")));
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(RpcError::invalid_params(format!("{what}: key file {path} is accessible to group or others (chmod 600)")));
+        return Err(RpcError::invalid_params(format!(
+            "{what}: key file {path} is accessible to group or others (chmod 600)"
+        )));
     }
     Ok(())
 }
@@ -76,5 +79,9 @@ pub fn get_keys(state: &mut AppState, params: Option<Value>) -> Result<Value, Rp
 
 /// `save_config` entries of the keyring subsystem.
 pub(crate) fn config(state: &AppState) -> Vec<Value> {
-    state.keyring.iter().map(|(name, path)| json!({"method": "keyring_file_add_key", "params": {"name": name, "path": path}})).collect()
+    state
+        .keyring
+        .iter()
+        .map(|(name, path)| json!({"method": "keyring_file_add_key", "params": {"name": name, "path": path}}))
+        .collect()
 }

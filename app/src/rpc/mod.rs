@@ -117,10 +117,13 @@ pub fn dispatch(state: &mut AppState, method: &str, mut params: Option<Value>) -
             return Err(RpcError::invalid_params("params must be a JSON object"));
         }
     }
-    let r = app::allowed_now(state, method).and_then(|()| compat::strip_default_only(method, &mut params)).and_then(|()| match handler {
-        Some(h) => h(state, params),
-        None => globals::call(state, method, params),
-    });
+    let r =
+        app::allowed_now(state, method).and_then(|()| compat::strip_default_only(method, &mut params)).and_then(|()| {
+            match handler {
+                Some(h) => h(state, params),
+                None => globals::call(state, method, params),
+            }
+        });
     match &r {
         Ok(_) => log::debug!("rpc {method}: ok"),
         Err(e) => log::info!("rpc {method}: {e}"),
@@ -131,7 +134,10 @@ pub fn dispatch(state: &mut AppState, method: &str, mut params: Option<Value>) -
 /// Answer one parsed JSON-RPC request: `None` for a notification (no `id`).
 pub fn handle_request(state: &mut AppState, req: Value) -> Option<Value> {
     let Value::Object(mut obj) = req else {
-        let e = RpcError::new(error::INVALID_REQUEST, "Invalid request: expected a JSON object (batches are not supported)");
+        let e = RpcError::new(
+            error::INVALID_REQUEST,
+            "Invalid request: expected a JSON object (batches are not supported)",
+        );
         return Some(json!({"jsonrpc": "2.0", "id": null, "error": e.to_json()}));
     };
     let id = obj.remove("id");
@@ -233,7 +239,9 @@ pub(crate) fn format_uuid(u: &[u8; 16]) -> String {
 pub(crate) fn parse_uuid(s: &str) -> Result<[u8; 16], RpcError> {
     let groups: Vec<usize> = s.split('-').map(str::len).collect();
     if groups != [8, 4, 4, 4, 12] {
-        return Err(RpcError::invalid_params(format!("Invalid UUID {s:?}: expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")));
+        return Err(RpcError::invalid_params(format!(
+            "Invalid UUID {s:?}: expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+        )));
     }
     parse_hex::<16>(s, "UUID")
 }
@@ -285,7 +293,13 @@ impl RpcServer {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if stream.set_nonblocking(true).is_ok() {
-                        self.clients.push(Client { stream, inbuf: Vec::new(), outbuf: Vec::new(), closing: false, held: Default::default() });
+                        self.clients.push(Client {
+                            stream,
+                            inbuf: Vec::new(),
+                            outbuf: Vec::new(),
+                            closing: false,
+                            held: Default::default(),
+                        });
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -1,7 +1,9 @@
 //! nvmf_* methods: transports, subsystems, namespaces, listeners, hosts, statistics.
 
 use super::error::EEXIST;
-use super::{format_uuid, hex_upper, parse_hex, parse_params, parse_uuid, string_or_number, opt_string_or_number, RpcError};
+use super::{
+    format_uuid, hex_upper, opt_string_or_number, parse_hex, parse_params, parse_uuid, string_or_number, RpcError,
+};
 use crate::state::{AppState, TransportInfo, TransportLimits};
 use nvmf::subsystem::MAX_NAMESPACES;
 use nvmf::{NamespaceConfig, SubsystemConfig, TcpTransport, TcpTransportOpts, TransportAddr, TransportType};
@@ -94,7 +96,9 @@ fn trtype_of(s: &str) -> Result<TransportType, RpcError> {
         #[cfg(feature = "rdma")]
         "RDMA" => Ok(TransportType::Rdma),
         #[cfg(not(feature = "rdma"))]
-        "RDMA" => Err(RpcError::invalid_params("transport type RDMA is not supported: nvmf_tgt was built without the 'rdma' feature")),
+        "RDMA" => Err(RpcError::invalid_params(
+            "transport type RDMA is not supported: nvmf_tgt was built without the 'rdma' feature",
+        )),
         _ => Err(RpcError::invalid_params(format!("Invalid transport type {s:?}"))),
     }
 }
@@ -103,7 +107,15 @@ pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<V
     let p: TransportParams = parse_params(params)?;
     let tt = trtype_of(&p.trtype)?;
     let _ = (p.num_shared_buffers, p.buf_cache_size, p.dif_insert_or_strip, p.sock_priority, p.abort_timeout_sec);
-    let _ = (p.acceptor_poll_rate, p.zcopy, p.control_msg_num, p.ack_timeout, p.data_wr_pool_size, p.disable_command_passthru, p.kas);
+    let _ = (
+        p.acceptor_poll_rate,
+        p.zcopy,
+        p.control_msg_num,
+        p.ack_timeout,
+        p.data_wr_pool_size,
+        p.disable_command_passthru,
+        p.kas,
+    );
     if state.target.transports().iter().any(|t| t.trtype() == tt) {
         return Err(RpcError::new(EEXIST, format!("Transport type '{}' already exists", tt.name())));
     }
@@ -124,20 +136,28 @@ pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<V
     opts.max_io_size = max_io;
     if let Some(v) = p.in_capsule_data_size {
         if v > max_io || v % 16 != 0 {
-            return Err(RpcError::invalid_params(format!("in_capsule_data_size {v} must be a multiple of 16, at most {max_io}")));
+            return Err(RpcError::invalid_params(format!(
+                "in_capsule_data_size {v} must be a multiple of 16, at most {max_io}"
+            )));
         }
         opts.in_capsule_data_size = v.max(icd_min);
     }
     if let Some(v) = p.io_unit_size {
         if !(4096..=max_io).contains(&v) || v % 4 != 0 {
-            return Err(RpcError::invalid_params(format!("io_unit_size {v} must be a multiple of 4 in 4096..={max_io}")));
+            return Err(RpcError::invalid_params(format!(
+                "io_unit_size {v} must be a multiple of 4 in 4096..={max_io}"
+            )));
         }
         opts.max_h2c_data = v;
     }
     if let Some(v) = p.c2h_success {
         opts.c2h_success = v;
     }
-    for (name, v) in [("max_queue_depth", p.max_queue_depth), ("max_aq_depth", p.max_aq_depth), ("max_io_qpairs_per_ctrlr", p.max_io_qpairs_per_ctrlr)] {
+    for (name, v) in [
+        ("max_queue_depth", p.max_queue_depth),
+        ("max_aq_depth", p.max_aq_depth),
+        ("max_io_qpairs_per_ctrlr", p.max_io_qpairs_per_ctrlr),
+    ] {
         if v == Some(0) || v.is_some_and(|v| v > 65536) {
             return Err(RpcError::invalid_params(format!("{name} must be 1..=65536")));
         }
@@ -162,7 +182,9 @@ pub fn create_transport(state: &mut AppState, params: Option<Value>) -> Result<V
             let ropts = nvmf::RdmaTransportOpts {
                 max_io_size: opts.max_io_size,
                 in_capsule_data_size: opts.in_capsule_data_size,
-                max_queue_depth: p.max_queue_depth.map_or(d.max_queue_depth, |v| v.min(d.max_queue_depth as u32) as u16),
+                max_queue_depth: p
+                    .max_queue_depth
+                    .map_or(d.max_queue_depth, |v| v.min(d.max_queue_depth as u32) as u16),
                 io_unit_size: p.io_unit_size.unwrap_or(d.io_unit_size),
                 num_shared_buffers: p.num_shared_buffers.map_or(d.num_shared_buffers, |v| v.max(1)),
                 ..d
@@ -303,7 +325,9 @@ pub fn create_subsystem(state: &mut AppState, params: Option<Value>) -> Result<V
         return Err(RpcError::invalid_params("ana_reporting is not supported"));
     }
     if p.min_cntlid.unwrap_or(MIN_CNTLID) != MIN_CNTLID || p.max_cntlid.unwrap_or(MAX_CNTLID) != MAX_CNTLID {
-        return Err(RpcError::invalid_params(format!("min_cntlid/max_cntlid other than {MIN_CNTLID}/{MAX_CNTLID} are not supported")));
+        return Err(RpcError::invalid_params(format!(
+            "min_cntlid/max_cntlid other than {MIN_CNTLID}/{MAX_CNTLID} are not supported"
+        )));
     }
     let mut cfg = SubsystemConfig::new(&p.nqn);
     cfg.serial = serial;
@@ -378,7 +402,10 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
         return Err(RpcError::invalid_params("ptpl_file and anagrpid > 1 are not supported"));
     }
     if ns.nsid > sub.max_namespaces {
-        return Err(RpcError::invalid_params(format!("nsid {} exceeds max_namespaces {} of {}", ns.nsid, sub.max_namespaces, p.nqn)));
+        return Err(RpcError::invalid_params(format!(
+            "nsid {} exceeds max_namespaces {} of {}",
+            ns.nsid, sub.max_namespaces, p.nqn
+        )));
     }
     if ns.nsid != 0 && sub.namespace(ns.nsid).is_some() {
         return Err(RpcError::invalid_params(format!("nsid {} is already in use in {}", ns.nsid, p.nqn)));
@@ -443,7 +470,13 @@ fn ns_visible(state: &mut AppState, params: Option<Value>, visible: bool) -> Res
     } else {
         sub.ns_remove_host(p.nsid, &p.host)?;
     }
-    log::info!("namespace {} of {} {} host {}", p.nsid, p.nqn, if visible { "visible to" } else { "hidden from" }, p.host);
+    log::info!(
+        "namespace {} of {} {} host {}",
+        p.nsid,
+        p.nqn,
+        if visible { "visible to" } else { "hidden from" },
+        p.host
+    );
     Ok(json!(true))
 }
 
@@ -482,7 +515,10 @@ struct ListenerParams {
 
 pub(crate) fn transport_addr(a: &ListenAddress) -> Result<TransportAddr, RpcError> {
     let trtype = trtype_of(&a.trtype)?;
-    let ip: std::net::IpAddr = a.traddr.parse().map_err(|_| RpcError::invalid_params(format!("Invalid traddr {:?}: an IPv4 or IPv6 address", a.traddr)))?;
+    let ip: std::net::IpAddr = a
+        .traddr
+        .parse()
+        .map_err(|_| RpcError::invalid_params(format!("Invalid traddr {:?}: an IPv4 or IPv6 address", a.traddr)))?;
     if let Some(f) = &a.adrfam {
         let ok = match f.to_ascii_lowercase().as_str() {
             "ipv4" => ip.is_ipv4(),
@@ -493,7 +529,10 @@ pub(crate) fn transport_addr(a: &ListenAddress) -> Result<TransportAddr, RpcErro
             return Err(RpcError::invalid_params(format!("adrfam {f} does not match traddr {}", a.traddr)));
         }
     }
-    let port: u16 = a.trsvcid.parse().map_err(|_| RpcError::invalid_params(format!("Invalid trsvcid {:?}: a TCP port", a.trsvcid)))?;
+    let port: u16 = a
+        .trsvcid
+        .parse()
+        .map_err(|_| RpcError::invalid_params(format!("Invalid trsvcid {:?}: a TCP port", a.trsvcid)))?;
     Ok(TransportAddr { trtype, traddr: ip.to_string(), trsvcid: port.to_string() })
 }
 
@@ -550,7 +589,8 @@ pub fn add_listener(state: &mut AppState, params: Option<Value>) -> Result<Value
 /// Stop target listeners started by `add_listener` that no subsystem uses any more.
 fn release_listeners(state: &mut AppState) {
     let used: Vec<TransportAddr> = state.target.subsystems().iter().flat_map(|s| s.listeners()).collect();
-    let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut state.rpc_listeners).into_iter().partition(|a| used.contains(a));
+    let (keep, drop): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut state.rpc_listeners).into_iter().partition(|a| used.contains(a));
     state.rpc_listeners = keep;
     for a in drop {
         match state.target.stop_listening(&a) {
@@ -601,7 +641,9 @@ const REDACTED_SECRET: &str = "(inline DH-HMAC-CHAP secret not saved; add the ho
 /// inline secret). Errors never echo the key.
 fn dhchap_secret(state: &AppState, what: &str, v: &str) -> Result<(nvmf::auth::Secret, Option<String>), RpcError> {
     if v == REDACTED_SECRET {
-        return Err(RpcError::invalid_params(format!("{what}: the saved configuration holds no secret; re-add the host with its key")));
+        return Err(RpcError::invalid_params(format!(
+            "{what}: the saved configuration holds no secret; re-add the host with its key"
+        )));
     }
     if v.starts_with("DHHC-1:") {
         let s = nvmf::auth::Secret::parse(v).map_err(|e| RpcError::invalid_params(format!("{what}: {e}")))?;
@@ -610,11 +652,17 @@ fn dhchap_secret(state: &AppState, what: &str, v: &str) -> Result<(nvmf::auth::S
     let path = match state.keyring.get(v) {
         Some(path) => path.as_str(),
         None if v.starts_with('/') => v,
-        None => return Err(RpcError::invalid_params(format!("{what}: no key named {v:?} in the keyring (keyring_file_add_key)"))),
+        None => {
+            return Err(RpcError::invalid_params(format!(
+                "{what}: no key named {v:?} in the keyring (keyring_file_add_key)"
+            )))
+        }
     };
     super::keyring::check_key_file(what, path)?;
-    let text = std::fs::read_to_string(path).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
-    let s = nvmf::auth::Secret::parse(&text).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
+    let s = nvmf::auth::Secret::parse(&text)
+        .map_err(|e| RpcError::invalid_params(format!("{what}: key file {path}: {e}")))?;
     Ok((s, Some(v.to_string())))
 }
 
@@ -684,7 +732,12 @@ pub fn set_keys(state: &mut AppState, params: Option<Value>) -> Result<Value, Rp
     } else {
         state.dhchap_key_files.remove(&id);
     }
-    log::info!("host {} on {}: DH-HMAC-CHAP keys {}", p.host, p.nqn, if authenticated { "replaced" } else { "removed" });
+    log::info!(
+        "host {} on {}: DH-HMAC-CHAP keys {}",
+        p.host,
+        p.nqn,
+        if authenticated { "replaced" } else { "removed" }
+    );
     Ok(json!(true))
 }
 
@@ -795,7 +848,8 @@ pub(crate) const TICK_RATE: u64 = 1_000_000_000;
 
 pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
     let _: super::TgtParams = parse_params(params)?;
-    let transports: Vec<Value> = state.target.transports().iter().map(|t| json!({"trtype": t.trtype().name()})).collect();
+    let transports: Vec<Value> =
+        state.target.transports().iter().map(|t| json!({"trtype": t.trtype().name()})).collect();
     let groups: Vec<Value> = state
         .reactors
         .iter()
@@ -820,7 +874,6 @@ pub fn get_stats(state: &mut AppState, params: Option<Value>) -> Result<Value, R
         .collect();
     Ok(json!({"tick_rate": TICK_RATE, "poll_groups": groups}))
 }
-
 
 #[cfg(test)]
 mod dhchap_tests {
@@ -932,7 +985,12 @@ mod dhchap_tests {
         assert_eq!(keys[0]["refcnt"], 2, "the keyring's reference and the host's");
         assert_eq!(keys[1]["refcnt"], 1);
         // Re-key: new host key and a controller key, by name.
-        call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST, "dhchap_key": "key1", "dhchap_ctrlr_key": "key0"})).unwrap();
+        call(
+            &mut st,
+            "nvmf_subsystem_set_keys",
+            json!({"nqn": NQN, "host": HOST, "dhchap_key": "key1", "dhchap_ctrlr_key": "key0"}),
+        )
+        .unwrap();
         let keys = sub.host_keys(HOST).unwrap();
         assert_eq!(keys.dhchap_key.as_ref().unwrap().to_dhhc1(), CKEY);
         assert_eq!(keys.dhchap_ctrlr_key.as_ref().unwrap().to_dhhc1(), KEY);
@@ -947,11 +1005,16 @@ mod dhchap_tests {
         // Unknown host, unknown key name; then keys removed: the host no longer authenticates.
         let e = call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000009", "dhchap_key": "key1"})).unwrap_err();
         assert_eq!(e.code, super::super::error::INVALID_PARAMS);
-        assert!(call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST, "dhchap_key": "nokey"})).is_err());
+        assert!(
+            call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST, "dhchap_key": "nokey"})).is_err()
+        );
         call(&mut st, "nvmf_subsystem_set_keys", json!({"nqn": NQN, "host": HOST})).unwrap();
         assert!(sub.host_keys(HOST).is_none());
         call(&mut st, "keyring_file_remove_key", json!({"name": "key0"})).unwrap();
-        assert_eq!(call(&mut st, "keyring_file_remove_key", json!({"name": "key0"})).unwrap_err().code, super::super::error::ENODEV);
+        assert_eq!(
+            call(&mut st, "keyring_file_remove_key", json!({"name": "key0"})).unwrap_err().code,
+            super::super::error::ENODEV
+        );
         assert_eq!(call(&mut st, "keyring_get_keys", json!({})).unwrap().as_array().unwrap().len(), 1);
     }
 

@@ -58,8 +58,14 @@ fn populated() -> AppState {
 #[test]
 fn bdev_methods() {
     let mut st = state();
-    assert_eq!(ok(&mut st, "bdev_malloc_create", json!({"name": "M0", "num_blocks": 1024, "block_size": 512})), json!("M0"));
-    assert_eq!(ok(&mut st, "bdev_null_create", json!({"name": "N0", "num_blocks": 1024, "block_size": 4096})), json!("N0"));
+    assert_eq!(
+        ok(&mut st, "bdev_malloc_create", json!({"name": "M0", "num_blocks": 1024, "block_size": 512})),
+        json!("M0")
+    );
+    assert_eq!(
+        ok(&mut st, "bdev_null_create", json!({"name": "N0", "num_blocks": 1024, "block_size": 4096})),
+        json!("N0")
+    );
     assert_eq!(ok(&mut st, "bdev_malloc_create", json!({"num_blocks": 8, "block_size": 512})), json!("Malloc0"));
     let u = "0b1e8a6c-4d2f-4a3b-9c1d-2e3f4a5b6c7d";
     ok(&mut st, "bdev_malloc_create", json!({"name": "M1", "num_blocks": 8, "block_size": 512, "uuid": u}));
@@ -84,12 +90,27 @@ fn bdev_methods() {
 
     // Bad params: missing, unknown, wrong type, duplicate, bad geometry, unknown bdev.
     fails(&mut st, "bdev_malloc_create", json!({"name": "X", "block_size": 512}), INVALID_PARAMS);
-    fails(&mut st, "bdev_malloc_create", json!({"name": "X", "num_blocks": 8, "block_size": 512, "bogus": 1}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "bdev_malloc_create",
+        json!({"name": "X", "num_blocks": 8, "block_size": 512, "bogus": 1}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "bdev_malloc_create", json!({"name": "X", "num_blocks": "8", "block_size": 512}), INVALID_PARAMS);
     fails(&mut st, "bdev_malloc_create", json!({"name": "M0", "num_blocks": 8, "block_size": 512}), EEXIST);
     fails(&mut st, "bdev_malloc_create", json!({"name": "X", "num_blocks": 8, "block_size": 500}), EINVAL);
-    fails(&mut st, "bdev_malloc_create", json!({"name": "X", "num_blocks": 8, "block_size": 512, "uuid": "nope"}), INVALID_PARAMS);
-    fails(&mut st, "bdev_malloc_create", json!({"name": "X", "num_blocks": 8, "block_size": 512, "md_size": 8}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "bdev_malloc_create",
+        json!({"name": "X", "num_blocks": 8, "block_size": 512, "uuid": "nope"}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "bdev_malloc_create",
+        json!({"name": "X", "num_blocks": 8, "block_size": 512, "md_size": 8}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "bdev_null_create", json!({"name": "X", "num_blocks": 8}), INVALID_PARAMS);
     fails(&mut st, "bdev_null_create", json!({"name": "N0", "num_blocks": 8, "block_size": 512}), EEXIST);
     fails(&mut st, "bdev_aio_create", json!({"name": "X", "filename": dir.join("missing")}), ENOENT);
@@ -132,20 +153,53 @@ fn nvme_attach_and_detach_emulated() {
     // Bad requests change nothing.
     fails(&mut st, "bdev_nvme_attach_controller", emu.clone(), EEXIST);
     fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1"}), INVALID_PARAMS);
-    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "TCP", "traddr": "127.0.0.1"}), EOPNOTSUPP);
-    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "emulated", "emulated_block_size": 1000}), INVALID_PARAMS);
-    fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "0000:01:00.0", "emulated_num_blocks": 8}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "bdev_nvme_attach_controller",
+        json!({"name": "Nvme1", "trtype": "TCP", "traddr": "127.0.0.1"}),
+        EOPNOTSUPP,
+    );
+    fails(
+        &mut st,
+        "bdev_nvme_attach_controller",
+        json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "emulated", "emulated_block_size": 1000}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "bdev_nvme_attach_controller",
+        json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "0000:01:00.0", "emulated_num_blocks": 8}),
+        INVALID_PARAMS,
+    );
     // No such PCI device (or no VFIO here): a clear error, nothing half-attached.
-    let m = fails(&mut st, "bdev_nvme_attach_controller", json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "0000:ff:1f.7"}), ENODEV);
+    let m = fails(
+        &mut st,
+        "bdev_nvme_attach_controller",
+        json!({"name": "Nvme1", "trtype": "PCIe", "traddr": "0000:ff:1f.7"}),
+        ENODEV,
+    );
     assert!(m.contains("Unable to attach controller Nvme1"), "{m}");
     fails(&mut st, "bdev_malloc_delete", json!({"name": "Nvme0n1"}), ENODEV);
 
     // Passthrough trusting the hosts: only on an NVMe bdev, off unless asked for.
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2", "passthru_io": "yes"}}), INVALID_PARAMS);
-    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2", "passthru_io": true}}));
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2", "passthru_io": "yes"}}),
+        INVALID_PARAMS,
+    );
+    ok(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Nvme0n2", "passthru_io": true}}),
+    );
     let subs = ok(&mut st, "nvmf_get_subsystems", json!({"nqn": NQN}));
     let nss = subs[0]["namespaces"].as_array().unwrap();
-    assert_eq!(nss.iter().map(|n| n["passthru_io"].clone()).collect::<Vec<_>>(), vec![json!(false), json!(true)], "{subs}");
+    assert_eq!(
+        nss.iter().map(|n| n["passthru_io"].clone()).collect::<Vec<_>>(),
+        vec![json!(false), json!(true)],
+        "{subs}"
+    );
     let m = fails(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme0"}), EBUSY);
     assert!(m.contains("Nvme0n2"), "{m}");
     fails(&mut st, "bdev_nvme_detach_controller", json!({"name": "Nvme9"}), ENODEV);
@@ -153,14 +207,17 @@ fn nvme_attach_and_detach_emulated() {
     // save_config recreates the controller with one call.
     let doc = framework::config_document(&st);
     let bdev = doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "bdev").unwrap();
-    let attach: Vec<&Value> = bdev["config"].as_array().unwrap().iter()
-        .filter(|e| e["method"] == "bdev_nvme_attach_controller").collect();
+    let attach: Vec<&Value> =
+        bdev["config"].as_array().unwrap().iter().filter(|e| e["method"] == "bdev_nvme_attach_controller").collect();
     assert_eq!(attach.len(), 1);
     assert_eq!(attach[0]["params"], emu);
     let nvmf = doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "nvmf").unwrap();
-    let add_ns: Vec<&Value> = nvmf["config"].as_array().unwrap().iter()
-        .filter(|e| e["method"] == "nvmf_subsystem_add_ns").collect();
-    assert_eq!(add_ns.iter().map(|e| e["params"]["namespace"].get("passthru_io").cloned()).collect::<Vec<_>>(), vec![None, Some(json!(true))]);
+    let add_ns: Vec<&Value> =
+        nvmf["config"].as_array().unwrap().iter().filter(|e| e["method"] == "nvmf_subsystem_add_ns").collect();
+    assert_eq!(
+        add_ns.iter().map(|e| e["params"]["namespace"].get("passthru_io").cloned()).collect::<Vec<_>>(),
+        vec![None, Some(json!(true))]
+    );
     let mut st2 = state();
     crate::config::apply(&doc, &mut st2).unwrap();
     assert_eq!(framework::config_document(&st2), doc);
@@ -188,7 +245,11 @@ fn transport_methods() {
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "TCP", "max_io_size": 1 << 24}), INVALID_PARAMS);
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "TCP", "frobnicate": true}), INVALID_PARAMS);
     assert!(st.target.transports().is_empty());
-    ok(&mut st, "nvmf_create_transport", json!({"trtype": "tcp", "max_queue_depth": 64, "io_unit_size": 8192, "in_capsule_data_size": 16384, "c2h_success": false, "num_shared_buffers": 511}));
+    ok(
+        &mut st,
+        "nvmf_create_transport",
+        json!({"trtype": "tcp", "max_queue_depth": 64, "io_unit_size": 8192, "in_capsule_data_size": 16384, "c2h_success": false, "num_shared_buffers": 511}),
+    );
     fails(&mut st, "nvmf_create_transport", json!({"trtype": "TCP"}), EEXIST);
     let t = ok(&mut st, "nvmf_get_transports", json!({"trtype": "TCP"}));
     assert_eq!(t[0]["trtype"], "TCP");
@@ -201,9 +262,16 @@ fn transport_methods() {
     // Per-host limits: set, shown, refused when 0 where 0 means nothing.
     let mut st2 = state();
     fails(&mut st2, "nvmf_create_transport", json!({"trtype": "TCP", "max_connections": 0}), INVALID_PARAMS);
-    ok(&mut st2, "nvmf_create_transport", json!({"trtype": "TCP", "h2c_data_timeout_ms": 250, "max_connections_per_listener": 8, "max_data_per_qpair": 1048576, "send_timeout_ms": 0}));
+    ok(
+        &mut st2,
+        "nvmf_create_transport",
+        json!({"trtype": "TCP", "h2c_data_timeout_ms": 250, "max_connections_per_listener": 8, "max_data_per_qpair": 1048576, "send_timeout_ms": 0}),
+    );
     let t = ok(&mut st2, "nvmf_get_transports", json!({"trtype": "TCP"}));
-    assert_eq!((t[0]["h2c_data_timeout_ms"].as_u64(), t[0]["max_connections_per_listener"].as_u64()), (Some(250), Some(8)));
+    assert_eq!(
+        (t[0]["h2c_data_timeout_ms"].as_u64(), t[0]["max_connections_per_listener"].as_u64()),
+        (Some(250), Some(8))
+    );
     assert_eq!((t[0]["max_data_per_qpair"].as_u64(), t[0]["send_timeout_ms"].as_u64()), (Some(1 << 20), Some(0)));
     fails(&mut st, "nvmf_get_transports", json!({"trtype": "RDMA"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_get_transports", json!({"bogus": 1}), INVALID_PARAMS);
@@ -212,7 +280,11 @@ fn transport_methods() {
 #[test]
 fn subsystem_methods() {
     let mut st = state();
-    ok(&mut st, "nvmf_create_subsystem", json!({"nqn": NQN, "serial_number": "SPDK00000000000001", "model_number": "M", "max_namespaces": 4}));
+    ok(
+        &mut st,
+        "nvmf_create_subsystem",
+        json!({"nqn": NQN, "serial_number": "SPDK00000000000001", "model_number": "M", "max_namespaces": 4}),
+    );
     ok(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:cnode2"}));
     let subs = ok(&mut st, "nvmf_get_subsystems", Value::Null);
     assert_eq!(subs[0]["subtype"], "Discovery");
@@ -233,9 +305,24 @@ fn subsystem_methods() {
     fails(&mut st, "nvmf_create_subsystem", json!({"nqn": "bad"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2014-08.org.nvmexpress.discovery"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_create_subsystem", json!({}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:c3", "serial_number": "012345678901234567890123"}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:c3", "allow_any_host": "yes"}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:c3", "max_namespaces": 5000}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:c3", "serial_number": "012345678901234567890123"}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:c3", "allow_any_host": "yes"}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:c3", "max_namespaces": 5000}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:c3", "unknown": 1}), INVALID_PARAMS);
     fails(&mut st, "nvmf_get_subsystems", json!({"nqn": "nqn.2016-06.io.spdk:none"}), INVALID_PARAMS);
 
@@ -248,7 +335,12 @@ fn subsystem_methods() {
     fails(&mut st, "nvmf_subsystem_add_host", json!({"nqn": NQN}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_add_host", json!({"nqn": "nqn.2016-06.io.spdk:none", "host": host}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_add_host", json!({"nqn": NQN, "host": host, "psk": "k"}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_remove_host", json!({"nqn": NQN, "host": "nqn.2014-08.org.nvmexpress:other"}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_subsystem_remove_host",
+        json!({"nqn": NQN, "host": "nqn.2014-08.org.nvmexpress:other"}),
+        INVALID_PARAMS,
+    );
     ok(&mut st, "nvmf_subsystem_remove_host", json!({"nqn": NQN, "host": host}));
     assert_eq!(st.target.subsystem(NQN).unwrap().hosts().len(), 0);
     ok(&mut st, "nvmf_subsystem_allow_any_host", json!({"nqn": NQN, "allow_any_host": true}));
@@ -256,7 +348,12 @@ fn subsystem_methods() {
     fails(&mut st, "nvmf_subsystem_allow_any_host", json!({"nqn": NQN}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_allow_any_host", json!({"nqn": NQN, "allow_any_host": 1}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_allow_any_host", json!({"nqn": NQN, "disable": true}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_allow_any_host", json!({"nqn": "nqn.2016-06.io.spdk:none", "allow_any_host": false}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_subsystem_allow_any_host",
+        json!({"nqn": "nqn.2016-06.io.spdk:none", "allow_any_host": false}),
+        INVALID_PARAMS,
+    );
     ok(&mut st, "nvmf_subsystem_allow_any_host", json!({"nqn": NQN, "allow_any_host": false}));
     assert!(!st.target.subsystem(NQN).unwrap().allow_any_host());
 
@@ -275,7 +372,11 @@ fn namespace_methods() {
     ok(&mut st, "bdev_null_create", json!({"name": "Null0", "num_blocks": 64, "block_size": 512}));
     let nguid = "0123456789ABCDEF0123456789ABCDEF";
     let uuid = "0b1e8a6c-4d2f-4a3b-9c1d-2e3f4a5b6c7d";
-    let nsid = ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "nsid": 5, "nguid": nguid, "eui64": "0011223344556677", "uuid": uuid}}));
+    let nsid = ok(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "nsid": 5, "nguid": nguid, "eui64": "0011223344556677", "uuid": uuid}}),
+    );
     assert_eq!(nsid, json!(5));
     let ns = &ok(&mut st, "nvmf_get_subsystems", json!({"nqn": NQN}))[0]["namespaces"];
     assert_eq!(ns[0]["nsid"], 1);
@@ -288,17 +389,55 @@ fn namespace_methods() {
 
     fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Nope"}}), ENODEV);
     fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc0"}}), INVALID_PARAMS); // claimed
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "nsid": 5}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "nsid": 100}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "nguid": "xyz"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "uuid": "1234"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "size": 1}}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "nsid": 5}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "nsid": 100}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "nguid": "xyz"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "uuid": "1234"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Null0", "size": 1}}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"nsid": 2}}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": "Null0"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": "nqn.2016-06.io.spdk:none", "namespace": {"bdev_name": "Null0"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": "nqn.2014-08.org.nvmexpress.discovery", "namespace": {"bdev_name": "Null0"}}), INVALID_PARAMS);
-    assert_eq!(ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0"}})), json!(2));
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": "nqn.2016-06.io.spdk:none", "namespace": {"bdev_name": "Null0"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": "nqn.2014-08.org.nvmexpress.discovery", "namespace": {"bdev_name": "Null0"}}),
+        INVALID_PARAMS,
+    );
+    assert_eq!(
+        ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Null0"}})),
+        json!(2)
+    );
 
     fails(&mut st, "nvmf_subsystem_remove_ns", json!({"nqn": NQN, "nsid": 3}), INVALID_PARAMS);
     fails(&mut st, "nvmf_subsystem_remove_ns", json!({"nqn": NQN}), INVALID_PARAMS);
@@ -330,17 +469,57 @@ fn listener_methods() {
     assert_eq!(st.target.listen_addrs().len(), 1);
 
     fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": la}), EEXIST);
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "not-an-ip", "trsvcid": "4420"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv6", "traddr": "127.0.0.1", "trsvcid": "4420"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "http"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "1", "x": 1}}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "not-an-ip", "trsvcid": "4420"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv6", "traddr": "127.0.0.1", "trsvcid": "4420"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "http"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "1", "x": 1}}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": "nqn.2016-06.io.spdk:none", "listen_address": la}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": "nqn.2016-06.io.spdk:none", "listen_address": la}),
+        INVALID_PARAMS,
+    );
     // Binding an address this machine does not have fails cleanly.
-    fails(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "192.0.2.1", "trsvcid": "4420"}}), INTERNAL_ERROR);
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "192.0.2.1", "trsvcid": "4420"}}),
+        INTERNAL_ERROR,
+    );
 
-    fails(&mut st, "nvmf_subsystem_remove_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "1"}}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_subsystem_remove_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "1"}}),
+        INVALID_PARAMS,
+    );
     ok(&mut st, "nvmf_subsystem_remove_listener", json!({"nqn": NQN, "listen_address": la}));
     assert_eq!(st.target.listen_addrs().len(), 1, "still used by cnode2");
     ok(&mut st, "nvmf_delete_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:cnode2"}));
@@ -351,7 +530,14 @@ fn listener_methods() {
 fn framework_methods() {
     let mut st = state();
     st.reactors = vec![
-        crate::reactor::ReactorInfo { core: 0, connections: 2, polls: 100, busy_polls: 30, placed: 5, ..Default::default() },
+        crate::reactor::ReactorInfo {
+            core: 0,
+            connections: 2,
+            polls: 100,
+            busy_polls: 30,
+            placed: 5,
+            ..Default::default()
+        },
         crate::reactor::ReactorInfo { core: 3, connections: 1, ..Default::default() },
     ];
     let v = ok(&mut st, "spdk_get_version", Value::Null);
@@ -359,7 +545,14 @@ fn framework_methods() {
     assert!(v["fields"]["major"].is_u64());
     let m = ok(&mut st, "rpc_get_methods", Value::Null);
     let m: Vec<&str> = m.as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-    for name in ["bdev_malloc_create", "nvmf_get_subsystems", "save_config", "rpc_get_methods", "framework_get_subsystems", "framework_get_config"] {
+    for name in [
+        "bdev_malloc_create",
+        "nvmf_get_subsystems",
+        "save_config",
+        "rpc_get_methods",
+        "framework_get_subsystems",
+        "framework_get_config",
+    ] {
         assert!(m.contains(&name));
     }
     assert_eq!(m.len(), super::method_names().count());
@@ -399,12 +592,32 @@ fn framework_methods() {
 fn save_config_round_trip() {
     let mut st = populated();
     ok(&mut st, "bdev_null_create", json!({"name": "Null0", "num_blocks": 100, "block_size": 4096}));
-    ok(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:cnode2", "model_number": "Other", "max_namespaces": 8}));
-    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": "nqn.2016-06.io.spdk:cnode2", "namespace": {"bdev_name": "Null0", "nsid": 3, "nguid": "00112233445566778899AABBCCDDEEFF"}}));
-    ok(&mut st, "nvmf_subsystem_add_host", json!({"nqn": "nqn.2016-06.io.spdk:cnode2", "host": "nqn.2014-08.org.nvmexpress:uuid:abc"}));
-    ok(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}));
+    ok(
+        &mut st,
+        "nvmf_create_subsystem",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode2", "model_number": "Other", "max_namespaces": 8}),
+    );
+    ok(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode2", "namespace": {"bdev_name": "Null0", "nsid": 3, "nguid": "00112233445566778899AABBCCDDEEFF"}}),
+    );
+    ok(
+        &mut st,
+        "nvmf_subsystem_add_host",
+        json!({"nqn": "nqn.2016-06.io.spdk:cnode2", "host": "nqn.2014-08.org.nvmexpress:uuid:abc"}),
+    );
+    ok(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}),
+    );
     let port = st.target.listen_addrs()[0].trsvcid.clone();
-    ok(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": "nqn.2014-08.org.nvmexpress.discovery", "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": port}}));
+    ok(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": "nqn.2014-08.org.nvmexpress.discovery", "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": port}}),
+    );
     let saved = ok(&mut st, "save_config", Value::Null);
     // The listening port must be free for the copy to bind it.
     drop(st);
@@ -419,7 +632,10 @@ fn save_config_round_trip() {
     assert_eq!(saved, again);
     assert_eq!(st2.target.listen_addrs().len(), 1);
     let s = st2.target.subsystem("nqn.2016-06.io.spdk:cnode2").unwrap();
-    assert_eq!(s.namespace(3).unwrap().nguid, [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+    assert_eq!(
+        s.namespace(3).unwrap().nguid,
+        [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -446,13 +662,45 @@ fn request_envelope() {
 #[test]
 fn client_argument_parsing() {
     let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (sock, _, m, p) = client::parse_args(&a(&["-s", "/tmp/x.sock", "bdev_malloc_create", "--name", "M0", "--num-blocks", "2048", "--block_size=512"])).unwrap();
+    let (sock, _, m, p) = client::parse_args(&a(&[
+        "-s",
+        "/tmp/x.sock",
+        "bdev_malloc_create",
+        "--name",
+        "M0",
+        "--num-blocks",
+        "2048",
+        "--block_size=512",
+    ]))
+    .unwrap();
     assert_eq!(sock, "/tmp/x.sock");
     assert_eq!(m, "bdev_malloc_create");
     assert_eq!(p.unwrap(), json!({"name": "M0", "num_blocks": 2048, "block_size": 512}));
-    let (_, _, _, p) = client::parse_args(&a(&["nvmf_subsystem_add_listener", "--nqn", NQN, "--listen_address.trtype", "TCP", "--listen_address.traddr", "127.0.0.1", "--str", "listen_address.trsvcid", "4420"])).unwrap();
-    assert_eq!(p.unwrap(), json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "4420"}}));
-    let (sock, _, _, p) = client::parse_args(&a(&["nvmf_subsystem_allow_any_host", "--json", r#"{"nqn":"x"}"#, "--allow_any_host", "true"])).unwrap();
+    let (_, _, _, p) = client::parse_args(&a(&[
+        "nvmf_subsystem_add_listener",
+        "--nqn",
+        NQN,
+        "--listen_address.trtype",
+        "TCP",
+        "--listen_address.traddr",
+        "127.0.0.1",
+        "--str",
+        "listen_address.trsvcid",
+        "4420",
+    ]))
+    .unwrap();
+    assert_eq!(
+        p.unwrap(),
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "4420"}})
+    );
+    let (sock, _, _, p) = client::parse_args(&a(&[
+        "nvmf_subsystem_allow_any_host",
+        "--json",
+        r#"{"nqn":"x"}"#,
+        "--allow_any_host",
+        "true",
+    ]))
+    .unwrap();
     assert_eq!(sock, DEFAULT_SOCKET);
     assert_eq!(p.unwrap(), json!({"nqn": "x", "allow_any_host": true}));
     let (_, _, _, p) = client::parse_args(&a(&["spdk_get_version"])).unwrap();
@@ -486,7 +734,10 @@ fn socket_end_to_end() {
     });
     let to = Duration::from_secs(10);
     let c = |m: &str, p: Value| client::call(&path, m, if p.is_null() { None } else { Some(p) }, to);
-    assert_eq!(c("bdev_malloc_create", json!({"name": "Malloc0", "num_blocks": 256, "block_size": 512})).unwrap(), json!("Malloc0"));
+    assert_eq!(
+        c("bdev_malloc_create", json!({"name": "Malloc0", "num_blocks": 256, "block_size": 512})).unwrap(),
+        json!("Malloc0")
+    );
     match c("bdev_malloc_create", json!({"name": "Malloc0", "num_blocks": 256, "block_size": 512})) {
         Err(client::CallError::Rpc(e)) => assert_eq!(e.code, EEXIST),
         r => panic!("{r:?}"),
@@ -499,7 +750,8 @@ fn socket_end_to_end() {
     // Several requests in one write, one split across writes, then garbage.
     let mut s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(to)).unwrap();
-    let two = r#"{"jsonrpc":"2.0","id":1,"method":"spdk_get_version"} {"jsonrpc":"2.0","id":2,"method":"bdev_get_bdevs"}"#;
+    let two =
+        r#"{"jsonrpc":"2.0","id":1,"method":"spdk_get_version"} {"jsonrpc":"2.0","id":2,"method":"bdev_get_bdevs"}"#;
     s.write_all(two.as_bytes()).unwrap();
     let mut got = read_values(&mut s, 2);
     assert_eq!(got[0]["id"], 1);
@@ -518,9 +770,21 @@ fn socket_end_to_end() {
     assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "connection closed after a parse error");
 
     // The client entry point.
-    let args = vec!["-s".to_string(), path.display().to_string(), "bdev_get_bdevs".to_string(), "--name".into(), "Malloc0".into()];
+    let args = vec![
+        "-s".to_string(),
+        path.display().to_string(),
+        "bdev_get_bdevs".to_string(),
+        "--name".into(),
+        "Malloc0".into(),
+    ];
     assert_eq!(client_main(args), 0);
-    let args = vec!["-s".to_string(), path.display().to_string(), "bdev_get_bdevs".to_string(), "--name".into(), "Nope".into()];
+    let args = vec![
+        "-s".to_string(),
+        path.display().to_string(),
+        "bdev_get_bdevs".to_string(),
+        "--name".into(),
+        "Nope".into(),
+    ];
     assert_eq!(client_main(args), 1);
 
     stop.store(true, Ordering::Relaxed);
@@ -535,7 +799,11 @@ fn read_values(s: &mut UnixStream, n: usize) -> Vec<Value> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let vals: Vec<Value> = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>().take_while(|r| r.is_ok()).map(|r| r.unwrap()).collect();
+        let vals: Vec<Value> = serde_json::Deserializer::from_slice(&buf)
+            .into_iter::<Value>()
+            .take_while(|r| r.is_ok())
+            .map(|r| r.unwrap())
+            .collect();
         if vals.len() >= n {
             return vals;
         }
@@ -552,8 +820,15 @@ fn host_io_on_rpc_built_subsystem() {
     ok(&mut st, "nvmf_create_transport", json!({"trtype": "TCP"}));
     ok(&mut st, "bdev_malloc_create", json!({"name": "Malloc0", "num_blocks": 1024, "block_size": 512}));
     ok(&mut st, "nvmf_create_subsystem", json!({"nqn": NQN, "allow_any_host": true, "serial_number": "SPDK1"}));
-    assert_eq!(ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc0"}})), json!(1));
-    ok(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}));
+    assert_eq!(
+        ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc0"}})),
+        json!(1)
+    );
+    ok(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"}}),
+    );
     let a = st.target.listen_addrs()[0].clone();
     let addr: std::net::SocketAddr = format!("{}:{}", a.traddr, a.trsvcid).parse().unwrap();
 
@@ -603,7 +878,12 @@ fn host_io_on_rpc_built_subsystem() {
             let l = ok(&mut st, "nvmf_subsystem_get_listeners", json!({"nqn": NQN}));
             assert_eq!(l[0]["address"]["trsvcid"], a.trsvcid);
             assert_eq!(l[0]["ana_states"][0]["ana_state"], "optimized");
-            fails(&mut st, "nvmf_subsystem_get_controllers", json!({"nqn": "nqn.2016-06.io.spdk:none"}), INVALID_PARAMS);
+            fails(
+                &mut st,
+                "nvmf_subsystem_get_controllers",
+                json!({"nqn": "nqn.2016-06.io.spdk:none"}),
+                INVALID_PARAMS,
+            );
             queried.store(true, Ordering::Release);
         }
         assert!(start.elapsed() < Duration::from_secs(30), "host did not finish");
@@ -633,12 +913,19 @@ const HOST1: &str = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000
 fn ns_visibility_methods() {
     let mut st = populated();
     ok(&mut st, "bdev_malloc_create", json!({"name": "Malloc1", "num_blocks": 64, "block_size": 512}));
-    let nsid = ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "no_auto_visible": true}}));
+    let nsid = ok(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "no_auto_visible": true}}),
+    );
     assert_eq!(nsid, 2);
     let sub = st.target.subsystem(NQN).unwrap();
     assert!(!sub.namespace(2).unwrap().auto_visible);
     assert!(sub.namespace(1).unwrap().auto_visible);
-    assert_eq!(ok(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1, "tgt_name": "nvmf_tgt"})), json!(true));
+    assert_eq!(
+        ok(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1, "tgt_name": "nvmf_tgt"})),
+        json!(true)
+    );
     assert!(sub.namespace(2).unwrap().visible_to(HOST1));
     // Again: accepted, nothing changes (as SPDK).
     ok(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1}));
@@ -649,13 +936,20 @@ fn ns_visibility_methods() {
     fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": "nope"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2}), INVALID_PARAMS);
     fails(&mut st, "nvmf_ns_add_host", json!({"nqn": NQN, "nsid": 2, "host": HOST1, "extra": 1}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_ns_remove_host", json!({"nqn": "nqn.2016-06.io.spdk:none", "nsid": 2, "host": HOST1}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_ns_remove_host",
+        json!({"nqn": "nqn.2016-06.io.spdk:none", "nsid": 2, "host": HOST1}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "nvmf_ns_remove_host", json!({"nqn": NQN, "nsid": 1, "host": HOST1}), INVALID_PARAMS);
     // save_config writes no_auto_visible and one nvmf_ns_add_host per host; loading it back
     // gives the same document.
     let doc = framework::config_document(&st);
-    let nvmf = doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "nvmf").unwrap()["config"].clone();
-    let adds: Vec<&Value> = nvmf.as_array().unwrap().iter().filter(|c| c["method"] == "nvmf_subsystem_add_ns").collect();
+    let nvmf =
+        doc["subsystems"].as_array().unwrap().iter().find(|s| s["subsystem"] == "nvmf").unwrap()["config"].clone();
+    let adds: Vec<&Value> =
+        nvmf.as_array().unwrap().iter().filter(|c| c["method"] == "nvmf_subsystem_add_ns").collect();
     assert_eq!(adds[0]["params"]["namespace"]["no_auto_visible"], json!(false));
     assert_eq!(adds[1]["params"]["namespace"]["no_auto_visible"], json!(true));
     let hosts: Vec<&Value> = nvmf.as_array().unwrap().iter().filter(|c| c["method"] == "nvmf_ns_add_host").collect();
@@ -677,8 +971,15 @@ fn discovery_referral_methods() {
     let mut st = state();
     assert_eq!(ok(&mut st, "nvmf_discovery_get_referrals", Value::Null), json!([]));
     let addr = json!({"trtype": "tcp", "adrfam": "ipv4", "traddr": "192.0.2.1", "trsvcid": "8009"});
-    assert_eq!(ok(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "secure_channel": false, "tgt_name": null})), json!(true));
-    ok(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "TCP", "traddr": "::1", "trsvcid": 4420}, "subnqn": "nqn.2016-06.io.spdk:remote", "secure_channel": true}));
+    assert_eq!(
+        ok(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "secure_channel": false, "tgt_name": null})),
+        json!(true)
+    );
+    ok(
+        &mut st,
+        "nvmf_discovery_add_referral",
+        json!({"address": {"trtype": "TCP", "traddr": "::1", "trsvcid": 4420}, "subnqn": "nqn.2016-06.io.spdk:remote", "secure_channel": true}),
+    );
     // The same address and NQN again: accepted, not duplicated.
     ok(&mut st, "nvmf_discovery_add_referral", json!({"address": addr}));
     let list = ok(&mut st, "nvmf_discovery_get_referrals", json!({"tgt_name": "nvmf_tgt"}));
@@ -692,12 +993,32 @@ fn discovery_referral_methods() {
         ])
     );
     // Bad arguments change nothing.
-    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "TCP", "traddr": "192.0.2.1"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "FC", "traddr": "192.0.2.1", "trsvcid": "1"}}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_discovery_add_referral", json!({"address": {"trtype": "TCP", "traddr": "host.example", "trsvcid": "1"}}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_discovery_add_referral",
+        json!({"address": {"trtype": "TCP", "traddr": "192.0.2.1"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_discovery_add_referral",
+        json!({"address": {"trtype": "FC", "traddr": "192.0.2.1", "trsvcid": "1"}}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_discovery_add_referral",
+        json!({"address": {"trtype": "TCP", "traddr": "host.example", "trsvcid": "1"}}),
+        INVALID_PARAMS,
+    );
     fails(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "subnqn": "bogus"}), INVALID_PARAMS);
     fails(&mut st, "nvmf_discovery_add_referral", json!({"address": addr, "allow_any_host": true}), INVALID_PARAMS);
-    fails(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr, "subnqn": "nqn.2016-06.io.spdk:remote"}), INVALID_PARAMS);
+    fails(
+        &mut st,
+        "nvmf_discovery_remove_referral",
+        json!({"address": addr, "subnqn": "nqn.2016-06.io.spdk:remote"}),
+        INVALID_PARAMS,
+    );
     // save_config writes them; loading the document back gives the same referrals.
     let doc = framework::config_document(&st);
     let mut st2 = state();
@@ -705,7 +1026,10 @@ fn discovery_referral_methods() {
     assert_eq!(framework::config_document(&st2), doc);
     assert_eq!(ok(&mut st2, "nvmf_discovery_get_referrals", Value::Null), list);
     // Removal matches address and NQN; secure_channel is not part of a referral's identity.
-    assert_eq!(ok(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr, "secure_channel": true})), json!(true));
+    assert_eq!(
+        ok(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr, "secure_channel": true})),
+        json!(true)
+    );
     assert_eq!(ok(&mut st, "nvmf_discovery_get_referrals", Value::Null).as_array().unwrap().len(), 1);
     fails(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr}), INVALID_PARAMS);
 }

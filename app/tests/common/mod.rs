@@ -23,7 +23,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// A unique path under the temp dir.
 pub fn temp_path(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    std::env::temp_dir().join(format!("nvmf-tgt-test-{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    std::env::temp_dir().join(format!(
+        "nvmf-tgt-test-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// A running `nvmf_tgt` process (killed on drop if still running).
@@ -107,7 +111,11 @@ impl Tgt {
             .args(args)
             .output()
             .expect("run nvmf_tgt rpc");
-        let r = (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        let r = (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
         eprintln!("rpc {args:?} -> {}: {}{}", r.0, r.1, r.2);
         r
     }

@@ -38,7 +38,9 @@ fn parse_args() -> Result<Args, String> {
             "--mark-lba" => a.mark_lba = val("--mark-lba")?.parse().map_err(|e| format!("--mark-lba: {e}"))?,
             "--mark-file" => a.mark_file = Some(val("--mark-file")?),
             "-h" | "--help" => {
-                println!("usage: nvme_check BDF [--threads N] [--ios N] [--big BYTES] [--mark-lba LBA] [--mark-file PATH]");
+                println!(
+                    "usage: nvme_check BDF [--threads N] [--ios N] [--big BYTES] [--mark-lba LBA] [--mark-file PATH]"
+                );
                 std::process::exit(0);
             }
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),

@@ -110,18 +110,11 @@ impl DmaAllocator {
 /// Free 2 MiB hugepages reported by /proc/meminfo.
 pub fn hugepages_free() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("HugePages_Free:"))
-        .and_then(|v| v.trim().parse().ok())
+    meminfo.lines().find_map(|l| l.strip_prefix("HugePages_Free:")).and_then(|v| v.trim().parse().ok())
 }
 
 fn mmap_hugepages(len: usize) -> Result<NonNull<u8>> {
-    let flags = libc::MAP_SHARED
-        | libc::MAP_ANONYMOUS
-        | libc::MAP_HUGETLB
-        | libc::MAP_POPULATE
-        | libc::MAP_LOCKED;
+    let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_POPULATE | libc::MAP_LOCKED;
     // SAFETY: anonymous mapping with a null hint: no existing memory is affected.
     let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
     if p == libc::MAP_FAILED {

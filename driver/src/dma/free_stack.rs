@@ -28,7 +28,8 @@ fn unpack(h: u64) -> (u32, u32) {
 impl FreeStack {
     /// A stack holding `0..count`, `0` on top.
     pub fn full(count: u32) -> Self {
-        let next: Box<[AtomicU32]> = (0..count).map(|i| AtomicU32::new(if i + 1 < count { i + 2 } else { EMPTY })).collect();
+        let next: Box<[AtomicU32]> =
+            (0..count).map(|i| AtomicU32::new(if i + 1 < count { i + 2 } else { EMPTY })).collect();
         let top = if count > 0 { 1 } else { EMPTY };
         FreeStack { head: AtomicU64::new(pack(0, top)), next, len: AtomicU32::new(count) }
     }
@@ -43,7 +44,12 @@ impl FreeStack {
             }
             let i = top - 1;
             let below = self.next[i as usize].load(Ordering::Relaxed);
-            match self.head.compare_exchange_weak(h, pack(tag.wrapping_add(1), below), Ordering::AcqRel, Ordering::Acquire) {
+            match self.head.compare_exchange_weak(
+                h,
+                pack(tag.wrapping_add(1), below),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     self.len.fetch_sub(1, Ordering::Relaxed);
                     return Some(i);
@@ -62,7 +68,12 @@ impl FreeStack {
         loop {
             let (tag, top) = unpack(h);
             slot.store(top, Ordering::Relaxed);
-            match self.head.compare_exchange_weak(h, pack(tag.wrapping_add(1), i + 1), Ordering::AcqRel, Ordering::Acquire) {
+            match self.head.compare_exchange_weak(
+                h,
+                pack(tag.wrapping_add(1), i + 1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return,
                 Err(now) => h = now,
             }
@@ -106,7 +117,11 @@ mod tests {
                     for _ in 0..20_000 {
                         if let Some(i) = s.pop() {
                             // Exclusive while held: nobody else may hold it now.
-                            assert_eq!(owners[i as usize].swap(t + 1, Ordering::SeqCst), 0, "index {i} handed out twice");
+                            assert_eq!(
+                                owners[i as usize].swap(t + 1, Ordering::SeqCst),
+                                0,
+                                "index {i} handed out twice"
+                            );
                             owners[i as usize].store(0, Ordering::SeqCst);
                             s.push(i);
                         }

@@ -15,8 +15,8 @@ mod region;
 
 pub use alloc::{hugepages_free, DmaAllocator, DmaBacking, HUGEPAGE_SIZE};
 pub use identity::{DmaFault, IdentityMapper};
-pub use pagemap::PagemapMapper;
 pub use mapper::{DmaMapper, Translation};
+pub use pagemap::PagemapMapper;
 pub use pool::{DmaPool, PoolBuf};
 pub use region::DmaRegion;
 

@@ -61,7 +61,8 @@ impl PagemapMapper {
 
 impl DmaMapper for PagemapMapper {
     unsafe fn map(&self, va: usize, len: usize, page_size: usize) -> Result<Translation> {
-        let iovas = (0..len.div_ceil(page_size)).map(|i| self.pagemap.phys(va + i * page_size)).collect::<Result<_>>()?;
+        let iovas =
+            (0..len.div_ceil(page_size)).map(|i| self.pagemap.phys(va + i * page_size)).collect::<Result<_>>()?;
         Ok(Translation::Pages { page_shift: page_size.trailing_zeros(), iovas })
     }
     fn unmap(&self, _va: usize, _len: usize, _t: &Translation) {}

@@ -6,8 +6,8 @@
 //! and dropped there, taking or returning one never takes a lock, and the buffer freed last
 //! (still in cache) is the next one handed out.
 
-use super::region::DmaRegion;
 use super::free_stack::FreeStack;
+use super::region::DmaRegion;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 

@@ -80,7 +80,9 @@ fn read_write(st: &mut State, dma: &prp::Dma, di: usize, op: NvmOpcode, sqe: &Sq
         return fail(Status::generic(Gs::INVALID_FIELD));
     }
     let nsid = sqe.nsid.get();
-    if let Some(f) = st.faults.iter_mut().find(|f| f.nsid == nsid && f.remaining > 0 && (slba..slba + nlb).contains(&f.lba)) {
+    if let Some(f) =
+        st.faults.iter_mut().find(|f| f.nsid == nsid && f.remaining > 0 && (slba..slba + nlb).contains(&f.lba))
+    {
         f.remaining -= 1;
         st.faults.retain(|f| f.remaining > 0);
         st.smart.media_errors += 1;

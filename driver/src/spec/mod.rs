@@ -21,8 +21,8 @@ pub use identify::{
 pub use log_page::{lid, ChangedNsList, ErrorLogEntry, GetLogPageArgs, SmartLog};
 pub use opcode::{AdminOpcode, FabricsType, NvmOpcode};
 pub use registers::{cap_css, cc_css, doorbell_offset, reg, shn, shst, Aqa, Cap, Cc, Csts, Vs};
-pub use sqe::{Sqe, SglDescriptor, CDW12_FUA};
-pub use status::{GenericStatus, Status, StatusCodeType, CommandSpecificStatus, MediaStatus, PathStatus};
+pub use sqe::{SglDescriptor, Sqe, CDW12_FUA};
+pub use status::{CommandSpecificStatus, GenericStatus, MediaStatus, PathStatus, Status, StatusCodeType};
 
 /// Little-endian field types used by all spec structs.
 pub use zerocopy::little_endian::{U16 as Le16, U32 as Le32, U64 as Le64};

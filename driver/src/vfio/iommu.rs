@@ -68,7 +68,11 @@ pub(super) fn open(sysfs: &Path) -> Result<IommuDevice> {
     let container = Arc::new(VfioContainer::new(None).map_err(|e| vfio_err("open container", e.to_string()))?);
     let ops: Arc<dyn VfioOps> = container.clone();
     let device = VfioDevice::new(sysfs, ops, false).map_err(|e| vfio_err("open device", e.to_string()))?;
-    let info = RegionInfo { flags: device.get_region_flags(0), size: device.get_region_size(0), offset: device.get_region_offset(0) };
+    let info = RegionInfo {
+        flags: device.get_region_flags(0),
+        size: device.get_region_size(0),
+        offset: device.get_region_offset(0),
+    };
     let bar0 = info.bar0_mapping()?;
     let mut cmd = [0u8; 2];
     device.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut cmd, PCI_COMMAND);
@@ -79,7 +83,10 @@ pub(super) fn open(sysfs: &Path) -> Result<IommuDevice> {
         log::warn!("VFIO reports no IOVA ranges; assuming a 39-bit IOMMU");
         Arc::new(IovaSpace::new(&FALLBACK_RANGES))
     } else {
-        log::info!("IOVA ranges: {}", ranges.iter().map(|(s, e)| format!("{s:#x}-{e:#x}")).collect::<Vec<_>>().join(", "));
+        log::info!(
+            "IOVA ranges: {}",
+            ranges.iter().map(|(s, e)| format!("{s:#x}-{e:#x}")).collect::<Vec<_>>().join(", ")
+        );
         Arc::new(IovaSpace::new(&ranges))
     };
     Ok(IommuDevice { container, iova, device, bar0 })

@@ -47,7 +47,9 @@ pub struct RegionInfo {
 impl RegionInfo {
     /// Where to mmap BAR0 on the device fd, checking that it is mappable and large enough.
     pub fn bar0_mapping(&self) -> Result<(u64, usize)> {
-        use vfio_bindings::bindings::vfio::{VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE};
+        use vfio_bindings::bindings::vfio::{
+            VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+        };
         let need = VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         if self.flags & need != need {
             return Err(vfio_err("BAR0", format!("region flags {:#x} lack read/write/mmap", self.flags)));
@@ -119,7 +121,8 @@ pub fn with_bus_master(cmd: u16) -> u16 {
 fn map_bar(fd: std::os::fd::RawFd, offset: u64, len: usize) -> Result<MappedBar> {
     let off = libc::off_t::try_from(offset).map_err(|_| vfio_err("mmap BAR0", "offset overflows".into()))?;
     // SAFETY: maps a new shared region of the device fd; no existing memory is affected.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, off) };
+    let p =
+        unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, off) };
     if p == libc::MAP_FAILED {
         return Err(Error::os("mmap BAR0", std::io::Error::last_os_error()));
     }
@@ -161,7 +164,9 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vfio_bindings::bindings::vfio::{VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE};
+    use vfio_bindings::bindings::vfio::{
+        VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    };
 
     #[test]
     fn pci_addresses_are_normalised() {

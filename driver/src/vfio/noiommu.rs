@@ -56,7 +56,8 @@ fn check(op: &'static str, ret: i32) -> Result<i32> {
 }
 
 fn region_info(device: &File, index: u32) -> Result<RegionInfo> {
-    let mut info = vfio_region_info { argsz: std::mem::size_of::<vfio_region_info>() as u32, index, ..Default::default() };
+    let mut info =
+        vfio_region_info { argsz: std::mem::size_of::<vfio_region_info>() as u32, index, ..Default::default() };
     // SAFETY: the kernel writes at most `argsz` bytes into `info`, which we own.
     check("DEVICE_GET_REGION_INFO", unsafe { ioctl_with_mut_ref(device, VFIO_DEVICE_GET_REGION_INFO(), &mut info) })?;
     Ok(RegionInfo { flags: info.flags, size: info.size, offset: info.offset })
@@ -74,7 +75,10 @@ pub(super) fn open(group_node: &Path, pci_addr: &str) -> Result<NoIommuDevice> {
         ioctl_with_val(&container, VFIO_CHECK_EXTENSION(), VFIO_NOIOMMU_IOMMU.into())
     })?;
     if has != 1 {
-        return Err(vfio_err("CHECK_EXTENSION", "no-IOMMU mode is not enabled (vfio enable_unsafe_noiommu_mode=1)".into()));
+        return Err(vfio_err(
+            "CHECK_EXTENSION",
+            "no-IOMMU mode is not enabled (vfio enable_unsafe_noiommu_mode=1)".into(),
+        ));
     }
     let group = open_rw(group_node)?;
     let mut status = vfio_group_status { argsz: std::mem::size_of::<vfio_group_status>() as u32, flags: 0 };
@@ -90,7 +94,8 @@ pub(super) fn open(group_node: &Path, pci_addr: &str) -> Result<NoIommuDevice> {
     check("SET_IOMMU", unsafe { ioctl_with_val(&container, VFIO_SET_IOMMU(), VFIO_NOIOMMU_IOMMU.into()) })?;
     let name = CString::new(pci_addr).map_err(|_| Error::InvalidArgument(pci_addr.into()))?;
     // SAFETY: passes a NUL-terminated string that outlives the call; the kernel only reads it.
-    let fd = check("GROUP_GET_DEVICE_FD", unsafe { ioctl_with_ptr(&group, VFIO_GROUP_GET_DEVICE_FD(), name.as_ptr()) })?;
+    let fd =
+        check("GROUP_GET_DEVICE_FD", unsafe { ioctl_with_ptr(&group, VFIO_GROUP_GET_DEVICE_FD(), name.as_ptr()) })?;
     // SAFETY: `fd` is a new file descriptor returned by the kernel and owned by nobody else.
     let device = unsafe { File::from_raw_fd(fd) };
     let bar0 = region_info(&device, VFIO_PCI_BAR0_REGION_INDEX)?.bar0_mapping()?;
@@ -98,7 +103,9 @@ pub(super) fn open(group_node: &Path, pci_addr: &str) -> Result<NoIommuDevice> {
     let mut cmd = [0u8; 2];
     device.read_exact_at(&mut cmd, config.offset + PCI_COMMAND).map_err(|e| Error::os("read PCI command", e))?;
     let new = with_bus_master(u16::from_le_bytes(cmd));
-    device.write_all_at(&new.to_le_bytes(), config.offset + PCI_COMMAND).map_err(|e| Error::os("write PCI command", e))?;
+    device
+        .write_all_at(&new.to_le_bytes(), config.offset + PCI_COMMAND)
+        .map_err(|e| Error::os("write PCI command", e))?;
     Ok(NoIommuDevice { device, _group: group, _container: container, bar0 })
 }
 

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
-use nvme_driver::{Controller, ControllerOptions, DmaBacking, DmaRegion, IoQpair, Result};
 use nvme_driver::spec::Cqe;
+use nvme_driver::{Controller, ControllerOptions, DmaBacking, DmaRegion, IoQpair, Result};
 use std::sync::Arc;
 
 pub fn opts() -> ControllerOptions {

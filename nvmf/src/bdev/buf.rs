@@ -12,7 +12,10 @@ use nvme_driver::PoolBuf;
 enum Storage {
     Heap(Vec<u8>),
     /// `len` bytes at the start of a DMA pool buffer (returns to its pool when dropped).
-    Dma { buf: PoolBuf, len: usize },
+    Dma {
+        buf: PoolBuf,
+        len: usize,
+    },
 }
 
 /// A data buffer with a current length (`len() <= capacity()`).

@@ -54,16 +54,8 @@ impl FileBdev {
     pub fn open(name: &str, path: impl AsRef<Path>, block_size: u32) -> Result<Self, BdevError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let io_err = |op, source| BdevError::Io {
-            op,
-            path: shown.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| io_err("open", e))?;
+        let io_err = |op, source| BdevError::Io { op, path: shown.clone(), source };
+        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| io_err("open", e))?;
         let meta = file.metadata().map_err(|e| io_err("stat", e))?;
         let ft = meta.file_type();
         let size = if ft.is_file() {
@@ -71,9 +63,7 @@ impl FileBdev {
         } else if ft.is_block_device() {
             file.seek(SeekFrom::End(0)).map_err(|e| io_err("seek", e))?
         } else {
-            return Err(BdevError::InvalidParam(format!(
-                "{shown} is not a regular file or block device"
-            )));
+            return Err(BdevError::InvalidParam(format!("{shown} is not a regular file or block device")));
         };
         check_geometry(block_size, 1)?;
         let num_blocks = size / block_size as u64;
@@ -131,13 +121,8 @@ impl Bdev for FileBdev {
         self.file.sync_data().map_err(|source| BdevError::Io { op: "fdatasync", path: self.path.clone(), source })
     }
     fn open_channel(&self) -> Result<Box<dyn BdevChannel>, BdevError> {
-        let dup = |f: &File| {
-            f.try_clone().map_err(|source| BdevError::Io {
-                op: "dup",
-                path: self.path.clone(),
-                source,
-            })
-        };
+        let dup =
+            |f: &File| f.try_clone().map_err(|source| BdevError::Io { op: "dup", path: self.path.clone(), source });
         Ok(Box::new(SyncChannel::new(FileChannel {
             file: dup(&self.file)?,
             dsync: dup(&self.dsync)?,
@@ -183,10 +168,7 @@ impl FileChannel {
         };
         let result = match io.op {
             BdevOp::Read => match io.buf.as_mut() {
-                Some(buf) => self
-                    .file
-                    .read_exact_at(buf.as_mut_slice(), off)
-                    .map_err(|_| BdevStatus::ReadError),
+                Some(buf) => self.file.read_exact_at(buf.as_mut_slice(), off).map_err(|_| BdevStatus::ReadError),
                 None => Err(BdevStatus::InvalidArg),
             },
             BdevOp::Write => match io.buf.as_ref() {
@@ -206,7 +188,9 @@ impl FileChannel {
                 None => Err(BdevStatus::InvalidArg),
             },
             BdevOp::Flush => self.sync_data(),
-            BdevOp::WriteZeroes => self.write_zeroes(off, len).and_then(|()| if io.fua { self.sync_data() } else { Ok(()) }),
+            BdevOp::WriteZeroes => {
+                self.write_zeroes(off, len).and_then(|()| if io.fua { self.sync_data() } else { Ok(()) })
+            }
             BdevOp::Unmap => Err(BdevStatus::Unsupported),
         };
         match result {
@@ -228,9 +212,7 @@ impl FileChannel {
         let mut pos = off;
         for chunk in expected.chunks(CHUNK) {
             let got = &mut self.scratch[..chunk.len()];
-            self.file
-                .read_exact_at(got, pos)
-                .map_err(|_| BdevStatus::ReadError)?;
+            self.file.read_exact_at(got, pos).map_err(|_| BdevStatus::ReadError)?;
             if *got != *chunk {
                 return Err(BdevStatus::CompareMismatch);
             }
@@ -244,9 +226,7 @@ impl FileChannel {
         let mut left = len;
         while left > 0 {
             let n = left.min(self.zeroes.len());
-            self.file
-                .write_all_at(&self.zeroes[..n], pos)
-                .map_err(|e| write_status(&e))?;
+            self.file.write_all_at(&self.zeroes[..n], pos).map_err(|e| write_status(&e))?;
             pos += n as u64;
             left -= n;
         }
@@ -280,15 +260,8 @@ mod tests {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let p = std::env::temp_dir().join(format!(
-                "nvmf-filebdev-{}-{tag}-{n}-{nanos}",
-                std::process::id()
-            ));
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&p)
-                .unwrap();
+            let p = std::env::temp_dir().join(format!("nvmf-filebdev-{}-{tag}-{n}-{nanos}", std::process::id()));
+            let f = OpenOptions::new().write(true).create_new(true).open(&p).unwrap();
             f.set_len(len).unwrap();
             TempFile(p)
         }
@@ -301,9 +274,7 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1)
-            .collect()
+        (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1).collect()
     }
 
     #[test]
@@ -316,41 +287,22 @@ mod tests {
         assert_eq!(b.block_size(), 4096);
         assert_eq!(b.num_blocks(), 256);
         assert!(b.volatile_write_cache());
-        for op in [
-            BdevOp::Read,
-            BdevOp::Write,
-            BdevOp::Compare,
-            BdevOp::Flush,
-            BdevOp::WriteZeroes,
-        ] {
+        for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare, BdevOp::Flush, BdevOp::WriteZeroes] {
             assert!(b.supports(op));
         }
         assert!(!b.supports(BdevOp::Unmap));
-        assert!(matches!(
-            FileBdev::open("x", &t.0, 1000),
-            Err(BdevError::InvalidParam(_))
-        ));
+        assert!(matches!(FileBdev::open("x", &t.0, 1000), Err(BdevError::InvalidParam(_))));
         let small = TempFile::new("small", 511);
-        assert!(matches!(
-            FileBdev::open("x", &small.0, 512),
-            Err(BdevError::InvalidParam(_))
-        ));
-        let missing =
-            std::env::temp_dir().join(format!("nvmf-filebdev-missing-{}", std::process::id()));
-        assert!(matches!(
-            FileBdev::open("x", &missing, 512),
-            Err(BdevError::Io { op: "open", .. })
-        ));
+        assert!(matches!(FileBdev::open("x", &small.0, 512), Err(BdevError::InvalidParam(_))));
+        let missing = std::env::temp_dir().join(format!("nvmf-filebdev-missing-{}", std::process::id()));
+        assert!(matches!(FileBdev::open("x", &missing, 512), Err(BdevError::Io { op: "open", .. })));
         // Not a regular file or block device.
         assert!(matches!(
             FileBdev::open("x", std::env::temp_dir(), 512),
             Err(BdevError::Io { .. } | BdevError::InvalidParam(_))
         ));
         if Path::new("/dev/null").exists() {
-            assert!(matches!(
-                FileBdev::open("x", "/dev/null", 512),
-                Err(BdevError::InvalidParam(_))
-            ));
+            assert!(matches!(FileBdev::open("x", "/dev/null", 512), Err(BdevError::InvalidParam(_))));
         }
     }
 
@@ -361,13 +313,7 @@ mod tests {
         let mut ch = b.open_channel().unwrap();
         assert_eq!(read(&mut *ch, 0, 64, 512), vec![0; 64 * 512]);
         let data = pattern(5 * 512, 3);
-        let c = run(
-            &mut *ch,
-            BdevOp::Write,
-            7,
-            5,
-            Some(IoBuf::from(data.clone())),
-        );
+        let c = run(&mut *ch, BdevOp::Write, 7, 5, Some(IoBuf::from(data.clone())));
         assert_eq!(c.status, BdevStatus::Success);
         assert_eq!(c.buf.unwrap().as_slice(), &data[..]);
         assert_eq!(read(&mut *ch, 7, 5, 512), data);
@@ -380,31 +326,12 @@ mod tests {
         let mut ch2 = b.open_channel().unwrap();
         assert_eq!(read(&mut *ch2, 8, 2, 512), data[512..1536].to_vec());
 
-        assert_eq!(
-            run(
-                &mut *ch,
-                BdevOp::Compare,
-                7,
-                5,
-                Some(IoBuf::from(data.clone()))
-            )
-            .status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 7, 5, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         let mut bad = data.clone();
         bad[5 * 512 - 1] ^= 0xff;
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 7, 5, Some(IoBuf::from(bad))).status,
-            BdevStatus::CompareMismatch
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 0, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::Success
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 7, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::CompareMismatch
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 7, 5, Some(IoBuf::from(bad))).status, BdevStatus::CompareMismatch);
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 0, 1, Some(IoBuf::new(512))).status, BdevStatus::Success);
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 7, 1, Some(IoBuf::new(512))).status, BdevStatus::CompareMismatch);
 
         let mut range = vec![0u8; 16];
         range[4] = 1;
@@ -412,15 +339,8 @@ mod tests {
         let c = run(&mut *ch, BdevOp::Unmap, 0, 0, Some(IoBuf::from(range)));
         assert_eq!(c.status, BdevStatus::Unsupported);
         assert!(c.buf.is_some());
-        assert_eq!(
-            read(&mut *ch, 7, 5, 512),
-            data,
-            "unsupported unmap left the data alone"
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Flush, 0, 0, None).status,
-            BdevStatus::Success
-        );
+        assert_eq!(read(&mut *ch, 7, 5, 512), data, "unsupported unmap left the data alone");
+        assert_eq!(run(&mut *ch, BdevOp::Flush, 0, 0, None).status, BdevStatus::Success);
     }
 
     #[test]
@@ -470,28 +390,8 @@ mod tests {
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
         let data = pattern(nb as usize * 512, 9);
-        assert_eq!(
-            run(
-                &mut *ch,
-                BdevOp::Write,
-                0,
-                nb,
-                Some(IoBuf::from(data.clone()))
-            )
-            .status,
-            BdevStatus::Success
-        );
-        assert_eq!(
-            run(
-                &mut *ch,
-                BdevOp::Compare,
-                0,
-                nb,
-                Some(IoBuf::from(data.clone()))
-            )
-            .status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, nb, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 0, nb, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         for at in [0, CHUNK - 1, CHUNK, 2 * CHUNK + 5, data.len() - 1] {
             let mut bad = data.clone();
             bad[at] ^= 0x10;
@@ -509,17 +409,7 @@ mod tests {
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
         let data = pattern(512, 1);
-        assert_eq!(
-            run(
-                &mut *ch,
-                BdevOp::Write,
-                15,
-                1,
-                Some(IoBuf::from(data.clone()))
-            )
-            .status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 15, 1, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         assert_rejects_bad_requests(&mut *ch, 16, 512);
         assert_eq!(read(&mut *ch, 15, 1, 512), data);
         // Nothing was written past the end of the device.
@@ -533,22 +423,9 @@ mod tests {
         let b = FileBdev::open("f", &t.0, 4096).unwrap();
         let mut ch = b.open_channel().unwrap();
         let data = pattern(nb as usize * 4096, 77);
-        assert_eq!(
-            run(
-                &mut *ch,
-                BdevOp::Write,
-                0,
-                nb,
-                Some(IoBuf::from(data.clone()))
-            )
-            .status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, nb, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         // Zero everything but the first and last block: more than two zero buffers' worth.
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, 1, nb - 2, None).status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, 1, nb - 2, None).status, BdevStatus::Success);
         let got = read(&mut *ch, 0, nb, 4096);
         let last = (nb as usize - 1) * 4096;
         assert_eq!(&got[..4096], &data[..4096]);
@@ -564,26 +441,13 @@ mod tests {
             let b: Arc<dyn Bdev> = Arc::new(FileBdev::open("f", &t.0, 4096).unwrap());
             let mut ch = b.open_channel().unwrap();
             assert_eq!(
-                run(
-                    &mut *ch,
-                    BdevOp::Write,
-                    30,
-                    2,
-                    Some(IoBuf::from(data.clone()))
-                )
-                .status,
+                run(&mut *ch, BdevOp::Write, 30, 2, Some(IoBuf::from(data.clone()))).status,
                 BdevStatus::Success
             );
-            assert_eq!(
-                run(&mut *ch, BdevOp::Flush, 0, 0, None).status,
-                BdevStatus::Success
-            );
+            assert_eq!(run(&mut *ch, BdevOp::Flush, 0, 0, None).status, BdevStatus::Success);
             // A channel may outlive the bdev handle it came from.
             drop(b);
-            assert_eq!(
-                run(&mut *ch, BdevOp::Flush, 0, 0, None).status,
-                BdevStatus::Success
-            );
+            assert_eq!(run(&mut *ch, BdevOp::Flush, 0, 0, None).status, BdevStatus::Success);
         }
         let b = FileBdev::open("f", &t.0, 4096).unwrap();
         assert_eq!(b.num_blocks(), 32);
@@ -617,12 +481,7 @@ mod tests {
         let mut ch = b.open_channel().unwrap();
         let got = read(&mut *ch, 0, 64, 512);
         for blk in 0..64usize {
-            assert!(
-                got[blk * 512..(blk + 1) * 512]
-                    .iter()
-                    .all(|&x| x == blk as u8),
-                "block {blk}"
-            );
+            assert!(got[blk * 512..(blk + 1) * 512].iter().all(|&x| x == blk as u8), "block {blk}");
         }
     }
 
@@ -631,41 +490,18 @@ mod tests {
         let t = TempFile::new("shrink", 8 * 512);
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(&t.0)
-            .unwrap()
-            .set_len(4 * 512)
-            .unwrap();
-        assert_eq!(
-            run(&mut *ch, BdevOp::Read, 6, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::ReadError
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 6, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::ReadError
-        );
+        OpenOptions::new().write(true).open(&t.0).unwrap().set_len(4 * 512).unwrap();
+        assert_eq!(run(&mut *ch, BdevOp::Read, 6, 1, Some(IoBuf::new(512))).status, BdevStatus::ReadError);
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 6, 1, Some(IoBuf::new(512))).status, BdevStatus::ReadError);
         assert_eq!(read(&mut *ch, 3, 1, 512), vec![0; 512]);
     }
 
     #[test]
     fn write_error_mapping() {
-        assert_eq!(
-            write_status(&io::Error::from_raw_os_error(libc::ENOSPC)),
-            BdevStatus::NoSpace
-        );
-        assert_eq!(
-            write_status(&io::Error::from_raw_os_error(libc::EDQUOT)),
-            BdevStatus::NoSpace
-        );
-        assert_eq!(
-            write_status(&io::Error::from_raw_os_error(libc::EIO)),
-            BdevStatus::WriteError
-        );
-        assert_eq!(
-            write_status(&io::Error::from(io::ErrorKind::WriteZero)),
-            BdevStatus::WriteError
-        );
+        assert_eq!(write_status(&io::Error::from_raw_os_error(libc::ENOSPC)), BdevStatus::NoSpace);
+        assert_eq!(write_status(&io::Error::from_raw_os_error(libc::EDQUOT)), BdevStatus::NoSpace);
+        assert_eq!(write_status(&io::Error::from_raw_os_error(libc::EIO)), BdevStatus::WriteError);
+        assert_eq!(write_status(&io::Error::from(io::ErrorKind::WriteZero)), BdevStatus::WriteError);
     }
 
     #[test]
@@ -681,14 +517,8 @@ mod tests {
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
         });
-        assert_eq!(
-            run(&mut ch, BdevOp::Write, 0, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::WriteError
-        );
-        assert_eq!(
-            run(&mut ch, BdevOp::WriteZeroes, 0, 4, None).status,
-            BdevStatus::WriteError
-        );
+        assert_eq!(run(&mut ch, BdevOp::Write, 0, 1, Some(IoBuf::new(512))).status, BdevStatus::WriteError);
+        assert_eq!(run(&mut ch, BdevOp::WriteZeroes, 0, 4, None).status, BdevStatus::WriteError);
         assert_eq!(read(&mut ch, 0, 4, 512), vec![0; 2048]);
     }
 
@@ -707,13 +537,7 @@ mod tests {
             zeroes: vec![0u8; CHUNK].into_boxed_slice(),
             scratch: Vec::new(),
         });
-        assert_eq!(
-            run(&mut ch, BdevOp::Write, 1, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::NoSpace
-        );
-        assert_eq!(
-            run(&mut ch, BdevOp::WriteZeroes, 0, 2, None).status,
-            BdevStatus::NoSpace
-        );
+        assert_eq!(run(&mut ch, BdevOp::Write, 1, 1, Some(IoBuf::new(512))).status, BdevStatus::NoSpace);
+        assert_eq!(run(&mut ch, BdevOp::WriteZeroes, 0, 2, None).status, BdevStatus::NoSpace);
     }
 }

@@ -18,28 +18,21 @@ use std::sync::Arc;
 use zerocopy::FromZeros;
 
 use super::sync_channel::{SyncChannel, SyncExecute};
-use super::{
-    check_io, dsm_ranges, Bdev, BdevChannel, BdevError, BdevIo, BdevOp, BdevStatus,
-};
-
+use super::{check_io, dsm_ranges, Bdev, BdevChannel, BdevError, BdevIo, BdevOp, BdevStatus};
 
 /// Validate a bdev geometry: `block_size` a power of two >= 512, `num_blocks` > 0, and the size
 /// in bytes representable in a `u64` (so `check_io`'s byte-offset arithmetic cannot overflow).
 /// Returns the size in bytes.
 pub(super) fn check_geometry(block_size: u32, num_blocks: u64) -> Result<u64, BdevError> {
     if block_size < 512 || !block_size.is_power_of_two() {
-        return Err(BdevError::InvalidParam(format!(
-            "block size {block_size} is not a power of two >= 512"
-        )));
+        return Err(BdevError::InvalidParam(format!("block size {block_size} is not a power of two >= 512")));
     }
     if num_blocks == 0 {
         return Err(BdevError::InvalidParam("number of blocks is 0".into()));
     }
-    num_blocks.checked_mul(block_size as u64).ok_or_else(|| {
-        BdevError::InvalidParam(format!(
-            "{num_blocks} blocks of {block_size} bytes overflow u64"
-        ))
-    })
+    num_blocks
+        .checked_mul(block_size as u64)
+        .ok_or_else(|| BdevError::InvalidParam(format!("{num_blocks} blocks of {block_size} bytes overflow u64")))
 }
 
 /// A RAM disk. Wrap it in an `Arc` to share it (`Arc<dyn Bdev>`).
@@ -57,14 +50,8 @@ impl MallocBdev {
     pub fn new(name: &str, num_blocks: u64, block_size: u32) -> Result<Self, BdevError> {
         let bytes = check_geometry(block_size, num_blocks)?;
         let words = usize::try_from(bytes / 8).map_err(|_| BdevError::NoMemory(bytes))?;
-        let mem = <[AtomicU64]>::new_box_zeroed_with_elems(words)
-            .map_err(|_| BdevError::NoMemory(bytes))?;
-        Ok(MallocBdev {
-            name: name.to_owned(),
-            block_size,
-            num_blocks,
-            mem: Arc::new(mem),
-        })
+        let mem = <[AtomicU64]>::new_box_zeroed_with_elems(words).map_err(|_| BdevError::NoMemory(bytes))?;
+        Ok(MallocBdev { name: name.to_owned(), block_size, num_blocks, mem: Arc::new(mem) })
     }
 }
 
@@ -138,10 +125,7 @@ impl MallocChannel {
                     return BdevStatus::InvalidArg;
                 };
                 for (w, chunk) in words.iter().zip(buf.as_slice().chunks_exact(8)) {
-                    w.store(
-                        u64::from_ne_bytes(chunk.try_into().unwrap_or_default()),
-                        Relaxed,
-                    );
+                    w.store(u64::from_ne_bytes(chunk.try_into().unwrap_or_default()), Relaxed);
                 }
                 BdevStatus::Success
             }
@@ -207,11 +191,7 @@ mod tests {
     const BS: u32 = 512;
 
     fn pattern(len: usize, seed: u8) -> IoBuf {
-        IoBuf::from(
-            (0..len)
-                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-                .collect::<Vec<_>>(),
-        )
+        IoBuf::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<_>>())
     }
 
     #[test]
@@ -222,37 +202,15 @@ mod tests {
         assert_eq!(b.block_size(), 512);
         assert_eq!(b.num_blocks(), 64);
         assert!(!b.volatile_write_cache());
-        for op in [
-            BdevOp::Read,
-            BdevOp::Write,
-            BdevOp::Compare,
-            BdevOp::Flush,
-            BdevOp::WriteZeroes,
-            BdevOp::Unmap,
-        ] {
+        for op in [BdevOp::Read, BdevOp::Write, BdevOp::Compare, BdevOp::Flush, BdevOp::WriteZeroes, BdevOp::Unmap] {
             assert!(b.supports(op));
         }
-        assert!(matches!(
-            MallocBdev::new("x", 8, 1000),
-            Err(BdevError::InvalidParam(_))
-        ));
-        assert!(matches!(
-            MallocBdev::new("x", 8, 256),
-            Err(BdevError::InvalidParam(_))
-        ));
-        assert!(matches!(
-            MallocBdev::new("x", 0, 512),
-            Err(BdevError::InvalidParam(_))
-        ));
-        assert!(matches!(
-            MallocBdev::new("x", u64::MAX, 4096),
-            Err(BdevError::InvalidParam(_))
-        ));
+        assert!(matches!(MallocBdev::new("x", 8, 1000), Err(BdevError::InvalidParam(_))));
+        assert!(matches!(MallocBdev::new("x", 8, 256), Err(BdevError::InvalidParam(_))));
+        assert!(matches!(MallocBdev::new("x", 0, 512), Err(BdevError::InvalidParam(_))));
+        assert!(matches!(MallocBdev::new("x", u64::MAX, 4096), Err(BdevError::InvalidParam(_))));
         // Representable but not allocatable.
-        assert!(matches!(
-            MallocBdev::new("x", u64::MAX / 4096, 4096),
-            Err(BdevError::NoMemory(_))
-        ));
+        assert!(matches!(MallocBdev::new("x", u64::MAX / 4096, 4096), Err(BdevError::NoMemory(_))));
     }
 
     #[test]
@@ -264,11 +222,7 @@ mod tests {
         let expect = data.as_slice().to_vec();
         let c = run(&mut *ch, BdevOp::Write, 10, 3, Some(data));
         assert_eq!(c.status, BdevStatus::Success);
-        assert_eq!(
-            c.buf.unwrap().as_slice(),
-            &expect[..],
-            "write hands its buffer back intact"
-        );
+        assert_eq!(c.buf.unwrap().as_slice(), &expect[..], "write hands its buffer back intact");
         assert_eq!(read(&mut *ch, 10, 3, 4096), expect);
         // Neighbours untouched, and a second channel sees the data.
         let mut ch2 = b.open_channel().unwrap();
@@ -278,15 +232,9 @@ mod tests {
         // Last block.
         let last = pattern(4096, 99);
         let lastv = last.as_slice().to_vec();
-        assert_eq!(
-            run(&mut *ch, BdevOp::Write, 127, 1, Some(last)).status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 127, 1, Some(last)).status, BdevStatus::Success);
         assert_eq!(read(&mut *ch, 127, 1, 4096), lastv);
-        assert_eq!(
-            run(&mut *ch, BdevOp::Flush, 0, 0, None).status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Flush, 0, 0, None).status, BdevStatus::Success);
     }
 
     #[test]
@@ -295,45 +243,20 @@ mod tests {
         let mut ch = b.open_channel().unwrap();
         let data = pattern(2 * 512, 3);
         let mut other = data.as_slice().to_vec();
-        assert_eq!(
-            run(&mut *ch, BdevOp::Write, 4, 2, Some(data)).status,
-            BdevStatus::Success
-        );
-        let c = run(
-            &mut *ch,
-            BdevOp::Compare,
-            4,
-            2,
-            Some(IoBuf::from(other.clone())),
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 4, 2, Some(data)).status, BdevStatus::Success);
+        let c = run(&mut *ch, BdevOp::Compare, 4, 2, Some(IoBuf::from(other.clone())));
         assert_eq!(c.status, BdevStatus::Success);
         assert_eq!(c.buf.unwrap().as_slice(), &other[..]);
         other[1023] ^= 1; // last byte
         assert_eq!(
-            run(
-                &mut *ch,
-                BdevOp::Compare,
-                4,
-                2,
-                Some(IoBuf::from(other.clone()))
-            )
-            .status,
+            run(&mut *ch, BdevOp::Compare, 4, 2, Some(IoBuf::from(other.clone()))).status,
             BdevStatus::CompareMismatch
         );
         other[1023] ^= 1;
         other[0] ^= 0x80; // first byte
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 4, 2, Some(IoBuf::from(other))).status,
-            BdevStatus::CompareMismatch
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 0, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::Success
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Compare, 4, 1, Some(IoBuf::new(512))).status,
-            BdevStatus::CompareMismatch
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 4, 2, Some(IoBuf::from(other))).status, BdevStatus::CompareMismatch);
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 0, 1, Some(IoBuf::new(512))).status, BdevStatus::Success);
+        assert_eq!(run(&mut *ch, BdevOp::Compare, 4, 1, Some(IoBuf::new(512))).status, BdevStatus::CompareMismatch);
     }
 
     #[test]
@@ -342,27 +265,12 @@ mod tests {
         let mut ch = b.open_channel().unwrap();
         let data = pattern(512, 1);
         let v = data.as_slice().to_vec();
-        assert_eq!(
-            run(&mut *ch, BdevOp::Write, 15, 1, Some(data)).status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 15, 1, Some(data)).status, BdevStatus::Success);
         assert_rejects_bad_requests(&mut *ch, 16, BS);
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, 10, 7, None).status,
-            BdevStatus::OutOfRange
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Unmap, 0, 0, None).status,
-            BdevStatus::InvalidArg
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(0, 1), (15, 2)]))).status,
-            BdevStatus::OutOfRange
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(u64::MAX, 2)]))).status,
-            BdevStatus::OutOfRange
-        );
+        assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, 10, 7, None).status, BdevStatus::OutOfRange);
+        assert_eq!(run(&mut *ch, BdevOp::Unmap, 0, 0, None).status, BdevStatus::InvalidArg);
+        assert_eq!(run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(0, 1), (15, 2)]))).status, BdevStatus::OutOfRange);
+        assert_eq!(run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(u64::MAX, 2)]))).status, BdevStatus::OutOfRange);
         // Nothing above changed the data (the failed Unmap's first range included).
         assert_eq!(read(&mut *ch, 15, 1, BS), v);
     }
@@ -373,21 +281,9 @@ mod tests {
         let mut ch = b.open_channel().unwrap();
         let data = pattern(32 * 512, 5);
         let all = data.as_slice().to_vec();
-        assert_eq!(
-            run(&mut *ch, BdevOp::Write, 0, 32, Some(data)).status,
-            BdevStatus::Success
-        );
-        assert_eq!(
-            run(&mut *ch, BdevOp::WriteZeroes, 2, 3, None).status,
-            BdevStatus::Success
-        );
-        let c = run(
-            &mut *ch,
-            BdevOp::Unmap,
-            0,
-            0,
-            Some(dsm(&[(10, 1), (20, 4), (31, 1), (0, 0)])),
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, 0, 32, Some(data)).status, BdevStatus::Success);
+        assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, 2, 3, None).status, BdevStatus::Success);
+        let c = run(&mut *ch, BdevOp::Unmap, 0, 0, Some(dsm(&[(10, 1), (20, 4), (31, 1), (0, 0)])));
         assert_eq!(c.status, BdevStatus::Success);
         assert_eq!(c.buf.unwrap().len(), 64);
         let got = read(&mut *ch, 0, 32, BS);
@@ -413,10 +309,7 @@ mod tests {
                     for i in 0..128u64 {
                         let blk = t as u64 * 128 + i;
                         let buf = IoBuf::from(vec![t.wrapping_mul(100).wrapping_add(i as u8); 512]);
-                        assert_eq!(
-                            run(&mut *ch, BdevOp::Write, blk, 1, Some(buf)).status,
-                            BdevStatus::Success
-                        );
+                        assert_eq!(run(&mut *ch, BdevOp::Write, blk, 1, Some(buf)).status, BdevStatus::Success);
                     }
                     // Each thread reads back its own range through its own channel.
                     let got = read(&mut *ch, t as u64 * 128, 128, BS);
@@ -436,10 +329,7 @@ mod tests {
         for blk in 0..256usize {
             let (t, i) = ((blk / 128) as u8, (blk % 128) as u8);
             let want = t.wrapping_mul(100).wrapping_add(i);
-            assert!(
-                got[blk * 512..(blk + 1) * 512].iter().all(|&x| x == want),
-                "block {blk}"
-            );
+            assert!(got[blk * 512..(blk + 1) * 512].iter().all(|&x| x == want), "block {blk}");
         }
     }
 
@@ -473,11 +363,7 @@ mod tests {
         assert_eq!(out.len(), 601);
         for (i, c) in out.iter().enumerate() {
             assert_eq!(c.tag, i as u64);
-            let want = if i == 600 {
-                BdevStatus::OutOfRange
-            } else {
-                BdevStatus::Success
-            };
+            let want = if i == 600 { BdevStatus::OutOfRange } else { BdevStatus::Success };
             assert_eq!(c.status, want);
             assert!(c.buf.is_some());
         }
@@ -500,22 +386,12 @@ mod tests {
         let mut ch = b.open_channel().unwrap();
         let data = pattern(4096, 11);
         let v = data.as_slice().to_vec();
-        assert_eq!(
-            run(&mut *ch, BdevOp::Write, (1 << 18) - 1, 1, Some(data)).status,
-            BdevStatus::Success
-        );
+        assert_eq!(run(&mut *ch, BdevOp::Write, (1 << 18) - 1, 1, Some(data)).status, BdevStatus::Success);
         assert_eq!(read(&mut *ch, (1 << 18) - 1, 1, 4096), v);
         assert_eq!(read(&mut *ch, 1 << 17, 1, 4096), vec![0; 4096]);
-        assert!(
-            elapsed < std::time::Duration::from_millis(500),
-            "creating 1 GiB took {elapsed:?}"
-        );
+        assert!(elapsed < std::time::Duration::from_millis(500), "creating 1 GiB took {elapsed:?}");
         if let (Some(a), Some(z)) = (before, rss_bytes()) {
-            assert!(
-                z.saturating_sub(a) < 256 << 20,
-                "1 GiB malloc bdev committed {} bytes",
-                z - a
-            );
+            assert!(z.saturating_sub(a) < 256 << 20, "1 GiB malloc bdev committed {} bytes", z - a);
         }
     }
 }

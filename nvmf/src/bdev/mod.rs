@@ -86,7 +86,10 @@ pub enum BdevStatus {
     Unsupported,
     /// The device's own completion for a passthrough command ([`BdevChannel::submit_passthru`]):
     /// its NVMe status (success included) and DW0 go to the host unchanged.
-    Nvme { status: Status, dw0: u32 },
+    Nvme {
+        status: Status,
+        dw0: u32,
+    },
 }
 
 /// A command passed through to an NVMe device unchanged except for what the bdev must own:

@@ -71,7 +71,12 @@ pub struct NvmeBdevOpts {
 
 impl Default for NvmeBdevOpts {
     fn default() -> Self {
-        NvmeBdevOpts { queue_entries: None, max_buf_size: DEFAULT_MAX_BUF_SIZE, num_bufs: None, large_bufs: DEFAULT_LARGE_BUFS }
+        NvmeBdevOpts {
+            queue_entries: None,
+            max_buf_size: DEFAULT_MAX_BUF_SIZE,
+            num_bufs: None,
+            large_bufs: DEFAULT_LARGE_BUFS,
+        }
     }
 }
 
@@ -398,8 +403,9 @@ pub fn map_status(status: Status, op: BdevOp) -> BdevStatus {
 impl NvmeChannel {
     /// Whether `buf` is a DMA buffer of this channel's pools (the device can address it).
     fn lent(&self, buf: Option<&IoBuf>) -> bool {
-        buf.and_then(IoBuf::dma)
-            .is_some_and(|d| d.pool_id() == self.pool.id() || self.large.as_ref().is_some_and(|l| l.id() == d.pool_id()))
+        buf.and_then(IoBuf::dma).is_some_and(|d| {
+            d.pool_id() == self.pool.id() || self.large.as_ref().is_some_and(|l| l.id() == d.pool_id())
+        })
     }
 
     fn alloc_io(&mut self, io: Io) -> u32 {
@@ -442,9 +448,9 @@ impl NvmeChannel {
             io.opaque || io.buf.as_ref().is_some_and(|b| !b.is_empty())
         } else {
             match io.op {
-            BdevOp::Read | BdevOp::Write | BdevOp::Compare => true,
-            BdevOp::WriteZeroes => !self.native_write_zeroes,
-            BdevOp::Flush | BdevOp::Unmap => false,
+                BdevOp::Read | BdevOp::Write | BdevOp::Compare => true,
+                BdevOp::WriteZeroes => !self.native_write_zeroes,
+                BdevOp::Flush | BdevOp::Unmap => false,
             }
         };
         let dma = if needs_buf && io.opaque {
@@ -518,82 +524,94 @@ impl NvmeChannel {
             (1, r)
         } else {
             match (io.op, dma.as_ref()) {
-            (BdevOp::Read | BdevOp::Write | BdevOp::Compare, _) if io.direct => {
-                // The device moves the data in place, in the buffer the transport filled or
-                // will send from.
-                let blocks = remaining.min(self.buf_blocks);
-                let at = io.next as usize * bs;
-                let opc = match io.op {
-                    BdevOp::Read => NvmOpcode::Read,
-                    BdevOp::Write => NvmOpcode::Write,
-                    _ => NvmOpcode::Compare,
-                };
-                let r = match io.buf.as_ref().and_then(IoBuf::dma) {
-                    Some(d) => self.qp.rw_at_flags(opc, nsid, lba, blocks as u32, d, at, io.cdw12_flags, token),
-                    None => Err(nvme_driver::Error::InvalidArgument("lent buffer is not DMA memory".into())),
-                };
-                (blocks, r)
-            }
-            (BdevOp::Read | BdevOp::Write | BdevOp::Compare, Some(d)) => {
-                let blocks = remaining.min(self.buf_blocks);
-                off = io.next as usize * bs;
-                len = blocks as usize * bs;
-                let r = match io.op {
-                    BdevOp::Read => {
-                        kind = Kind::Read;
-                        self.qp.read(nsid, lba, blocks as u32, d, token)
-                    }
-                    BdevOp::Compare if !self.native_compare => {
-                        kind = Kind::CompareByRead;
-                        self.qp.read(nsid, lba, blocks as u32, d, token)
-                    }
-                    op => {
-                        // The one copy left on the data path (see the module docs).
-                        match io.buf.as_ref().and_then(|b| b.as_slice().get(off..off + len)) {
-                            Some(src) => {
-                                d.write(0, src);
-                                self.copied.fetch_add(len as u64, Ordering::Relaxed);
-                            }
-                            None => {
-                                io.status = BdevStatus::InvalidArg;
-                                return Step::More;
-                            }
-                        }
-                        if op == BdevOp::Write {
-                            self.qp.rw_at_flags(NvmOpcode::Write, nsid, lba, blocks as u32, d, 0, io.cdw12_flags, token)
-                        } else {
-                            self.qp.compare(nsid, lba, blocks as u32, d, token)
-                        }
-                    }
-                };
-                (blocks, r)
-            }
-            (BdevOp::WriteZeroes, Some(d)) => {
-                let blocks = remaining.min(self.buf_blocks);
-                d.fill(0, blocks as usize * bs, 0);
-                (blocks, self.qp.rw_at_flags(NvmOpcode::Write, nsid, lba, blocks as u32, d, 0, io.cdw12_flags, token))
-            }
-            (BdevOp::WriteZeroes, None) => {
-                let blocks = remaining.min(MAX_WZ_BLOCKS);
-                (blocks, self.qp.write_zeroes_flags(nsid, lba, blocks as u32, io.cdw12_flags, token))
-            }
-            (BdevOp::Flush, _) => (1, self.qp.flush(nsid, token)),
-            (BdevOp::Unmap, _) => {
-                let mut ranges = [(0u64, 0u32); MAX_DSM_RANGES];
-                let first = io.next as usize;
-                let n = (remaining as usize).min(MAX_DSM_RANGES);
-                let src = io.buf.as_ref().map_or(&[][..], |b| b.as_slice());
-                let src = src.get(first * 16..(first + n) * 16).unwrap_or(&[]);
-                for (dst, r) in ranges.iter_mut().zip(super::dsm_ranges(src)) {
-                    *dst = r;
+                (BdevOp::Read | BdevOp::Write | BdevOp::Compare, _) if io.direct => {
+                    // The device moves the data in place, in the buffer the transport filled or
+                    // will send from.
+                    let blocks = remaining.min(self.buf_blocks);
+                    let at = io.next as usize * bs;
+                    let opc = match io.op {
+                        BdevOp::Read => NvmOpcode::Read,
+                        BdevOp::Write => NvmOpcode::Write,
+                        _ => NvmOpcode::Compare,
+                    };
+                    let r = match io.buf.as_ref().and_then(IoBuf::dma) {
+                        Some(d) => self.qp.rw_at_flags(opc, nsid, lba, blocks as u32, d, at, io.cdw12_flags, token),
+                        None => Err(nvme_driver::Error::InvalidArgument("lent buffer is not DMA memory".into())),
+                    };
+                    (blocks, r)
                 }
-                (n as u64, self.qp.deallocate(nsid, &ranges[..n], token))
-            }
-            (_, None) => {
-                // Unreachable: data ops always got a buffer above.
-                io.status = BdevStatus::InvalidArg;
-                return Step::More;
-            }
+                (BdevOp::Read | BdevOp::Write | BdevOp::Compare, Some(d)) => {
+                    let blocks = remaining.min(self.buf_blocks);
+                    off = io.next as usize * bs;
+                    len = blocks as usize * bs;
+                    let r = match io.op {
+                        BdevOp::Read => {
+                            kind = Kind::Read;
+                            self.qp.read(nsid, lba, blocks as u32, d, token)
+                        }
+                        BdevOp::Compare if !self.native_compare => {
+                            kind = Kind::CompareByRead;
+                            self.qp.read(nsid, lba, blocks as u32, d, token)
+                        }
+                        op => {
+                            // The one copy left on the data path (see the module docs).
+                            match io.buf.as_ref().and_then(|b| b.as_slice().get(off..off + len)) {
+                                Some(src) => {
+                                    d.write(0, src);
+                                    self.copied.fetch_add(len as u64, Ordering::Relaxed);
+                                }
+                                None => {
+                                    io.status = BdevStatus::InvalidArg;
+                                    return Step::More;
+                                }
+                            }
+                            if op == BdevOp::Write {
+                                self.qp.rw_at_flags(
+                                    NvmOpcode::Write,
+                                    nsid,
+                                    lba,
+                                    blocks as u32,
+                                    d,
+                                    0,
+                                    io.cdw12_flags,
+                                    token,
+                                )
+                            } else {
+                                self.qp.compare(nsid, lba, blocks as u32, d, token)
+                            }
+                        }
+                    };
+                    (blocks, r)
+                }
+                (BdevOp::WriteZeroes, Some(d)) => {
+                    let blocks = remaining.min(self.buf_blocks);
+                    d.fill(0, blocks as usize * bs, 0);
+                    (
+                        blocks,
+                        self.qp.rw_at_flags(NvmOpcode::Write, nsid, lba, blocks as u32, d, 0, io.cdw12_flags, token),
+                    )
+                }
+                (BdevOp::WriteZeroes, None) => {
+                    let blocks = remaining.min(MAX_WZ_BLOCKS);
+                    (blocks, self.qp.write_zeroes_flags(nsid, lba, blocks as u32, io.cdw12_flags, token))
+                }
+                (BdevOp::Flush, _) => (1, self.qp.flush(nsid, token)),
+                (BdevOp::Unmap, _) => {
+                    let mut ranges = [(0u64, 0u32); MAX_DSM_RANGES];
+                    let first = io.next as usize;
+                    let n = (remaining as usize).min(MAX_DSM_RANGES);
+                    let src = io.buf.as_ref().map_or(&[][..], |b| b.as_slice());
+                    let src = src.get(first * 16..(first + n) * 16).unwrap_or(&[]);
+                    for (dst, r) in ranges.iter_mut().zip(super::dsm_ranges(src)) {
+                        *dst = r;
+                    }
+                    (n as u64, self.qp.deallocate(nsid, &ranges[..n], token))
+                }
+                (_, None) => {
+                    // Unreachable: data ops always got a buffer above.
+                    io.status = BdevStatus::InvalidArg;
+                    return Step::More;
+                }
             }
         };
         match result {
@@ -1259,7 +1277,14 @@ mod tests {
         }
         for i in 0..200u64 {
             let buf = IoBuf::new(1024);
-            ch.submit(BdevIo { op: BdevOp::Read, offset_blocks: i * 2, num_blocks: 2, buf: Some(buf), fua: false, tag: 1000 + i });
+            ch.submit(BdevIo {
+                op: BdevOp::Read,
+                offset_blocks: i * 2,
+                num_blocks: 2,
+                buf: Some(buf),
+                fua: false,
+                tag: 1000 + i,
+            });
         }
         let out = wait(&mut *ch, 200);
         for c in out {

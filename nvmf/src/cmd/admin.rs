@@ -57,7 +57,8 @@ pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
         ev.ns_change_pending = false;
         ev.ns_change_masked = true;
         Some(
-            AsyncEvent::new(async_event_type::NOTICE, async_event_notice::NS_ATTR_CHANGED, lid::CHANGED_NS_LIST).to_dw0(),
+            AsyncEvent::new(async_event_type::NOTICE, async_event_notice::NS_ATTR_CHANGED, lid::CHANGED_NS_LIST)
+                .to_dw0(),
         )
     } else {
         None
@@ -135,8 +136,9 @@ fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             return Exec::Complete;
         }
         fid::VOLATILE_WRITE_CACHE => ctrl.write_cache_enabled() as u32,
-        fid::ARBITRATION | fid::POWER_MGMT | fid::ERROR_RECOVERY | fid::INTERRUPT_COALESCING
-        | fid::WRITE_ATOMICITY => 0,
+        fid::ARBITRATION | fid::POWER_MGMT | fid::ERROR_RECOVERY | fid::INTERRUPT_COALESCING | fid::WRITE_ATOMICITY => {
+            0
+        }
         fid::TEMP_THRESHOLD => 0x0157, // 343 K
         fid::HOST_IDENTIFIER => {
             super::fill_data(cmd.buf, &ctrl.hostid);
@@ -174,8 +176,12 @@ fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
         }
         // WCE (bit 0) off: this controller's writes are written through from now on.
         fid::VOLATILE_WRITE_CACHE => ctrl.set_write_cache_enabled(cdw11 & 1 != 0),
-        fid::ARBITRATION | fid::POWER_MGMT | fid::TEMP_THRESHOLD | fid::ERROR_RECOVERY
-        | fid::INTERRUPT_COALESCING | fid::WRITE_ATOMICITY => {}
+        fid::ARBITRATION
+        | fid::POWER_MGMT
+        | fid::TEMP_THRESHOLD
+        | fid::ERROR_RECOVERY
+        | fid::INTERRUPT_COALESCING
+        | fid::WRITE_ATOMICITY => {}
         _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
     }
     Exec::Complete

@@ -5,7 +5,9 @@ use crate::ctrlr::{CcChange, Controller, MAX_ADMIN_QUEUE_DEPTH, MAX_QUEUE_DEPTH,
 use crate::fanout::FanoutDone;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
-use crate::spec::fabrics::{connect_invalid_param_dw0, connect_ipo, ConnectCmd, ConnectData, PropertyCmd, CNTLID_DYNAMIC};
+use crate::spec::fabrics::{
+    connect_invalid_param_dw0, connect_ipo, ConnectCmd, ConnectData, PropertyCmd, CNTLID_DYNAMIC,
+};
 use crate::spec::{get_str, reg, Cc, CommandSpecificStatus as Cs, FabricsType, GenericStatus as Gs, Status};
 use zerocopy::FromBytes;
 

@@ -166,7 +166,11 @@ impl IoQueue {
                         crate::spec::GenericStatus::INVALID_OPCODE | crate::spec::GenericStatus::INVALID_FIELD
                     ) =>
             {
-                log::debug!("queue {}: target does not support Fabrics Disconnect ({:?}); closing", self.q.qid(), cqe.status());
+                log::debug!(
+                    "queue {}: target does not support Fabrics Disconnect ({:?}); closing",
+                    self.q.qid(),
+                    cqe.status()
+                );
                 Ok(())
             }
             Ok(cqe) => check(cqe).map(|_| ()),

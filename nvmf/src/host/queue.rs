@@ -333,18 +333,27 @@ impl Queue {
     /// Open the transport connection of queue `qid` (of controller `cntlid`, or
     /// `CNTLID_DYNAMIC` for an admin queue) to `addr`, allowing `depth` commands in flight and
     /// writes of up to `icd_max` bytes in-capsule. The Fabrics Connect is the caller's.
-    pub fn open(addr: SocketAddr, qid: u16, cntlid: u16, depth: usize, icd_max: usize, cfg: &HostConfig) -> Result<Queue> {
+    pub fn open(
+        addr: SocketAddr,
+        qid: u16,
+        cntlid: u16,
+        depth: usize,
+        icd_max: usize,
+        cfg: &HostConfig,
+    ) -> Result<Queue> {
         match cfg.transport {
             HostTransport::Tcp => {
                 let _ = cntlid;
                 Ok(Queue::Tcp(TcpQueue::new(Conn::connect(addr, cfg)?, qid, depth, icd_max)))
             }
             #[cfg(feature = "rdma")]
-            HostTransport::Rdma => Ok(Queue::Rdma(super::rdma::RdmaQueue::connect(addr, qid, cntlid, depth, icd_max, cfg)?)),
+            HostTransport::Rdma => {
+                Ok(Queue::Rdma(super::rdma::RdmaQueue::connect(addr, qid, cntlid, depth, icd_max, cfg)?))
+            }
             #[cfg(not(feature = "rdma"))]
-            HostTransport::Rdma => Err(HostError::InvalidArgument(
-                "NVMe/RDMA: nvmf was built without the `rdma` feature".into(),
-            )),
+            HostTransport::Rdma => {
+                Err(HostError::InvalidArgument("NVMe/RDMA: nvmf was built without the `rdma` feature".into()))
+            }
         }
     }
 

@@ -220,7 +220,14 @@ pub(crate) fn cm_request(qid: u16, depth: usize, cntlid: u16) -> private::CmRequ
 
 impl RdmaQueue {
     /// Connect queue `qid` to `addr` over RDMA (no Fabrics Connect yet).
-    pub fn connect(addr: SocketAddr, qid: u16, cntlid: u16, depth: usize, icd_max: usize, cfg: &HostConfig) -> Result<RdmaQueue> {
+    pub fn connect(
+        addr: SocketAddr,
+        qid: u16,
+        cntlid: u16,
+        depth: usize,
+        icd_max: usize,
+        cfg: &HostConfig,
+    ) -> Result<RdmaQueue> {
         let depth = depth.clamp(1, crate::ctrlr::MAX_QUEUE_DEPTH as usize);
         let timeout = cfg.io_timeout;
         let tmo_ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
@@ -242,19 +249,28 @@ impl RdmaQueue {
             if ev.kind == CmEventKind::Rejected {
                 return Err(io_err(io::ErrorKind::ConnectionRefused, describe_reject(&ev.private_data, ev.status)));
             }
-            Err(io_err(io::ErrorKind::Other, format!("{what} {addr}: RDMA CM event {:?} (status {})", ev.kind, ev.status)))
+            Err(io_err(
+                io::ErrorKind::Other,
+                format!("{what} {addr}: RDMA CM event {:?} (status {})", ev.kind, ev.status),
+            ))
         };
         id.resolve_addr(addr, tmo_ms)?;
         wait(&ch, CmEventKind::AddrResolved, "resolving address")?;
         id.resolve_route(tmo_ms)?;
         wait(&ch, CmEventKind::RouteResolved, "resolving route to")?;
-        let dev = id.device().ok_or_else(|| io_err(io::ErrorKind::NotFound, format!("{addr}: no RDMA device for this address")))?;
+        let dev = id
+            .device()
+            .ok_or_else(|| io_err(io::ErrorKind::NotFound, format!("{addr}: no RDMA device for this address")))?;
         let attrs = dev.attrs()?;
         let pd = Pd::new(dev)?;
         let lay = Layout::new(depth, icd_max);
         let cq = Cq::new(dev, (2 * depth as u32 + 2).min(attrs.max_cqe))?;
         let arena = Arena::new(&pd, lay.total(), true)?;
-        let caps = QpCaps { max_send_wr: (depth as u32).min(attrs.max_qp_wr), max_recv_wr: (lay.nrecv as u32).min(attrs.max_qp_wr), max_inline: 0 };
+        let caps = QpCaps {
+            max_send_wr: (depth as u32).min(attrs.max_qp_wr),
+            max_recv_wr: (lay.nrecv as u32).min(attrs.max_qp_wr),
+            max_inline: 0,
+        };
         id.create_qp(&pd, &cq, None, caps)?;
         let mut q = RdmaQueue {
             id,
@@ -265,7 +281,15 @@ impl RdmaQueue {
             qid,
             lay,
             slots: (0..depth)
-                .map(|_| Slot { state: State::Free, dir: Dir::None, len: 0, range: None, buf: Vec::new(), cqe: Cqe::default(), send_busy: false })
+                .map(|_| Slot {
+                    state: State::Free,
+                    dir: Dir::None,
+                    len: 0,
+                    range: None,
+                    buf: Vec::new(),
+                    cqe: Cqe::default(),
+                    send_busy: false,
+                })
                 .collect(),
             free: (0..depth as u16).rev().collect(),
             ready: VecDeque::with_capacity(depth),
@@ -395,7 +419,11 @@ impl RdmaQueue {
         slot.range = range;
         slot.send_busy = true;
         self.busy += 1;
-        log::trace!("rdma qid {} submit cid {cid} opcode {:#04x} len {len} in-capsule {in_capsule}", self.qid, sqe.opcode);
+        log::trace!(
+            "rdma qid {} submit cid {cid} opcode {:#04x} len {len} in-capsule {in_capsule}",
+            self.qid,
+            sqe.opcode
+        );
         let wr = Wr::Send { local: self.arena.addr(sbuf), len: capsule_len as u32, lkey: self.arena.lkey() };
         if let Err(e) = self.id.post_send(WR_SEND | cid as u64, &wr) {
             return Err(self.fail(e.into()));
@@ -447,7 +475,12 @@ impl RdmaQueue {
             }
             return Err(io_err(
                 io::ErrorKind::Other,
-                format!("RDMA work request failed: {} (wr_id {:#x}, peer {})", verbs::wc_status_str(wc.status), wc.wr_id, self.peer),
+                format!(
+                    "RDMA work request failed: {} (wr_id {:#x}, peer {})",
+                    verbs::wc_status_str(wc.status),
+                    wc.wr_id,
+                    self.peer
+                ),
             ));
         }
         if wc.wr_id & WR_SEND != 0 {
@@ -659,7 +692,8 @@ mod tests {
             return;
         }
         let cfg = HostConfig { io_timeout: Duration::from_secs(1), ..Default::default() };
-        let err = RdmaQueue::connect("127.0.0.1:4420".parse().unwrap(), 0, 0xffff, 31, 8192, &cfg).err().expect("no device");
+        let err =
+            RdmaQueue::connect("127.0.0.1:4420".parse().unwrap(), 0, 0xffff, 31, 8192, &cfg).err().expect("no device");
         assert!(err.to_string().contains("no RDMA device"), "{err}");
     }
 }

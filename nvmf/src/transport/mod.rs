@@ -2,13 +2,13 @@
 //! addresses, accepts connections, and drives them inside a poll group. TCP is the first
 //! implementation; RDMA plugs into the same traits.
 
+pub(crate) mod limits;
 #[cfg(feature = "rdma")]
 pub mod rdma;
-pub(crate) mod limits;
 pub mod tcp;
 
-use crate::poll_group::GroupCtx;
 use crate::bdev::BdevCompletion;
+use crate::poll_group::GroupCtx;
 use std::any::Any;
 use std::fmt;
 

@@ -74,7 +74,10 @@ fn parse() -> Result<Args, String> {
         i += 1;
     }
     if pos.len() != 2 {
-        return Err("usage: host_check ADDR:PORT SUBNQN [--trtype tcp|rdma] [--digests none|header|data|both] [--hostnqn NQN]".into());
+        return Err(
+            "usage: host_check ADDR:PORT SUBNQN [--trtype tcp|rdma] [--digests none|header|data|both] [--hostnqn NQN]"
+                .into(),
+        );
     }
     if trtype == HostTransport::Rdma && (hdgst || ddgst) {
         return Err("--digests: NVMe/TCP only".into());
@@ -116,11 +119,14 @@ fn main() {
 
     // Discovery.
     let disc = (|| -> Result<String, String> {
-        let mut d = Controller::connect(a.addr, "nqn.2014-08.org.nvmexpress.discovery", &cfg).map_err(|e| format!("connect: {e}"))?;
+        let mut d = Controller::connect(a.addr, "nqn.2014-08.org.nvmexpress.discovery", &cfg)
+            .map_err(|e| format!("connect: {e}"))?;
         let (genctr, entries): (u64, Vec<DiscoveryLogEntry>) = d.discovery_log().map_err(|e| format!("log: {e}"))?;
         let names: Vec<String> = entries
             .iter()
-            .map(|e| format!("{} at {}:{} (trtype {})", field(&e.subnqn), field(&e.traddr), field(&e.trsvcid), e.trtype))
+            .map(|e| {
+                format!("{} at {}:{} (trtype {})", field(&e.subnqn), field(&e.traddr), field(&e.trsvcid), e.trtype)
+            })
             .collect();
         let _ = d.disconnect();
         if !entries.iter().any(|e| field(&e.subnqn) == a.nqn) {
@@ -172,11 +178,18 @@ fn main() {
     let (bs, nsze) = match ctrl.identify_namespace(nsid) {
         Ok(ns) => {
             let bs = ns.block_size();
-            report("identify-ns", if ns.nsze.get() > 0 && bs >= 512 {
-                Ok(format!("active {nsids:?}; nsid {nsid}: nsze {} ncap {} block size {bs}", ns.nsze.get(), ns.ncap.get()))
-            } else {
-                Err(format!("nsze {} block size {bs}", ns.nsze.get()))
-            });
+            report(
+                "identify-ns",
+                if ns.nsze.get() > 0 && bs >= 512 {
+                    Ok(format!(
+                        "active {nsids:?}; nsid {nsid}: nsze {} ncap {} block size {bs}",
+                        ns.nsze.get(),
+                        ns.ncap.get()
+                    ))
+                } else {
+                    Err(format!("nsze {} block size {bs}", ns.nsze.get()))
+                },
+            );
             (bs as usize, ns.nsze.get())
         }
         Err(e) => {
@@ -193,7 +206,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    report("io-queue", Ok(format!("qid {}, depth {}, in-capsule {} bytes", io.qid(), io.depth(), io.in_capsule_size())));
+    report(
+        "io-queue",
+        Ok(format!("qid {}, depth {}, in-capsule {} bytes", io.qid(), io.depth(), io.in_capsule_size())),
+    );
 
     // Write/read verify of several sizes, each split into commands of at most MDTS.
     let sizes = [512usize, 4096, 8192 + 512, 65536, 131072, 1 << 20, 2 << 20];
@@ -224,7 +240,10 @@ fn main() {
                 let at = back.iter().zip(&data).position(|(x, y)| x != y).unwrap_or(0);
                 return Err(format!("read back differs at byte {at}"));
             }
-            Ok(format!("LBA {lba}: {size} bytes in {cmds} write(s) of up to {chunk} bytes, read back identical ({:?})", t.elapsed()))
+            Ok(format!(
+                "LBA {lba}: {size} bytes in {cmds} write(s) of up to {chunk} bytes, read back identical ({:?})",
+                t.elapsed()
+            ))
         })();
         report(&format!("rw-{size}"), r);
         lba += blocks.next_multiple_of(8);
@@ -264,7 +283,8 @@ fn main() {
         q2.disconnect().map_err(|e| format!("disconnect queue 2: {e}"))?;
         for i in 0..n {
             let mut b = vec![0u8; len];
-            io.read(nsid, base + i * (len / bs) as u64, (len / bs) as u32, &mut b).map_err(|e| format!("read {i}: {e}"))?;
+            io.read(nsid, base + i * (len / bs) as u64, (len / bs) as u32, &mut b)
+                .map_err(|e| format!("read {i}: {e}"))?;
             if b != pattern(1000 + i, len) {
                 return Err(format!("block group {i} differs"));
             }

@@ -32,7 +32,8 @@ impl RdmaListener {
         let ch = EventChannel::new(false)?;
         let id = CmId::listen(&ch, sa, opts.acceptor_backlog)?;
         let port = id.local_port();
-        let addr = TransportAddr { trtype: TransportType::Rdma, traddr: addr.traddr.clone(), trsvcid: port.to_string() };
+        let addr =
+            TransportAddr { trtype: TransportType::Rdma, traddr: addr.traddr.clone(), trsvcid: port.to_string() };
         Ok(RdmaListener { id, ch, addr, max_queue_depth: opts.max_queue_depth })
     }
 }

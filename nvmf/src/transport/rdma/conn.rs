@@ -120,7 +120,6 @@ pub(crate) struct Res<'a> {
     pub units: &'a mut UnitPool,
 }
 
-
 /// A keyed SGL data block: host memory reachable by RDMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub(crate) struct Keyed {
@@ -158,7 +157,10 @@ impl Keyed {
 pub(crate) enum DataPlan {
     None,
     /// In-capsule data at `off` (relative to the end of the SQE), `len` bytes.
-    InCapsule { off: usize, len: usize },
+    InCapsule {
+        off: usize,
+        len: usize,
+    },
     Keyed(Keyed),
     Bad(Status),
 }
@@ -300,7 +302,16 @@ pub(crate) struct RdmaConn {
 
 impl RdmaConn {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(idx: u32, peer: String, qp: Box<dyn SendQueue>, dev: usize, qp_num: u32, cm_key: usize, listener: TransportAddr, limits: ConnLimits) -> Self {
+    pub fn new(
+        idx: u32,
+        peer: String,
+        qp: Box<dyn SendQueue>,
+        dev: usize,
+        qp_num: u32,
+        cm_key: usize,
+        listener: TransportAddr,
+        limits: ConnLimits,
+    ) -> Self {
         RdmaConn {
             idx,
             peer,
@@ -626,7 +637,13 @@ impl RdmaConn {
         for (i, &u) in units.iter().enumerate() {
             let start = i * us;
             let n = (k.len as usize - start).min(us) as u32;
-            let wr = Wr::Read { local: res.mem.addr(res.units.offset(u)), len: n, lkey: res.mem.lkey(), remote: k.addr + start as u64, rkey: k.key };
+            let wr = Wr::Read {
+                local: res.mem.addr(res.units.offset(u)),
+                len: n,
+                lkey: res.mem.lkey(),
+                remote: k.addr + start as u64,
+                rkey: k.key,
+            };
             if !self.post(slot, &wr) {
                 break;
             }
@@ -777,7 +794,13 @@ impl RdmaConn {
                 let end = (start + us).min(len);
                 let uoff = res.units.offset(u);
                 res.mem.write(uoff, &b.as_slice()[start..end]);
-                let wr = Wr::Write { local: res.mem.addr(uoff), len: (end - start) as u32, lkey: res.mem.lkey(), remote: k.addr + start as u64, rkey: k.key };
+                let wr = Wr::Write {
+                    local: res.mem.addr(uoff),
+                    len: (end - start) as u32,
+                    lkey: res.mem.lkey(),
+                    remote: k.addr + start as u64,
+                    rkey: k.key,
+                };
                 if !self.post(slot, &wr) {
                     ok = false;
                     break;
@@ -840,11 +863,20 @@ pub(crate) mod tests {
     fn keyed_sgl_validation() {
         let max = 1 << 20;
         let ok = Keyed::encode(0x1000, 4096, 7, false);
-        assert_eq!(plan_data(&ok, Dir::CtrlToHost, 0, 8192, max), DataPlan::Keyed(Keyed { addr: 0x1000, len: 4096, key: 7, invalidate: false }));
+        assert_eq!(
+            plan_data(&ok, Dir::CtrlToHost, 0, 8192, max),
+            DataPlan::Keyed(Keyed { addr: 0x1000, len: 4096, key: 7, invalidate: false })
+        );
         // Longer than the largest I/O.
-        assert_eq!(st(plan_data(&Keyed::encode(0x1000, max + 1, 7, false), Dir::HostToCtrl, 0, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        assert_eq!(
+            st(plan_data(&Keyed::encode(0x1000, max + 1, 7, false), Dir::HostToCtrl, 0, 8192, max)),
+            Gs::DATA_SGL_LENGTH_INVALID
+        );
         // Address + length wraps.
-        assert_eq!(st(plan_data(&Keyed::encode(u64::MAX - 10, 4096, 7, false), Dir::HostToCtrl, 0, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        assert_eq!(
+            st(plan_data(&Keyed::encode(u64::MAX - 10, 4096, 7, false), Dir::HostToCtrl, 0, 8192, max)),
+            Gs::DATA_SGL_LENGTH_INVALID
+        );
         // Unknown keyed subtype.
         let mut bad = Keyed::encode(0x1000, 4096, 7, false);
         bad.identifier = 0x45;
@@ -852,9 +884,15 @@ pub(crate) mod tests {
         // Data on a command that moves none.
         assert_eq!(st(plan_data(&ok, Dir::None, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
         // The TCP transport's descriptor is not valid on RDMA.
-        assert_eq!(st(plan_data(&SglDescriptor::transport(4096), Dir::HostToCtrl, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(
+            st(plan_data(&SglDescriptor::transport(4096), Dir::HostToCtrl, 0, 8192, max)),
+            Gs::SGL_DESCRIPTOR_TYPE_INVALID
+        );
         // Zero-length keyed: no data.
-        assert!(matches!(plan_data(&Keyed::encode(0, 0, 0, false), Dir::None, 0, 8192, max), DataPlan::Keyed(Keyed { len: 0, .. })));
+        assert!(matches!(
+            plan_data(&Keyed::encode(0, 0, 0, false), Dir::None, 0, 8192, max),
+            DataPlan::Keyed(Keyed { len: 0, .. })
+        ));
     }
 
     #[test]
@@ -862,11 +900,20 @@ pub(crate) mod tests {
         let max = 1 << 20;
         let icd = SglDescriptor::in_capsule(0, 512);
         assert_eq!(plan_data(&icd, Dir::HostToCtrl, 512, 8192, max), DataPlan::InCapsule { off: 0, len: 512 });
-        assert_eq!(plan_data(&SglDescriptor::in_capsule(16, 496), Dir::HostToCtrl, 512, 8192, max), DataPlan::InCapsule { off: 16, len: 496 });
+        assert_eq!(
+            plan_data(&SglDescriptor::in_capsule(16, 496), Dir::HostToCtrl, 512, 8192, max),
+            DataPlan::InCapsule { off: 16, len: 496 }
+        );
         assert_eq!(st(plan_data(&icd, Dir::HostToCtrl, 256, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
-        assert_eq!(st(plan_data(&SglDescriptor::in_capsule(600, 10), Dir::HostToCtrl, 512, 8192, max)), Gs::INVALID_SGL_OFFSET);
+        assert_eq!(
+            st(plan_data(&SglDescriptor::in_capsule(600, 10), Dir::HostToCtrl, 512, 8192, max)),
+            Gs::INVALID_SGL_OFFSET
+        );
         assert_eq!(st(plan_data(&icd, Dir::CtrlToHost, 512, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
-        assert_eq!(st(plan_data(&SglDescriptor::in_capsule(0, 9000), Dir::HostToCtrl, 9000, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        assert_eq!(
+            st(plan_data(&SglDescriptor::in_capsule(0, 9000), Dir::HostToCtrl, 9000, 8192, max)),
+            Gs::DATA_SGL_LENGTH_INVALID
+        );
     }
 
     // ---- the request state machine against a fake QP and fake registered memory ----
@@ -974,7 +1021,15 @@ pub(crate) mod tests {
             let disconnected = qp.disconnected.clone();
             let limits = ConnLimits { max_io: 1 << 20, icd_max: 8192 };
             let conn = RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 77, 0, listener, limits);
-            Rig { _t: t, ctx, conn, posted, disconnected, mem: FakeMem(vec![0; UNITS_BASE + UNIT * units], Vec::new()), units: UnitPool::new(UNITS_BASE, UNIT, units) }
+            Rig {
+                _t: t,
+                ctx,
+                conn,
+                posted,
+                disconnected,
+                mem: FakeMem(vec![0; UNITS_BASE + UNIT * units], Vec::new()),
+                units: UnitPool::new(UNITS_BASE, UNIT, units),
+            }
         }
         fn recv(&mut self, sqe: &Sqe, icd: &[u8]) {
             self.mem.0[..64].copy_from_slice(sqe.as_bytes());
@@ -1008,7 +1063,10 @@ pub(crate) mod tests {
                             let src = (remote - 0xAAAA_0000) as usize;
                             let data = &host[src..src + len as usize];
                             if lkey == DMA_LKEY {
-                                assert!(self.mem.1.iter().any(|p| p.write_va(local as usize, data)), "READ into unregistered memory");
+                                assert!(
+                                    self.mem.1.iter().any(|p| p.write_va(local as usize, data)),
+                                    "READ into unregistered memory"
+                                );
                             } else {
                                 let off = (local - 0x10_0000) as usize;
                                 self.mem.0[off..off + len as usize].copy_from_slice(data);
@@ -1017,7 +1075,10 @@ pub(crate) mod tests {
                         OwnedWr::Write { local, len, lkey, remote, .. } => {
                             let mut data = vec![0u8; len as usize];
                             if lkey == DMA_LKEY {
-                                assert!(self.mem.1.iter().any(|p| p.read_va(local as usize, &mut data)), "WRITE from unregistered memory");
+                                assert!(
+                                    self.mem.1.iter().any(|p| p.read_va(local as usize, &mut data)),
+                                    "WRITE from unregistered memory"
+                                );
                             } else {
                                 let off = (local - 0x10_0000) as usize;
                                 data.copy_from_slice(&self.mem.0[off..off + len as usize]);
@@ -1258,7 +1319,8 @@ pub(crate) mod tests {
         let mut qp = FakeQp::default();
         qp.posted = rig.posted.clone();
         let limits = ConnLimits { max_io: 1 << 20, icd_max: 8192 };
-        let io_conn = RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 78, 0, TransportAddr::rdma("10.0.0.1", 4420), limits);
+        let io_conn =
+            RdmaConn::new(5, "peer".into(), Box::new(qp), 0, 78, 0, TransportAddr::rdma("10.0.0.1", 4420), limits);
         let _admin = std::mem::replace(&mut rig.conn, io_conn);
         let io = &mut rig;
         let mut sqe = connect_sqe(1, 31, 0);
@@ -1278,7 +1340,10 @@ pub(crate) mod tests {
         w.set_sgl1(keyed(65536, false));
         io.recv(&w, &[]);
         let wrs = io.take();
-        assert!(matches!(wrs[..], [(_, OwnedWr::Read { len: 65536, lkey: DMA_LKEY, remote: 0xAAAA_0000, .. })]), "{wrs:?}");
+        assert!(
+            matches!(wrs[..], [(_, OwnedWr::Read { len: 65536, lkey: DMA_LKEY, remote: 0xAAAA_0000, .. })]),
+            "{wrs:?}"
+        );
         assert_eq!(io.units.available(), units, "no staging unit taken");
         io.posted.lock().unwrap().extend(wrs);
         let (cqes, _) = io.finish(&host);
@@ -1300,7 +1365,13 @@ pub(crate) mod tests {
         assert!(io.take().is_empty(), "nothing to post before the device answers");
         drain_bdev(io, 1);
         let wrs = io.take();
-        assert!(matches!(wrs[..], [(_, OwnedWr::Write { len: 65536, lkey: DMA_LKEY, .. }), (_, OwnedWr::Send { inv: Some(0x1234), .. })]), "{wrs:?}");
+        assert!(
+            matches!(
+                wrs[..],
+                [(_, OwnedWr::Write { len: 65536, lkey: DMA_LKEY, .. }), (_, OwnedWr::Send { inv: Some(0x1234), .. })]
+            ),
+            "{wrs:?}"
+        );
         io.posted.lock().unwrap().extend(wrs);
         let (cqes, writes) = io.finish(&[]);
         assert!(cqes[0].0.status().is_success());

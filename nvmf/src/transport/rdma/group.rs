@@ -10,7 +10,9 @@
 //! memory the NVMe device does.
 
 use super::cm::RdmaNewConn;
-use super::conn::{split_send_wr_id, ConnLimits, ConnState, LocalMem, RdmaConn, Res, SendQueue, UnitPool, Wr, SQE_SIZE, WR_SEND};
+use super::conn::{
+    split_send_wr_id, ConnLimits, ConnState, LocalMem, RdmaConn, Res, SendQueue, UnitPool, Wr, SQE_SIZE, WR_SEND,
+};
 use super::private;
 use super::verbs::{self, Arena, CmEventKind, CmId, Cq, Device, DmaMr, EventChannel, Pd, QpCaps, Srq, Wc};
 use super::RdmaTransportOpts;
@@ -186,7 +188,16 @@ pub(crate) struct RdmaPollGroup {
 
 impl RdmaPollGroup {
     pub fn new(opts: RdmaTransportOpts) -> Self {
-        RdmaPollGroup { opts, conns: Vec::new(), devs: Vec::new(), ch: None, free: Vec::new(), live: 0, by_qpn: HashMap::new(), wcs: Vec::with_capacity(CQ_BUDGET) }
+        RdmaPollGroup {
+            opts,
+            conns: Vec::new(),
+            devs: Vec::new(),
+            ch: None,
+            free: Vec::new(),
+            live: 0,
+            by_qpn: HashMap::new(),
+            wcs: Vec::with_capacity(CQ_BUDGET),
+        }
     }
 
     fn dev_index(&mut self, dev: Device) -> std::io::Result<usize> {
@@ -203,7 +214,10 @@ impl RdmaPollGroup {
         if self.ch.is_none() {
             self.ch = Some(EventChannel::new(false).map_err(no_rsc)?);
         }
-        let dev = nc.id.device().ok_or((private::reject_status::NO_RESOURCES, "connect request without a device".to_string()))?;
+        let dev = nc
+            .id
+            .device()
+            .ok_or((private::reject_status::NO_RESOURCES, "connect request without a device".to_string()))?;
         let di = self.dev_index(dev).map_err(no_rsc)?;
         let d = &self.devs[di];
         let caps = QpCaps { max_send_wr: d.max_send_wr, max_recv_wr: 0, max_inline: 64 };
@@ -255,7 +269,12 @@ impl TransportPollGroup for RdmaPollGroup {
                 (self.conns.len() - 1) as u32
             }
         };
-        log::debug!("rdma connection {} (qid {}, depth {}) added to poll group (slot {idx})", nc.peer, nc.req.qid, nc.req.sq_size);
+        log::debug!(
+            "rdma connection {} (qid {}, depth {}) added to poll group (slot {idx})",
+            nc.peer,
+            nc.req.qid,
+            nc.req.sq_size
+        );
         let limits = ConnLimits { max_io: self.opts.max_io_size, icd_max: self.opts.in_capsule_data_size as usize };
         let key = nc.id.key();
         let c = RdmaConn::new(idx, nc.peer, Box::new(Qp(nc.id)), di, qpn, key, listener, limits);
@@ -301,7 +320,9 @@ impl TransportPollGroup for RdmaPollGroup {
                         if let Some(&ci) = self.by_qpn.get(&wc.qp_num) {
                             if let Some(Some(c)) = self.conns.get_mut(ci as usize) {
                                 let off = recv * self.devs[di].recv_size;
-                                Self::with_res(&mut self.devs, di, |res| c.on_recv(off, wc.byte_len as usize, ctx, res));
+                                Self::with_res(&mut self.devs, di, |res| {
+                                    c.on_recv(off, wc.byte_len as usize, ctx, res)
+                                });
                             }
                         }
                     } else if !wc.flushed {
@@ -317,9 +338,15 @@ impl TransportPollGroup for RdmaPollGroup {
                     let (ci, slot) = split_send_wr_id(wc.wr_id);
                     // The QP number guards against a late completion of a connection that was
                     // given up (FLUSH_TIMEOUT) and whose index now belongs to a new one.
-                    if let Some(Some(c)) = self.conns.get_mut(ci as usize).filter(|c| c.as_ref().is_some_and(|c| c.qp_num == wc.qp_num)) {
+                    if let Some(Some(c)) =
+                        self.conns.get_mut(ci as usize).filter(|c| c.as_ref().is_some_and(|c| c.qp_num == wc.qp_num))
+                    {
                         if !wc.ok && !wc.flushed {
-                            log::warn!("rdma connection {}: work request failed: {}", c.peer, verbs::wc_status_str(wc.status));
+                            log::warn!(
+                                "rdma connection {}: work request failed: {}",
+                                c.peer,
+                                verbs::wc_status_str(wc.status)
+                            );
                         }
                         Self::with_res(&mut self.devs, c.dev, |res| c.on_send_done(slot, wc.ok, ctx, res));
                     }

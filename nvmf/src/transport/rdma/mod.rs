@@ -96,8 +96,10 @@ impl Transport for RdmaTransport {
     }
 
     fn listen(&self, addr: &TransportAddr) -> Result<Box<dyn TransportListener>> {
-        let ip: std::net::IpAddr = addr.traddr.parse().map_err(|_| Error::InvalidParam(format!("bad IP address {:?}", addr.traddr)))?;
-        let port: u16 = addr.trsvcid.parse().map_err(|_| Error::InvalidParam(format!("bad RDMA port {:?}", addr.trsvcid)))?;
+        let ip: std::net::IpAddr =
+            addr.traddr.parse().map_err(|_| Error::InvalidParam(format!("bad IP address {:?}", addr.traddr)))?;
+        let port: u16 =
+            addr.trsvcid.parse().map_err(|_| Error::InvalidParam(format!("bad RDMA port {:?}", addr.trsvcid)))?;
         let l = cm::RdmaListener::listen(std::net::SocketAddr::new(ip, port), addr, &self.opts)
             .map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
         Ok(Box::new(l))

@@ -114,7 +114,14 @@ pub fn reject(sts: u16) -> CmReject {
 }
 
 pub fn request(qid: u16, hrqsize: u16, hsqsize: u16, cntlid: u16) -> CmRequest {
-    CmRequest { recfmt: RECFMT_1_0.into(), qid: qid.into(), hrqsize: hrqsize.into(), hsqsize: hsqsize.into(), cntlid: cntlid.into(), rsvd: [0; 22] }
+    CmRequest {
+        recfmt: RECFMT_1_0.into(),
+        qid: qid.into(),
+        hrqsize: hrqsize.into(),
+        hsqsize: hsqsize.into(),
+        cntlid: cntlid.into(),
+        rsvd: [0; 22],
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +135,10 @@ mod tests {
         let mut bytes = [0u8; 32];
         bytes[..10].copy_from_slice(&[0, 0, 3, 0, 0x80, 0, 0x7f, 0, 1, 0]);
         let r = CmRequest::read_from_bytes(&bytes).unwrap();
-        assert_eq!((r.recfmt.get(), r.qid.get(), r.hrqsize.get(), r.hsqsize.get(), r.cntlid.get()), (0, 3, 128, 127, 1));
+        assert_eq!(
+            (r.recfmt.get(), r.qid.get(), r.hrqsize.get(), r.hsqsize.get(), r.cntlid.get()),
+            (0, 3, 128, 127, 1)
+        );
         assert_eq!(request(3, 128, 127, 1).as_bytes(), &bytes);
         assert_eq!(parse_request(&bytes, 128), Ok(QueueRequest { qid: 3, sq_size: 128, rq_size: 128 }));
     }

@@ -306,7 +306,8 @@ unsafe impl Send for Cq {}
 impl Cq {
     pub fn new(dev: Device, entries: u32) -> io::Result<Cq> {
         // SAFETY: valid context; no channel, no user context.
-        let cq = unsafe { ibv_create_cq(dev.0, entries.min(i32::MAX as u32) as i32, ptr::null_mut(), ptr::null_mut(), 0) };
+        let cq =
+            unsafe { ibv_create_cq(dev.0, entries.min(i32::MAX as u32) as i32, ptr::null_mut(), ptr::null_mut(), 0) };
         if cq.is_null() {
             return Err(os_err("ibv_create_cq"));
         }
@@ -402,7 +403,14 @@ impl Arena {
         let len = len.max(4096);
         // SAFETY: anonymous private mapping; the result is checked.
         let p = unsafe {
-            libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
         if p == libc::MAP_FAILED {
             return Err(os_err("mmap of the RDMA buffer arena"));
@@ -520,7 +528,10 @@ impl CmId {
     pub fn new(ch: &EventChannel) -> io::Result<CmId> {
         let mut id: *mut rdma_cm_id = ptr::null_mut();
         // SAFETY: valid channel, out pointer.
-        check(unsafe { rdma_create_id(ch.0, &mut id, ptr::null_mut(), rdma_port_space::RDMA_PS_TCP) }, "rdma_create_id")?;
+        check(
+            unsafe { rdma_create_id(ch.0, &mut id, ptr::null_mut(), rdma_port_space::RDMA_PS_TCP) },
+            "rdma_create_id",
+        )?;
         Ok(CmId { id, has_qp: false })
     }
 
@@ -627,7 +638,9 @@ impl CmId {
         let mut ss = to_storage(&dst);
         // SAFETY: valid id; `ss` holds a sockaddr of the right family.
         check(
-            unsafe { rdma_resolve_addr(self.id, ptr::null_mut(), &mut ss as *mut _ as *mut libc::sockaddr, timeout_ms) },
+            unsafe {
+                rdma_resolve_addr(self.id, ptr::null_mut(), &mut ss as *mut _ as *mut libc::sockaddr, timeout_ms)
+            },
             "rdma_resolve_addr",
         )
     }
@@ -648,7 +661,11 @@ impl CmId {
         w.send_flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
         let mut sge = match *wr {
             Wr::Read { local, len, lkey, remote, rkey } | Wr::Write { local, len, lkey, remote, rkey } => {
-                w.opcode = if matches!(wr, Wr::Read { .. }) { ibv_wr_opcode::IBV_WR_RDMA_READ } else { ibv_wr_opcode::IBV_WR_RDMA_WRITE };
+                w.opcode = if matches!(wr, Wr::Read { .. }) {
+                    ibv_wr_opcode::IBV_WR_RDMA_READ
+                } else {
+                    ibv_wr_opcode::IBV_WR_RDMA_WRITE
+                };
                 w.wr.rdma = rdma_t { remote_addr: remote, rkey };
                 ibv_sge { addr: local, length: len, lkey }
             }

@@ -10,7 +10,10 @@ use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
-use crate::spec::tcp::{dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq, DIGEST_LEN};
+use crate::spec::tcp::{
+    dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq,
+    DIGEST_LEN,
+};
 use crate::spec::{Cqe, GenericStatus as Gs, Sqe, Status};
 use crate::transport::limits::{ConnSlot, DataBudget};
 use crate::transport::{direction, make_tag, Dir};
@@ -40,7 +43,6 @@ enum ReqState {
     /// An AER parked until an event.
     Parked,
 }
-
 
 struct TcpReq {
     state: ReqState,
@@ -338,13 +340,16 @@ impl TcpConn {
     /// H2CData timeout and the write-stall timeout. Returns 1 when it acted.
     pub fn poll_timers(&mut self, ctx: &mut GroupCtx) -> usize {
         let now = ctx.now;
-        let expired = |since: Instant, limit: Option<Duration>| limit.is_some_and(|l| now.saturating_duration_since(since) >= l);
+        let expired =
+            |since: Instant, limit: Option<Duration>| limit.is_some_and(|l| now.saturating_duration_since(since) >= l);
         match self.state {
             ConnState::AwaitIcReq if expired(self.since, self.timeouts.icreq) => {
                 self.fail(Fatal::Close("no ICReq before icreq_timeout_ms"), &[]);
                 return 1;
             }
-            ConnState::Ready if (!self.q.is_connected() || self.q.auth_pending()) && expired(self.since, self.timeouts.connect) => {
+            ConnState::Ready
+                if (!self.q.is_connected() || self.q.auth_pending()) && expired(self.since, self.timeouts.connect) =>
+            {
                 self.fail(Fatal::Close("not connected before connect_timeout_ms"), &[]);
                 return 1;
             }
@@ -387,7 +392,11 @@ impl TcpConn {
                 self.fail(Fatal::Close("H2CData PDU not finished before h2c_data_timeout_ms"), &[]);
                 return n + 1;
             }
-            log::warn!("connection {}: CID {} got no H2CData within h2c_data_timeout_ms: failing it", self.peer, r.sqe.cid.get());
+            log::warn!(
+                "connection {}: CID {} got no H2CData within h2c_data_timeout_ms: failing it",
+                self.peer,
+                r.sqe.cid.get()
+            );
             self.awaiting_h2c -= 1;
             self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx);
             n += 1;
@@ -526,7 +535,9 @@ impl TcpConn {
                 }
                 let n = left.min(avail);
                 let src = &self.rx[self.rx_head..self.rx_head + n];
-                if let Some(dst) = self.reqs[slot as usize].buf.as_mut().and_then(|b| b.as_mut_slice().get_mut(pos..pos + n)) {
+                if let Some(dst) =
+                    self.reqs[slot as usize].buf.as_mut().and_then(|b| b.as_mut_slice().get_mut(pos..pos + n))
+                {
                     dst.copy_from_slice(src);
                 }
                 if self.ddgst {
@@ -579,7 +590,13 @@ impl TcpConn {
             return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
         }
         // ICReq and TermReq never carry digests; the others carry a header digest when negotiated.
-        let hd = if is_ic || is_term { 0 } else if self.hdgst { DIGEST_LEN } else { 0 };
+        let hd = if is_ic || is_term {
+            0
+        } else if self.hdgst {
+            DIGEST_LEN
+        } else {
+            0
+        };
         if !is_ic && !is_term && ((ch.flags & pdu_flags::HDGSTF != 0) != self.hdgst) {
             return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
         }
@@ -668,7 +685,9 @@ impl TcpConn {
                 };
                 // In-capsule data never waits for the pool (bounded by the queue depth times
                 // in_capsule_data_size): the stream behind it may hold the data that frees buffers.
-                let buf = (data_len > 0).then(|| self.q.data_buf(ctx, &cap.sqe, data_len).unwrap_or_else(|| ctx.bufs.get_unbounded(data_len)));
+                let buf = (data_len > 0).then(|| {
+                    self.q.data_buf(ctx, &cap.sqe, data_len).unwrap_or_else(|| ctx.bufs.get_unbounded(data_len))
+                });
                 let r = &mut self.reqs[slot as usize];
                 r.state = ReqState::CapsuleData;
                 r.sqe = cap.sqe;
@@ -776,7 +795,11 @@ impl TcpConn {
                 return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
             }
             if off.checked_add(len as u64).is_none_or(|end| end > in_capsule as u64) {
-                let sc = if off >= in_capsule as u64 && len > 0 { Gs::INVALID_SGL_OFFSET } else { Gs::DATA_SGL_LENGTH_INVALID };
+                let sc = if off >= in_capsule as u64 && len > 0 {
+                    Gs::INVALID_SGL_OFFSET
+                } else {
+                    Gs::DATA_SGL_LENGTH_INVALID
+                };
                 return self.fail_req(slot, Status::generic(sc).dnr(), ctx);
             }
             if let Some(b) = r.buf.as_mut() {
@@ -896,17 +919,32 @@ impl TcpConn {
         };
         let mut need_resp = true;
         if let Some(len) = data_len {
-            let use_success = self.c2h_success && self.q.sq_flow_disabled && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
+            let use_success =
+                self.c2h_success && self.q.sq_flow_disabled && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
             let (hdgst, ddgst, hpda) = (self.hdgst, self.ddgst, self.hpda);
             match r.buf.take() {
                 // Large payloads leave straight from the buffer (writev in `flush`), which goes
                 // back to its pool once they are written. A heap buffer is held only while the
                 // poll group's pool has room: hosts that do not read must not starve the others.
-                Some(b) if len >= ZERO_COPY_MIN && self.tx.can_take_segment() && (b.dma().is_some() || ctx.bufs.has_room()) => {
+                Some(b)
+                    if len >= ZERO_COPY_MIN
+                        && self.tx.can_take_segment()
+                        && (b.dma().is_some() || ctx.bufs.has_room()) =>
+                {
                     pdu_tx::c2h_data_from_buf(&mut self.tx, cid, 0, b, len, true, use_success, hdgst, ddgst, hpda);
                 }
                 Some(b) => {
-                    pdu_tx::c2h_data(self.tx.bytes_mut(), cid, 0, &b.as_slice()[..len], true, use_success, hdgst, ddgst, hpda);
+                    pdu_tx::c2h_data(
+                        self.tx.bytes_mut(),
+                        cid,
+                        0,
+                        &b.as_slice()[..len],
+                        true,
+                        use_success,
+                        hdgst,
+                        ddgst,
+                        hpda,
+                    );
                     ctx.bufs.put(b);
                 }
                 None => {}

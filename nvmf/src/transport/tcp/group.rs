@@ -24,7 +24,15 @@ pub(crate) struct TcpPollGroup {
 impl TcpPollGroup {
     pub fn new(opts: TcpTransportOpts) -> Self {
         let poll = Poll::new().map_err(|e| log::error!("epoll_create: {e}")).ok();
-        TcpPollGroup { opts, poll, events: Events::with_capacity(1024), conns: Vec::new(), free: Vec::new(), live: 0, reclaim: false }
+        TcpPollGroup {
+            opts,
+            poll,
+            events: Events::with_capacity(1024),
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            reclaim: false,
+        }
     }
 
     fn remove(&mut self, idx: usize) {
@@ -62,7 +70,9 @@ impl TransportPollGroup for TcpPollGroup {
                 (self.conns.len() - 1) as u32
             }
         };
-        if let Err(e) = poll.registry().register(&mut sock, Token(idx as usize), Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) =
+            poll.registry().register(&mut sock, Token(idx as usize), Interest::READABLE | Interest::WRITABLE)
+        {
             log::error!("register connection {peer}: {e}");
             self.free.push(idx);
             return;

@@ -115,8 +115,10 @@ impl Transport for TcpTransport {
 
     fn listen(&self, addr: &TransportAddr) -> Result<Box<dyn TransportListener>> {
         let err = |source| Error::Listen { addr: addr.to_string(), source };
-        let ip: std::net::IpAddr = addr.traddr.parse().map_err(|_| Error::InvalidParam(format!("bad IP address {:?}", addr.traddr)))?;
-        let port: u16 = addr.trsvcid.parse().map_err(|_| Error::InvalidParam(format!("bad TCP port {:?}", addr.trsvcid)))?;
+        let ip: std::net::IpAddr =
+            addr.traddr.parse().map_err(|_| Error::InvalidParam(format!("bad IP address {:?}", addr.traddr)))?;
+        let port: u16 =
+            addr.trsvcid.parse().map_err(|_| Error::InvalidParam(format!("bad TCP port {:?}", addr.trsvcid)))?;
         let sock = TcpListener::bind(SocketAddr::new(ip, port)).map_err(err)?;
         sock.set_nonblocking(true).map_err(err)?;
         let local = sock.local_addr().map_err(err)?;
@@ -161,8 +163,13 @@ impl TransportListener for TcpListenerImpl {
                         Err(which) => {
                             // Refused at accept: closing the socket costs the target nothing more.
                             if !self.refusing {
-                                let (what, c) = if which == 0 { ("listener", &self.conns) } else { ("transport", &self.all) };
-                                log::warn!("{}: {what} connection limit ({}) reached; refusing connections", self.addr, c.max());
+                                let (what, c) =
+                                    if which == 0 { ("listener", &self.conns) } else { ("transport", &self.all) };
+                                log::warn!(
+                                    "{}: {what} connection limit ({}) reached; refusing connections",
+                                    self.addr,
+                                    c.max()
+                                );
                                 self.refusing = true;
                             }
                             continue;

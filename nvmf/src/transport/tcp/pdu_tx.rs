@@ -1,11 +1,11 @@
 //! Building outgoing PDUs into a connection's send buffer, with header and data digests.
 
+use super::send::SendQueue;
+use crate::bdev::IoBuf;
 use crate::spec::tcp::{
     data_offset, digest, pdu_flags, pdu_type, CapsuleRespHdr, CommonHeader, DataHdr, ICResp, R2THdr, TermReqHdr,
     TERM_REQ_MAX_DATA,
 };
-use super::send::SendQueue;
-use crate::bdev::IoBuf;
 use crate::spec::Cqe;
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -58,7 +58,17 @@ pub(crate) fn r2t(tx: &mut Vec<u8>, cid: u16, ttag: u16, offset: u32, len: u32, 
 /// One C2HData PDU carrying `data` at `offset`, copied into the send buffer. `last`/`success`
 /// set LAST_PDU and SUCCESS.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn c2h_data(tx: &mut Vec<u8>, cid: u16, offset: u32, data: &[u8], last: bool, success: bool, hdgst: bool, ddgst: bool, hpda: u8) {
+pub(crate) fn c2h_data(
+    tx: &mut Vec<u8>,
+    cid: u16,
+    offset: u32,
+    data: &[u8],
+    last: bool,
+    success: bool,
+    hdgst: bool,
+    ddgst: bool,
+    hpda: u8,
+) {
     c2h_data_header(tx, cid, offset, data.len(), last, success, hdgst, ddgst, hpda);
     tx.extend_from_slice(data);
     if ddgst {
@@ -70,7 +80,18 @@ pub(crate) fn c2h_data(tx: &mut Vec<u8>, cid: u16, offset: u32, data: &[u8], las
 /// (no copy): the header goes into the send buffer, `buf` into the segment queue, then the
 /// data digest, computed over `buf` in place. The caller checks `SendQueue::can_take_segment`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn c2h_data_from_buf(q: &mut SendQueue, cid: u16, offset: u32, buf: IoBuf, len: usize, last: bool, success: bool, hdgst: bool, ddgst: bool, hpda: u8) {
+pub(crate) fn c2h_data_from_buf(
+    q: &mut SendQueue,
+    cid: u16,
+    offset: u32,
+    buf: IoBuf,
+    len: usize,
+    last: bool,
+    success: bool,
+    hdgst: bool,
+    ddgst: bool,
+    hpda: u8,
+) {
     let len = len.min(buf.len());
     c2h_data_header(q.bytes_mut(), cid, offset, len, last, success, hdgst, ddgst, hpda);
     let dd = ddgst.then(|| digest(&buf.as_slice()[..len]));
@@ -82,7 +103,17 @@ pub(crate) fn c2h_data_from_buf(q: &mut SendQueue, cid: u16, offset: u32, buf: I
 
 /// A C2HData header for `len` bytes of data, with its header digest and the padding up to PDO.
 #[allow(clippy::too_many_arguments)]
-fn c2h_data_header(tx: &mut Vec<u8>, cid: u16, offset: u32, len: usize, last: bool, success: bool, hdgst: bool, ddgst: bool, hpda: u8) {
+fn c2h_data_header(
+    tx: &mut Vec<u8>,
+    cid: u16,
+    offset: u32,
+    len: usize,
+    last: bool,
+    success: bool,
+    hdgst: bool,
+    ddgst: bool,
+    hpda: u8,
+) {
     let pdo = data_offset(24, hdgst, hpda);
     let plen = pdo + len + if ddgst { 4 } else { 0 };
     let mut flags = 0;

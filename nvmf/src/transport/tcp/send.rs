@@ -240,8 +240,8 @@ impl SendQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::pdu_tx;
+    use super::*;
     use nvme_driver::dma::{DmaAllocator, DmaBacking, IdentityMapper};
     use std::sync::Arc;
 
@@ -325,14 +325,23 @@ mod tests {
         let hdr = |s| bytes(s, 24);
         vec![
             ("one PDU, no digests, data last", vec![Inline(hdr(1)), Seg(bytes(2, 4096))]),
-            ("one PDU with digests", vec![Inline(bytes(1, 32)), Seg(bytes(2, 5000)), Inline(bytes(3, 4)), Inline(hdr(4))]),
+            (
+                "one PDU with digests",
+                vec![Inline(bytes(1, 32)), Seg(bytes(2, 5000)), Inline(bytes(3, 4)), Inline(hdr(4))],
+            ),
             (
                 "two PDUs, no data digest",
                 vec![Inline(hdr(1)), Seg(bytes(2, 4096)), Inline(hdr(3)), Seg(bytes(4, 8192)), Inline(hdr(5))],
             ),
             (
                 "two PDUs with data digests and padding",
-                vec![Inline(bytes(1, 64)), Seg(bytes(2, 4100)), Inline(bytes(3, 4 + 64)), Seg(bytes(4, 4096)), Inline(bytes(5, 4))],
+                vec![
+                    Inline(bytes(1, 64)),
+                    Seg(bytes(2, 4100)),
+                    Inline(bytes(3, 4 + 64)),
+                    Seg(bytes(4, 4096)),
+                    Inline(bytes(5, 4)),
+                ],
             ),
             ("adjacent segments", vec![Inline(hdr(1)), Seg(bytes(2, 4096)), Seg(bytes(3, 4096)), Inline(hdr(4))]),
             ("segment first", vec![Seg(bytes(2, 4096)), Inline(hdr(1))]),
@@ -507,14 +516,32 @@ mod tests {
     #[test]
     fn c2h_data_from_the_buffer_is_byte_identical_to_the_copied_pdu() {
         let data = bytes(7, 12288 + 100);
-        for (hdgst, ddgst, hpda) in [(false, false, 0), (true, false, 0), (false, true, 0), (true, true, 0), (true, true, 3), (false, false, 31)] {
+        for (hdgst, ddgst, hpda) in [
+            (false, false, 0),
+            (true, false, 0),
+            (false, true, 0),
+            (true, true, 0),
+            (true, true, 3),
+            (false, false, 31),
+        ] {
             for success in [false, true] {
                 let len = 12288;
                 let mut copied = Vec::new();
                 pdu_tx::c2h_data(&mut copied, 0x1234, 0, &data[..len], true, success, hdgst, ddgst, hpda);
                 let mut q = SendQueue::new(0);
                 q.bytes_mut().extend_from_slice(b"before");
-                pdu_tx::c2h_data_from_buf(&mut q, 0x1234, 0, IoBuf::from(data.clone()), len, true, success, hdgst, ddgst, hpda);
+                pdu_tx::c2h_data_from_buf(
+                    &mut q,
+                    0x1234,
+                    0,
+                    IoBuf::from(data.clone()),
+                    len,
+                    true,
+                    success,
+                    hdgst,
+                    ddgst,
+                    hpda,
+                );
                 q.bytes_mut().extend_from_slice(b"after");
                 assert_eq!(q.segs.len(), 1, "payload not copied");
                 let mut sink = Sink::default();
