@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::mmio::RegisterSpace;
-use crate::queue::{CompQueue, SubQueue};
+use crate::rings::{CompQueue, SubQueue};
 use crate::spec::{cns, reg, AdminOpcode, Cqe, Csts, Sqe};
 use std::time::{Duration, Instant};
 

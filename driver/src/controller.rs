@@ -6,7 +6,7 @@ use crate::dma::{DmaAllocator, DmaBacking, DmaRegion, PAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::mmio::RegisterSpace;
 use crate::qpair::IoQpair;
-use crate::queue::{CompQueue, SubQueue};
+use crate::rings::{CompQueue, SubQueue};
 use crate::spec::{
     cns, doorbell_offset, fid, lid, reg, shn, shst, Aqa, Cap, Cc, Cqe, Csts, ErrorLogEntry, IdentifyController,
     IdentifyNamespace, NumberOfQueues, SmartLog, Sqe,

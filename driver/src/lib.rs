@@ -17,7 +17,7 @@ pub mod error;
 pub mod mmio;
 pub mod prp;
 pub mod qpair;
-mod queue;
+mod rings;
 pub mod spec;
 pub mod vfio;
 

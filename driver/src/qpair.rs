@@ -5,7 +5,7 @@
 use crate::controller::Shared;
 use crate::dma::{DmaRegion, PAGE_SIZE};
 use crate::error::{Error, Result};
-use crate::queue::{CompQueue, SubQueue};
+use crate::rings::{CompQueue, SubQueue};
 use crate::spec::{reg, Cqe, Csts, GenericStatus, NvmOpcode, Sqe, StatusCodeType};
 use std::cell::Cell;
 use std::marker::PhantomData;

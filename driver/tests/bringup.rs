@@ -110,7 +110,7 @@ fn controller_is_sync_and_qpair_is_send() {
 
 #[test]
 fn admin_passthrough_and_queue_creation_checks() {
-    use nvme_driver::spec::{fid, AdminOpcode, CommandSpecificStatus as Cs, NumberOfQueues, Sqe};
+    use nvme_driver::spec::{fid, AdminOpcode, CommandSpecificStatus, NumberOfQueues, Sqe};
     let (_emu, ctrl) = setup(EmulatorConfig { max_io_queues: 4, max_queue_entries: 64, ..Default::default() });
     let mut get = Sqe { opcode: AdminOpcode::GetFeatures as u8, ..Default::default() };
     get.cdw10.set(fid::NUMBER_OF_QUEUES as u32);
@@ -125,13 +125,16 @@ fn admin_passthrough_and_queue_creation_checks() {
         s.cdw11.set(cqid << 16 | 1);
         ctrl.admin_command(s, None).unwrap_err().status().unwrap().sc()
     };
-    assert_eq!(create_sq(1, 16, 3), Cs::COMPLETION_QUEUE_INVALID);
-    assert_eq!(create_sq(9, 16, 1), Cs::INVALID_QUEUE_IDENTIFIER);
+    assert_eq!(create_sq(1, 16, 3), CommandSpecificStatus::COMPLETION_QUEUE_INVALID);
+    assert_eq!(create_sq(9, 16, 1), CommandSpecificStatus::INVALID_QUEUE_IDENTIFIER);
     let mut cq = Sqe { opcode: AdminOpcode::CreateIoCq as u8, ..Default::default() };
     cq.set_prps(q.iova(), 0);
     cq.cdw10.set(127 << 16 | 1);
     cq.cdw11.set(1);
-    assert_eq!(ctrl.admin_command(cq, None).unwrap_err().status().unwrap().sc(), Cs::INVALID_QUEUE_SIZE);
+    assert_eq!(
+        ctrl.admin_command(cq, None).unwrap_err().status().unwrap().sc(),
+        CommandSpecificStatus::INVALID_QUEUE_SIZE
+    );
     // Number of Queues cannot change once I/O queues exist.
     let _qp = ctrl.alloc_io_qpair().unwrap();
     let mut set = Sqe { opcode: AdminOpcode::SetFeatures as u8, ..Default::default() };

@@ -21,7 +21,7 @@
 
 use crate::bdev::{BdevCompletion, BdevStatus, IoBuf};
 use crate::poll_group::GroupCtx;
-use crate::spec::{GenericStatus as Gs, Status};
+use crate::spec::{GenericStatus, Status};
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl Deferred {
                 }
                 Err(TryRecvError::Disconnected) => {
                     log::warn!("deferred work was dropped before it ran; failing its command");
-                    BdevStatus::Nvme { status: Status::generic(Gs::INTERNAL_ERROR), dw0: 0 }
+                    BdevStatus::Nvme { status: Status::generic(GenericStatus::INTERNAL_ERROR), dw0: 0 }
                 }
             };
             let w = self.waiting.swap_remove(i);
@@ -181,7 +181,7 @@ mod tests {
         d.poll(&mut out);
         out.sort_by_key(|c| c.tag);
         assert_eq!(tags(&out), [7, 8]);
-        let internal = BdevStatus::Nvme { status: Status::generic(Gs::INTERNAL_ERROR), dw0: 0 };
+        let internal = BdevStatus::Nvme { status: Status::generic(GenericStatus::INTERNAL_ERROR), dw0: 0 };
         assert_eq!(out[0].status, internal);
         assert_eq!(out[0].buf.as_ref().unwrap().as_slice(), &[0xee; 4], "no data from a job that did not run");
         assert_eq!(out[1].status, BdevStatus::Success);

@@ -5,7 +5,7 @@ use nvmf::bdev::{MallocBdev, NullBdev};
 use nvmf::host::{Controller, HostConfig, HostError};
 use nvmf::spec::discovery::subtype;
 use nvmf::spec::fabrics::DISCOVERY_NQN;
-use nvmf::spec::{get_str, lid, reg, CommandSpecificStatus as Cs, Cqe, GenericStatus as Gs, Sqe};
+use nvmf::spec::{get_str, lid, reg, CommandSpecificStatus, Cqe, GenericStatus, Sqe};
 use nvmf::NamespaceConfig;
 use nvmf_tests::*;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ fn identify_controller_namespace_and_descriptors() {
     // Inactive NSID in range: zero-filled. NSID 0: invalid.
     assert_eq!(id_ns(&mut c, 7).nsze.get(), 0);
     let e = c.identify_namespace(0).expect_err("nsid 0");
-    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
     assert_eq!(c.active_namespaces().expect("active list"), vec![1]);
     let desc = c.ns_descriptors(1).expect("descriptors");
     // EUI-64 (type 1, len 8), NGUID (type 2, len 16), UUID (type 3, len 16), then zeroes.
@@ -70,24 +70,24 @@ fn properties_features_and_log_pages() {
     assert_eq!(c.property_get(reg::CSTS, false).expect("CSTS") & 1, 1, "RDY after enable");
     // An unknown property offset is an invalid field.
     let e = c.property_get(0x50, false).expect_err("bad offset");
-    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_FIELD);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_FIELD);
     // Number of queues: ask for 8 SQs and 8 CQs (0's based 7).
     let dw0 = c.set_features(0x07, 7 | 7 << 16).expect("set number of queues");
     assert_eq!(dw0, 7 | 7 << 16);
     assert_eq!(c.get_features(0x07, 0).expect("get number of queues"), 7 | 7 << 16);
     // I/O queue 9 is now beyond what was granted.
     let e = must_fail(c.connect_io_queue(9), "qid beyond the granted queues");
-    assert_eq!(e.status().expect("status").sc(), Cs::CONNECT_INVALID_PARAMETERS);
+    assert_eq!(e.status().expect("status").sc(), CommandSpecificStatus::CONNECT_INVALID_PARAMETERS);
     c.set_features(0x0f, 20_000).expect("set keep-alive timer");
     assert_eq!(c.get_features(0x0f, 0).expect("get kato"), 20_000);
     let e = c.get_features(0x99, 0).expect_err("unknown feature");
-    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_FIELD);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_FIELD);
     let smart = c.get_log_page(lid::SMART, 0xffff_ffff, 512, 0).expect("SMART");
     assert_eq!(smart[3], 100, "available spare");
     let err = c.get_log_page(lid::ERROR, 0, 64, 0).expect("error log");
     assert!(err.iter().all(|&b| b == 0));
     let e = c.get_log_page(0x42, 0, 512, 0).expect_err("unsupported log");
-    assert_eq!(e.status().expect("status").sc(), Cs::INVALID_LOG_PAGE);
+    assert_eq!(e.status().expect("status").sc(), CommandSpecificStatus::INVALID_LOG_PAGE);
     c.keep_alive().expect("keep alive");
     // Abort: accepted, command not aborted (DW0 bit 0 set).
     let sqe = Sqe { opcode: 0x08, flags: 0x40, cdw10: (5u32 << 16).into(), ..Default::default() };
@@ -124,7 +124,7 @@ fn discovery_log_lists_allowed_subsystems_only() {
     // ... and is refused by the subsystem itself with Connect Invalid Host.
     let e = must_fail(Controller::connect(t.addr, NQN, &host(other)), "denied");
     let st = e.status().expect("status");
-    assert_eq!((st.sct(), st.sc()), (1, Cs::CONNECT_INVALID_HOST));
+    assert_eq!((st.sct(), st.sc()), (1, CommandSpecificStatus::CONNECT_INVALID_HOST));
     // The allowed host gets in and can do I/O.
     let mut c = Controller::connect(t.addr, NQN, &host(allowed)).expect("allowed host");
     let mut q = c.connect_io_queue(1).expect("io queue");
@@ -140,7 +140,7 @@ fn connect_errors() {
     );
     match e {
         HostError::Status { status, dw0 } => {
-            assert_eq!(status.sc(), Cs::CONNECT_INVALID_PARAMETERS);
+            assert_eq!(status.sc(), CommandSpecificStatus::CONNECT_INVALID_PARAMETERS);
             assert_eq!(dw0, 256 | 1 << 16, "IATTR=1 (data), IPO=256 (SUBNQN)");
         }
         other => panic!("unexpected {other:?}"),
@@ -148,7 +148,7 @@ fn connect_errors() {
     let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
     let _q1 = c.connect_io_queue(1).expect("qid 1");
     let e = must_fail(c.connect_io_queue(1), "qid 1 twice");
-    assert_eq!(e.status().expect("status").sc(), Cs::CONNECT_INVALID_PARAMETERS);
+    assert_eq!(e.status().expect("status").sc(), CommandSpecificStatus::CONNECT_INVALID_PARAMETERS);
     // A different host cannot join this controller's I/O queues.
     let other = HostConfig {
         hostnqn: "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001".into(),
@@ -157,7 +157,7 @@ fn connect_errors() {
     let mut raw = nvmf::host::RawConnection::connect(t.addr).expect("raw");
     raw.icreq(false, false).expect("icreq");
     let cqe = raw.fabrics_connect(2, 31, c.cntlid(), NQN, &other).expect("connect response");
-    assert_eq!(cqe.status().sc(), Cs::CONNECT_INVALID_PARAMETERS);
+    assert_eq!(cqe.status().sc(), CommandSpecificStatus::CONNECT_INVALID_PARAMETERS);
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn namespace_hot_add_raises_an_async_event() {
     assert!(b.iter().all(|&x| x == 0));
     t.subsystem.remove_namespace(5).expect("remove");
     let e = q.read(5, 0, 1, &mut b).expect_err("removed");
-    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
     let _ = MallocBdev::new("unused", 8, 512);
 }
 
@@ -236,7 +236,7 @@ fn disconnect_and_controller_reset_close_io_queues() {
     assert!(q2.read(1, 0, 1, &mut b).is_err());
     // Admin commands other than fabrics are refused until the host enables again.
     let e = c.identify_controller().expect_err("identify while disabled");
-    assert_eq!(e.status().expect("status").sc(), Gs::COMMAND_SEQUENCE_ERROR);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::COMMAND_SEQUENCE_ERROR);
     c.property_set(reg::CC, false, cc).expect("CC.EN = 1");
     assert_eq!(c.property_get(reg::CSTS, false).expect("CSTS") & 1, 1);
     let mut q = c.connect_io_queue(2).expect("qid 2 after reset");

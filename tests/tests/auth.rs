@@ -7,9 +7,7 @@ use nvmf::auth::messages::{AuthCmd, Message, CONNECT_AUTHREQ_ATR};
 use nvmf::auth::{DhGroup, DhKeyPair, FfdheGroup, HashId, Secret};
 use nvmf::host::{pdu, Controller, HostConfig, HostError, RawConnection};
 use nvmf::spec::tcp::pdu_type;
-use nvmf::spec::{
-    AdminOpcode, CommandSpecificStatus as Cs, FabricsType, GenericStatus as Gs, SglDescriptor, Sqe, StatusCodeType,
-};
+use nvmf::spec::{AdminOpcode, CommandSpecificStatus, FabricsType, GenericStatus, SglDescriptor, Sqe, StatusCodeType};
 use nvmf::HostKeys;
 use nvmf_tests::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,7 +171,7 @@ fn host_with_controller_key_refuses_a_target_that_skips_authentication() {
     let r = Controller::connect(t.addr, NQN, &host(HashId::Sha256, DhGroup::Null, true));
     let e = r.err().expect("must fail");
     let st = e.status().expect("AUTH_Send refused with a status");
-    assert_eq!((st.sct(), st.sc()), (StatusCodeType::Generic as u8, Gs::INVALID_FIELD));
+    assert_eq!((st.sct(), st.sc()), (StatusCodeType::Generic as u8, GenericStatus::INVALID_FIELD));
 }
 
 #[test]
@@ -183,7 +181,10 @@ fn host_not_on_the_list_is_refused() {
     cfg.hostnqn = "nqn.2016-06.io.nvmf-rs:intruder".into();
     let e = Controller::connect(t.addr, NQN, &cfg).err().expect("must fail");
     let st = e.status().expect("status");
-    assert_eq!((st.sct(), st.sc()), (StatusCodeType::CommandSpecific as u8, Cs::CONNECT_INVALID_HOST));
+    assert_eq!(
+        (st.sct(), st.sc()),
+        (StatusCodeType::CommandSpecific as u8, CommandSpecificStatus::CONNECT_INVALID_HOST)
+    );
 }
 
 fn raw_connect(t: &TestTarget, qid: u16, cntlid: u16) -> (RawConnection, u32) {
@@ -201,7 +202,11 @@ fn assert_auth_required(r: &mut RawConnection, sqe: Sqe, cid: u16, what: &str) {
     r.send_capsule(&sqe, &[]).expect("send");
     let cqe = r.recv_capsule_resp().expect("response");
     let st = cqe.status();
-    assert_eq!((st.sct(), st.sc()), (StatusCodeType::CommandSpecific as u8, Cs::AUTH_REQUIRED), "{what}");
+    assert_eq!(
+        (st.sct(), st.sc()),
+        (StatusCodeType::CommandSpecific as u8, CommandSpecificStatus::AUTH_REQUIRED),
+        "{what}"
+    );
     assert!(st.is_dnr(), "{what}: DNR");
 }
 
@@ -514,7 +519,7 @@ fn a_dh_job_the_runner_drops_fails_its_command() {
     runner.discard();
     let cqe = r.recv_capsule_resp().expect("AUTH_Receive completion");
     let st = cqe.status();
-    assert_eq!((st.sct(), st.sc()), (StatusCodeType::Generic as u8, Gs::INTERNAL_ERROR));
+    assert_eq!((st.sct(), st.sc()), (StatusCodeType::Generic as u8, GenericStatus::INTERNAL_ERROR));
     // The transaction cannot go on: the Reply finds no key pair and Success1 is AUTH_Failure1.
     r.close();
     assert!(t.wait_for(|t| t.connections() == 0 && t.bufs_per_group[0].load(Ordering::Relaxed) == 0));

@@ -7,7 +7,7 @@
 use nvmf::bdev::{Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, FileBdev, MallocBdev};
 use nvmf::host::{Controller, HostConfig, IoQueue};
 use nvmf::spec::fabrics::DISCOVERY_NQN;
-use nvmf::spec::{fid, reg, shn, shst, Cc, Csts, GenericStatus as Gs, NvmOpcode, Sqe, CDW12_FUA};
+use nvmf::spec::{fid, reg, shn, shst, Cc, Csts, GenericStatus, NvmOpcode, Sqe, CDW12_FUA};
 use nvmf_tests::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -133,7 +133,7 @@ fn volatile_write_cache_feature_is_absent_without_a_cache() {
     assert_eq!(c.identify_controller().expect("identify").vwc, 0);
     for r in [c.get_features(fid::VOLATILE_WRITE_CACHE, 0), c.set_features(fid::VOLATILE_WRITE_CACHE, 0)] {
         let e = r.expect_err("no volatile write cache: the feature does not exist");
-        assert_eq!(e.status().expect("status").sc(), Gs::INVALID_FIELD);
+        assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_FIELD);
     }
     // Flush of every namespace has nothing to do and succeeds; a FUA write is just a write.
     q.flush(0xffff_ffff).expect("flush all");

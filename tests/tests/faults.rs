@@ -9,7 +9,7 @@ use nvme_driver::{Controller as PcieController, ControllerOptions};
 use nvmf::bdev::{Bdev, FileBdev, MallocBdev, NvmeBdev};
 use nvmf::host::{Controller, HostConfig, IoQueue, RawConnection};
 use nvmf::spec::tcp::{pdu_type, R2THdr};
-use nvmf::spec::{reg, Cqe, GenericStatus as Gs, MediaStatus, SglDescriptor, Sqe, StatusCodeType};
+use nvmf::spec::{reg, Cqe, GenericStatus, MediaStatus, SglDescriptor, Sqe, StatusCodeType};
 use nvmf_tests::*;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -315,7 +315,7 @@ fn keep_alive_expiry_with_io_in_flight_loses_nothing_acknowledged() {
             &ledger,
             &stop,
             2000,
-            &[Gs::KEEP_ALIVE_EXPIRED, Gs::ABORTED_SQ_DELETION],
+            &[GenericStatus::KEEP_ALIVE_EXPIRED, GenericStatus::ABORTED_SQ_DELETION],
         );
         total += n;
         if n < 2000 {
@@ -373,7 +373,12 @@ fn disconnect_with_io_outstanding_loses_nothing_acknowledged() {
                         let (lba, seed) = cids[&cid];
                         acked.insert(lba, seed);
                     } else {
-                        assert_eq!(cqe.status().sc(), Gs::ABORTED_SQ_DELETION, "CID {cid}: {:?}", cqe.status());
+                        assert_eq!(
+                            cqe.status().sc(),
+                            GenericStatus::ABORTED_SQ_DELETION,
+                            "CID {cid}: {:?}",
+                            cqe.status()
+                        );
                     }
                 }
                 pdu_type::R2T => {}
@@ -416,7 +421,7 @@ fn controller_reset_with_io_in_flight_loses_nothing_acknowledged() {
                     &ledger,
                     &stop,
                     usize::MAX,
-                    &[Gs::ABORTED_SQ_DELETION],
+                    &[GenericStatus::ABORTED_SQ_DELETION],
                 )
             })
         };
@@ -542,7 +547,7 @@ fn file_bdev_on_a_full_filesystem_returns_capacity_exceeded_and_keeps_serving() 
         b.check();
     }
     let st = full.expect("8 MiB of writes fit a 1 MiB filesystem?");
-    assert_eq!((st.sct(), st.sc()), (0, Gs::CAPACITY_EXCEEDED), "status on a full filesystem: {st:?}");
+    assert_eq!((st.sct(), st.sc()), (0, GenericStatus::CAPACITY_EXCEEDED), "status on a full filesystem: {st:?}");
     assert!(st.is_dnr(), "Capacity Exceeded is not worth retrying");
     // The target keeps serving: what was written reads back, the other namespace works, and
     // overwriting blocks that already have space succeeds.

@@ -8,7 +8,7 @@
 use nvmf::bdev::{Bdev, MallocBdev, NullBdev};
 use nvmf::host::{Controller, HostConfig, RawConnection};
 use nvmf::spec::tcp::{pdu_type, R2THdr};
-use nvmf::spec::{Cqe, GenericStatus as Gs, SglDescriptor, Sqe};
+use nvmf::spec::{Cqe, GenericStatus, SglDescriptor, Sqe};
 use nvmf::TcpTransportOpts;
 use nvmf_tests::*;
 use std::io::Read;
@@ -146,7 +146,7 @@ fn watch_hoard(mut r: RawConnection, until: Instant) -> (Hoard, RawConnection) {
                 let cqe = resp_cqe(&bytes);
                 assert_eq!(
                     cqe.status().sc(),
-                    Gs::TRANSIENT_TRANSPORT_ERROR,
+                    GenericStatus::TRANSIENT_TRANSPORT_ERROR,
                     "a write without data fails with Transient Transport Error"
                 );
                 assert!(!cqe.status().is_dnr(), "retryable");
@@ -362,7 +362,7 @@ fn unauthenticated_sockets_time_out_and_connect_data_is_exactly_1_kib() {
             r.send_capsule(&sqe, &[]).expect("connect");
         }
         let cqe = r.recv_capsule_resp().expect("a CapsuleResp, not an R2T");
-        assert_eq!(cqe.status().sc(), Gs::DATA_SGL_LENGTH_INVALID, "Connect with {len} bytes");
+        assert_eq!(cqe.status().sc(), GenericStatus::DATA_SGL_LENGTH_INVALID, "Connect with {len} bytes");
         assert!(cqe.status().is_dnr());
         r.expect_closed().expect("closed after the refused Connect");
     }

@@ -2,7 +2,7 @@
 //! transfers through R2T, digests, and the NVM commands besides read and write.
 
 use nvmf::host::{Controller, HostConfig, HostError};
-use nvmf::spec::{GenericStatus as Gs, MediaStatus, Sqe, StatusCodeType};
+use nvmf::spec::{GenericStatus, MediaStatus, Sqe, StatusCodeType};
 use nvmf_tests::*;
 
 fn connect(t: &TestTarget, hd: bool, dd: bool) -> Controller {
@@ -116,20 +116,20 @@ fn bad_nsid_out_of_range_and_unknown_opcode_get_spec_status() {
     let blocks = 64 * 1024 * 1024 / 512;
     let mut buf = vec![0u8; 512];
     let st = q.read(2, 0, 1, &mut buf).expect_err("nsid 2").status().expect("status");
-    assert_eq!((st.sct(), st.sc(), st.is_dnr()), (0, Gs::INVALID_NAMESPACE_OR_FORMAT, true));
+    assert_eq!((st.sct(), st.sc(), st.is_dnr()), (0, GenericStatus::INVALID_NAMESPACE_OR_FORMAT, true));
     let st = q.read(1, blocks, 1, &mut buf).expect_err("past the end").status().expect("status");
-    assert_eq!((st.sct(), st.sc()), (0, Gs::LBA_OUT_OF_RANGE));
+    assert_eq!((st.sct(), st.sc()), (0, GenericStatus::LBA_OUT_OF_RANGE));
     let st = q.write(1, blocks - 1, 2, &vec![0u8; 1024]).expect_err("straddles the end").status().expect("status");
-    assert_eq!(st.sc(), Gs::LBA_OUT_OF_RANGE);
+    assert_eq!(st.sc(), GenericStatus::LBA_OUT_OF_RANGE);
     let mut sqe = Sqe { opcode: 0x7e, nsid: 1.into(), ..Default::default() };
     sqe.flags = 0x40;
     let cqe = q.raw(sqe, None, None).expect("raw");
-    assert_eq!((cqe.status().sct(), cqe.status().sc()), (0, Gs::INVALID_OPCODE));
+    assert_eq!((cqe.status().sct(), cqe.status().sc()), (0, GenericStatus::INVALID_OPCODE));
     // The queue still works afterwards.
     q.write(1, 0, 1, &pattern(1, 0, 512)).expect("write after errors");
     // An admin opcode on an I/O queue is invalid there.
     let sqe = Sqe { opcode: 0x06, flags: 0x40, ..Default::default() };
     let cqe = q.raw(sqe, None, None).expect("raw");
-    assert_eq!(cqe.status().sc(), Gs::INVALID_OPCODE);
+    assert_eq!(cqe.status().sc(), GenericStatus::INVALID_OPCODE);
     let _ = HostError::Closed;
 }

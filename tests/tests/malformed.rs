@@ -3,7 +3,7 @@
 
 use nvmf::host::{Controller, HostConfig, HostError, RawConnection};
 use nvmf::spec::tcp::{digest, fes, pdu_type};
-use nvmf::spec::{GenericStatus as Gs, SglDescriptor, Sqe};
+use nvmf::spec::{GenericStatus, SglDescriptor, Sqe};
 use nvmf_tests::*;
 use zerocopy::IntoBytes;
 
@@ -188,7 +188,7 @@ fn digest_errors() {
     r.send(&p).unwrap();
     let cqe = r.recv_capsule_resp().expect("completion");
     assert_eq!(cqe.cid.get(), 7);
-    assert_eq!(cqe.status().sc(), Gs::TRANSIENT_TRANSPORT_ERROR);
+    assert_eq!(cqe.status().sc(), GenericStatus::TRANSIENT_TRANSPORT_ERROR);
     // Same command with the right digest succeeds on the same connection.
     p.truncate(72 + 512);
     p.extend_from_slice(&digest(&data).to_le_bytes());
@@ -340,7 +340,7 @@ fn commands_beyond_the_queue_size_or_before_connect_are_refused() {
     // R2T (no buffer is spent on a queue that is not connected).
     for _ in 0..2 {
         let cqe = r.recv_capsule_resp().expect("answered without R2T");
-        assert_eq!(cqe.status().sc(), Gs::COMMAND_SEQUENCE_ERROR);
+        assert_eq!(cqe.status().sc(), GenericStatus::COMMAND_SEQUENCE_ERROR);
     }
 
     // An I/O queue of SQSIZE 2 (0's based 1): a third outstanding command is a protocol error.

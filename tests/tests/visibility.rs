@@ -6,7 +6,7 @@ use nvmf::bdev::MallocBdev;
 use nvmf::host::{Controller, HostConfig, IoQueue};
 use nvmf::spec::discovery::{subtype, treq};
 use nvmf::spec::fabrics::DISCOVERY_NQN;
-use nvmf::spec::{get_str, lid, Cqe, GenericStatus as Gs, Sqe};
+use nvmf::spec::{get_str, lid, Cqe, GenericStatus, Sqe};
 use nvmf::{Error, NamespaceConfig, Referral, TransportAddr};
 use nvmf_tests::*;
 use std::sync::{mpsc, Arc};
@@ -44,9 +44,9 @@ fn assert_hidden(c: &mut Controller, q: &mut IoQueue) {
     assert_eq!(c.identify_namespace(2).expect("identify inactive nsid").nsze.get(), 0);
     let mut b = vec![0u8; 512];
     let e = q.read(2, 0, 1, &mut b).expect_err("read of a hidden namespace");
-    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
     let e = q.write(2, 0, 1, &pattern(9, 0, 512)).expect_err("write to a hidden namespace");
-    assert_eq!(e.status().expect("status").sc(), Gs::INVALID_NAMESPACE_OR_FORMAT);
+    assert_eq!(e.status().expect("status").sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
 }
 
 #[test]

@@ -5,8 +5,8 @@ use super::queues::{EmuCq, EmuSq};
 use super::regs::{Outcome, State};
 use crate::spec::identify::{oncs, put_ns_id_descriptor};
 use crate::spec::{
-    cns, fid, lid, nidt, AdminOpcode, CommandSpecificStatus as Cs, GenericStatus as Gs, GetLogPageArgs,
-    IdentifyController, IdentifyNamespace, LbaFormat, NumberOfQueues, SmartLog, Sqe, Status, Vs,
+    cns, fid, lid, nidt, AdminOpcode, CommandSpecificStatus, GenericStatus, GetLogPageArgs, IdentifyController,
+    IdentifyNamespace, LbaFormat, NumberOfQueues, SmartLog, Sqe, Status, Vs,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -24,7 +24,7 @@ fn specific(sc: u8) -> Outcome {
 }
 
 pub(crate) fn execute(st: &mut State, sqe: &Sqe) -> Outcome {
-    let Some(op) = AdminOpcode::from_u8(sqe.opcode) else { return generic(Gs::INVALID_OPCODE) };
+    let Some(op) = AdminOpcode::from_u8(sqe.opcode) else { return generic(GenericStatus::INVALID_OPCODE) };
     match op {
         AdminOpcode::Identify => identify(st, sqe),
         AdminOpcode::CreateIoCq => create_cq(st, sqe),
@@ -38,7 +38,7 @@ pub(crate) fn execute(st: &mut State, sqe: &Sqe) -> Outcome {
         AdminOpcode::KeepAlive => ok(0),
         // Held until reset: there are no events to report.
         AdminOpcode::AsyncEventRequest => None,
-        AdminOpcode::Fabrics => generic(Gs::INVALID_OPCODE),
+        AdminOpcode::Fabrics => generic(GenericStatus::INVALID_OPCODE),
     }
 }
 
@@ -76,7 +76,7 @@ fn identify(st: &mut State, sqe: &Sqe) -> Outcome {
         }
         cns::NAMESPACE => {
             let Some(disk) = nsid.checked_sub(1).and_then(|i| st.disks.get(i as usize)) else {
-                return generic(Gs::INVALID_NAMESPACE_OR_FORMAT);
+                return generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
             };
             let mut id = IdentifyNamespace::new_zeroed();
             id.nsze.set(disk.blocks);
@@ -92,7 +92,7 @@ fn identify(st: &mut State, sqe: &Sqe) -> Outcome {
         }
         cns::ACTIVE_NS_LIST => {
             if nsid >= 0xffff_fffe {
-                return generic(Gs::INVALID_NAMESPACE_OR_FORMAT);
+                return generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
             }
             let mut list = [0u32; 1024];
             for (slot, id) in list.iter_mut().zip((nsid + 1)..=ns_count) {
@@ -102,13 +102,13 @@ fn identify(st: &mut State, sqe: &Sqe) -> Outcome {
         }
         cns::NS_DESCRIPTOR_LIST => {
             if nsid == 0 || nsid > ns_count {
-                return generic(Gs::INVALID_NAMESPACE_OR_FORMAT);
+                return generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
             }
             let mut page = [0u8; 4096];
             let _ = put_ns_id_descriptor(&mut page, 0, nidt::NGUID, &nguid(nsid));
             send(st, sqe, &page)
         }
-        _ => generic(Gs::INVALID_FIELD),
+        _ => generic(GenericStatus::INVALID_FIELD),
     }
 }
 
@@ -123,14 +123,14 @@ fn queue_args(st: &State, sqe: &Sqe, exists: bool) -> Result<(u16, u16), Outcome
     let qid = (sqe.cdw10.get() & 0xffff) as u16;
     let entries = (sqe.cdw10.get() >> 16) + 1;
     if qid == 0 || qid as usize >= st.sqs.len() || exists {
-        return Err(specific(Cs::INVALID_QUEUE_IDENTIFIER));
+        return Err(specific(CommandSpecificStatus::INVALID_QUEUE_IDENTIFIER));
     }
     if entries < 2 || entries > st.cap.max_queue_entries() {
-        return Err(specific(Cs::INVALID_QUEUE_SIZE));
+        return Err(specific(CommandSpecificStatus::INVALID_QUEUE_SIZE));
     }
     if sqe.cdw11.get() & 1 == 0 || sqe.prp1() % 4096 != 0 {
         // Contiguous queues are required (CAP.CQR) and must be page aligned.
-        return Err(generic(Gs::INVALID_FIELD));
+        return Err(generic(GenericStatus::INVALID_FIELD));
     }
     Ok((qid, entries as u16))
 }
@@ -143,7 +143,7 @@ fn create_cq(st: &mut State, sqe: &Sqe) -> Outcome {
         Err(o) => return o,
     };
     if st.cc.iocqes() != 4 {
-        return generic(Gs::INVALID_FIELD);
+        return generic(GenericStatus::INVALID_FIELD);
     }
     st.cqs[qid as usize] = Some(EmuCq::new(sqe.prp1(), entries));
     ok(0)
@@ -158,10 +158,10 @@ fn create_sq(st: &mut State, sqe: &Sqe) -> Outcome {
     };
     let cqid = (sqe.cdw11.get() >> 16) as u16;
     if cqid == 0 || !st.cqs.get(cqid as usize).is_some_and(|q| q.is_some()) {
-        return specific(Cs::COMPLETION_QUEUE_INVALID);
+        return specific(CommandSpecificStatus::COMPLETION_QUEUE_INVALID);
     }
     if st.cc.iosqes() != 6 {
-        return generic(Gs::INVALID_FIELD);
+        return generic(GenericStatus::INVALID_FIELD);
     }
     st.sqs[qid as usize] = Some(EmuSq { base: sqe.prp1(), entries, head: 0, tail: 0, cqid });
     ok(0)
@@ -170,12 +170,12 @@ fn create_sq(st: &mut State, sqe: &Sqe) -> Outcome {
 fn delete_sq(st: &mut State, sqe: &Sqe) -> Outcome {
     let qid = (sqe.cdw10.get() & 0xffff) as u16;
     if qid == 0 || !st.sqs.get(qid as usize).is_some_and(|q| q.is_some()) {
-        return specific(Cs::INVALID_QUEUE_IDENTIFIER);
+        return specific(CommandSpecificStatus::INVALID_QUEUE_IDENTIFIER);
     }
     let held: Vec<u16> = st.held.iter().filter(|h| h.0 == qid).map(|h| h.1).collect();
     st.held.retain(|h| h.0 != qid);
     for cid in held {
-        st.complete(qid, cid, Status::generic(Gs::ABORTED_SQ_DELETION), 0, 0);
+        st.complete(qid, cid, Status::generic(GenericStatus::ABORTED_SQ_DELETION), 0, 0);
     }
     st.sqs[qid as usize] = None;
     ok(0)
@@ -184,7 +184,7 @@ fn delete_sq(st: &mut State, sqe: &Sqe) -> Outcome {
 fn delete_cq(st: &mut State, sqe: &Sqe) -> Outcome {
     let qid = (sqe.cdw10.get() & 0xffff) as u16;
     if qid == 0 || !st.cqs.get(qid as usize).is_some_and(|q| q.is_some()) {
-        return specific(Cs::INVALID_QUEUE_IDENTIFIER);
+        return specific(CommandSpecificStatus::INVALID_QUEUE_IDENTIFIER);
     }
     if st.sqs.iter().flatten().any(|sq| sq.cqid == qid) {
         return specific(INVALID_QUEUE_DELETION);
@@ -203,11 +203,11 @@ fn set_features(st: &mut State, sqe: &Sqe) -> Outcome {
     match f {
         fid::NUMBER_OF_QUEUES => {
             if st.sqs.iter().skip(1).any(|q| q.is_some()) || st.cqs.iter().skip(1).any(|q| q.is_some()) {
-                return generic(Gs::COMMAND_SEQUENCE_ERROR);
+                return generic(GenericStatus::COMMAND_SEQUENCE_ERROR);
             }
             let want = sqe.cdw11.get();
             if want & 0xffff == 0xffff || want >> 16 == 0xffff {
-                return generic(Gs::INVALID_FIELD);
+                return generic(GenericStatus::INVALID_FIELD);
             }
             ok(queues_dw(st))
         }
@@ -215,7 +215,7 @@ fn set_features(st: &mut State, sqe: &Sqe) -> Outcome {
             st.features.insert(f, sqe.cdw11.get());
             ok(0)
         }
-        _ => generic(Gs::INVALID_FIELD),
+        _ => generic(GenericStatus::INVALID_FIELD),
     }
 }
 
@@ -223,7 +223,7 @@ fn get_features(st: &mut State, sqe: &Sqe) -> Outcome {
     match (sqe.cdw10.get() & 0xff) as u8 {
         fid::NUMBER_OF_QUEUES => ok(queues_dw(st)),
         f @ fid::ARBITRATION..=fid::KEEP_ALIVE_TIMER => ok(st.features.get(&f).copied().unwrap_or(0)),
-        _ => generic(Gs::INVALID_FIELD),
+        _ => generic(GenericStatus::INVALID_FIELD),
     }
 }
 
@@ -236,7 +236,7 @@ fn abort(st: &mut State, sqe: &Sqe) -> Outcome {
         return ok(1);
     };
     st.held.remove(pos);
-    st.complete(sqid, cid, Status::generic(Gs::ABORTED_BY_REQUEST), 0, 0);
+    st.complete(sqid, cid, Status::generic(GenericStatus::ABORTED_BY_REQUEST), 0, 0);
     ok(0)
 }
 
@@ -258,7 +258,7 @@ fn get_log_page(st: &mut State, sqe: &Sqe) -> Outcome {
             s.set_num_err_log_entries(st.error_count as u128);
             s.as_bytes().to_vec()
         }
-        _ => return specific(Cs::INVALID_LOG_PAGE),
+        _ => return specific(CommandSpecificStatus::INVALID_LOG_PAGE),
     };
     let start = (args.offset as usize).min(page.len());
     page.drain(..start);

@@ -3,7 +3,7 @@
 use super::prp;
 use super::regs::{Outcome, State};
 use crate::spec::opcode::io as opcode;
-use crate::spec::{GenericStatus as Gs, MediaStatus, NvmOpcode, Sqe, Status};
+use crate::spec::{GenericStatus, MediaStatus, NvmOpcode, Sqe, Status};
 
 /// Injected media error: the next `remaining` commands touching `lba` fail.
 pub(crate) struct MediaFault {
@@ -31,11 +31,11 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
     }
     let nsid = sqe.nsid.get();
     let Some(di) = nsid.checked_sub(1).map(|i| i as usize).filter(|&i| i < st.disks.len()) else {
-        return fail(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT));
+        return fail(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT));
     };
     if sqe.psdt() != 0 {
         // SGLs are not supported (Identify SGLS = 0).
-        return fail(Status::generic(Gs::INVALID_FIELD));
+        return fail(Status::generic(GenericStatus::INVALID_FIELD));
     }
     let dma = prp::Dma::io(&st.mem, &st.guard, sqid, sqe);
     match sqe.opcode {
@@ -45,12 +45,12 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
         opcode::VERIFY | opcode::WRITE_UNCORRECTABLE => {
             return match st.disks[di].in_range(sqe.slba(), sqe.nlb() as u64) {
                 true => Some((Status::SUCCESS, 0)),
-                false => fail(Status::generic(Gs::LBA_OUT_OF_RANGE)),
+                false => fail(Status::generic(GenericStatus::LBA_OUT_OF_RANGE)),
             };
         }
         _ => {}
     }
-    let Some(op) = NvmOpcode::from_u8(sqe.opcode) else { return fail(Status::generic(Gs::INVALID_OPCODE)) };
+    let Some(op) = NvmOpcode::from_u8(sqe.opcode) else { return fail(Status::generic(GenericStatus::INVALID_OPCODE)) };
     if matches!(op, NvmOpcode::Write | NvmOpcode::WriteZeroes) && sqe.fua() {
         st.stats.fua_writes += 1;
     }
@@ -60,7 +60,7 @@ pub(crate) fn execute(st: &mut State, sqid: u16, sqe: &Sqe) -> Outcome {
         NvmOpcode::WriteZeroes => {
             let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
             if !st.disks[di].in_range(slba, nlb) {
-                return fail(Status::generic(Gs::LBA_OUT_OF_RANGE));
+                return fail(Status::generic(GenericStatus::LBA_OUT_OF_RANGE));
             }
             st.disks[di].blocks_mut(slba, nlb).fill(0);
             Some((Status::SUCCESS, 0))
@@ -73,11 +73,11 @@ fn read_write(st: &mut State, dma: &prp::Dma, di: usize, op: NvmOpcode, sqe: &Sq
     let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
     let disk = &st.disks[di];
     if !disk.in_range(slba, nlb) {
-        return fail(Status::generic(Gs::LBA_OUT_OF_RANGE));
+        return fail(Status::generic(GenericStatus::LBA_OUT_OF_RANGE));
     }
     let len = nlb as usize * disk.block_size as usize;
     if st.cfg.mdts != 0 && len > 4096usize << st.cfg.mdts {
-        return fail(Status::generic(Gs::INVALID_FIELD));
+        return fail(Status::generic(GenericStatus::INVALID_FIELD));
     }
     let nsid = sqe.nsid.get();
     if let Some(f) =
@@ -132,7 +132,7 @@ fn dsm(st: &mut State, dma: &prp::Dma, di: usize, sqe: &Sqe) -> Outcome {
         })
         .collect();
     if ranges.iter().any(|&(slba, nlb)| !st.disks[di].in_range(slba, nlb)) {
-        return fail(Status::generic(Gs::LBA_OUT_OF_RANGE));
+        return fail(Status::generic(GenericStatus::LBA_OUT_OF_RANGE));
     }
     for (slba, nlb) in ranges {
         st.disks[di].blocks_mut(slba, nlb).fill(0);
@@ -144,7 +144,7 @@ fn dsm(st: &mut State, dma: &prp::Dma, di: usize, sqe: &Sqe) -> Outcome {
 fn vendor_len(st: &State, sqe: &Sqe) -> Result<usize, Outcome> {
     let len = sqe.cdw10.get() as usize * 4;
     if len > super::VENDOR_MAX_BYTES || (st.cfg.mdts != 0 && len > 4096usize << st.cfg.mdts) {
-        return Err(fail(Status::generic(Gs::INVALID_FIELD)));
+        return Err(fail(Status::generic(GenericStatus::INVALID_FIELD)));
     }
     Ok(len)
 }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use nvme_driver::spec::identify::oncs;
-use nvme_driver::spec::{CommandSpecificStatus as Cs, GenericStatus as Gs, MediaStatus, Status, StatusCodeType};
+use nvme_driver::spec::{CommandSpecificStatus, GenericStatus, MediaStatus, Status, StatusCodeType};
 use nvme_driver::{Controller, DmaAllocator, DmaPool, IoQpair, PoolBuf};
 
 use super::{check_io, Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, IoBuf, PassthruIo};
@@ -375,24 +375,26 @@ pub fn map_status(status: Status, op: BdevOp) -> BdevStatus {
     }
     if sct == StatusCodeType::Generic as u8 {
         return match sc {
-            Gs::LBA_OUT_OF_RANGE => BdevStatus::OutOfRange,
-            Gs::CAPACITY_EXCEEDED => BdevStatus::NoSpace,
-            Gs::INVALID_OPCODE => BdevStatus::Unsupported,
-            Gs::INVALID_FIELD
-            | Gs::INVALID_NAMESPACE_OR_FORMAT
-            | Gs::DATA_SGL_LENGTH_INVALID
-            | Gs::INVALID_PRP_OFFSET
-            | Gs::INVALID_NUM_SGL_DESCRIPTORS
-            | Gs::INVALID_SGL_SEG_DESCRIPTOR
-            | Gs::SGL_DESCRIPTOR_TYPE_INVALID
-            | Gs::INVALID_SGL_OFFSET => BdevStatus::InvalidArg,
+            GenericStatus::LBA_OUT_OF_RANGE => BdevStatus::OutOfRange,
+            GenericStatus::CAPACITY_EXCEEDED => BdevStatus::NoSpace,
+            GenericStatus::INVALID_OPCODE => BdevStatus::Unsupported,
+            GenericStatus::INVALID_FIELD
+            | GenericStatus::INVALID_NAMESPACE_OR_FORMAT
+            | GenericStatus::DATA_SGL_LENGTH_INVALID
+            | GenericStatus::INVALID_PRP_OFFSET
+            | GenericStatus::INVALID_NUM_SGL_DESCRIPTORS
+            | GenericStatus::INVALID_SGL_SEG_DESCRIPTOR
+            | GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID
+            | GenericStatus::INVALID_SGL_OFFSET => BdevStatus::InvalidArg,
             // Internal error, data transfer error, aborts, namespace not ready, write protected...
             _ => failure(op),
         };
     }
     if sct == StatusCodeType::CommandSpecific as u8 {
         return match sc {
-            Cs::CONFLICTING_ATTRIBUTES | Cs::INVALID_PROTECTION_INFO => BdevStatus::InvalidArg,
+            CommandSpecificStatus::CONFLICTING_ATTRIBUTES | CommandSpecificStatus::INVALID_PROTECTION_INFO => {
+                BdevStatus::InvalidArg
+            }
             _ => failure(op),
         };
     }
@@ -1244,13 +1246,16 @@ mod tests {
         assert_eq!(m(Status::media(MediaStatus::COMPARE_FAILURE), Compare), BdevStatus::CompareMismatch);
         assert_eq!(m(Status::media(MediaStatus::GUARD_CHECK_ERROR), Read), BdevStatus::ReadError);
         assert_eq!(m(Status::media(MediaStatus::GUARD_CHECK_ERROR), Write), BdevStatus::WriteError);
-        assert_eq!(m(Status::generic(Gs::LBA_OUT_OF_RANGE), Read), BdevStatus::OutOfRange);
-        assert_eq!(m(Status::generic(Gs::CAPACITY_EXCEEDED), Write), BdevStatus::NoSpace);
-        assert_eq!(m(Status::generic(Gs::INVALID_OPCODE), Unmap), BdevStatus::Unsupported);
-        assert_eq!(m(Status::generic(Gs::INVALID_FIELD), Read), BdevStatus::InvalidArg);
-        assert_eq!(m(Status::generic(Gs::INTERNAL_ERROR), Flush), BdevStatus::WriteError);
-        assert_eq!(m(Status::generic(Gs::DATA_TRANSFER_ERROR), Read), BdevStatus::ReadError);
-        assert_eq!(m(Status::command_specific(Cs::ATTEMPTED_WRITE_TO_RO_RANGE), Write), BdevStatus::WriteError);
+        assert_eq!(m(Status::generic(GenericStatus::LBA_OUT_OF_RANGE), Read), BdevStatus::OutOfRange);
+        assert_eq!(m(Status::generic(GenericStatus::CAPACITY_EXCEEDED), Write), BdevStatus::NoSpace);
+        assert_eq!(m(Status::generic(GenericStatus::INVALID_OPCODE), Unmap), BdevStatus::Unsupported);
+        assert_eq!(m(Status::generic(GenericStatus::INVALID_FIELD), Read), BdevStatus::InvalidArg);
+        assert_eq!(m(Status::generic(GenericStatus::INTERNAL_ERROR), Flush), BdevStatus::WriteError);
+        assert_eq!(m(Status::generic(GenericStatus::DATA_TRANSFER_ERROR), Read), BdevStatus::ReadError);
+        assert_eq!(
+            m(Status::command_specific(CommandSpecificStatus::ATTEMPTED_WRITE_TO_RO_RANGE), Write),
+            BdevStatus::WriteError
+        );
         assert_eq!(m(Status::from_raw(0x7ff), Read), BdevStatus::ReadError, "vendor specific");
     }
 
@@ -1406,7 +1411,7 @@ mod tests {
         assert_eq!(c.status, BdevStatus::Nvme { status: Status::SUCCESS, dw0: VENDOR_STORE_DW0 });
         // An opcode the device does not know: its status, unchanged.
         let c = passthru(&mut *ch, 0xC5, 1, None, false);
-        assert_eq!(c.status, BdevStatus::Nvme { status: Status::generic(Gs::INVALID_OPCODE).dnr(), dw0: 0 });
+        assert_eq!(c.status, BdevStatus::Nvme { status: Status::generic(GenericStatus::INVALID_OPCODE).dnr(), dw0: 0 });
         // More than one DMA buffer (16 KiB with MDTS 2): refused without the device.
         let c = passthru(&mut *ch, VENDOR_STORE, 1, Some(IoBuf::new(32 << 10)), true);
         assert_eq!(c.status, BdevStatus::InvalidArg);

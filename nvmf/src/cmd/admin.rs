@@ -6,8 +6,8 @@ use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::features::async_event_config;
 use crate::spec::{
-    async_event_notice, async_event_type, fid, lid, AdminOpcode, AsyncEvent, ChangedNsList,
-    CommandSpecificStatus as Cs, GenericStatus as Gs, GetLogPageArgs, NumberOfQueues, SmartLog, Status,
+    async_event_notice, async_event_type, fid, lid, AdminOpcode, AsyncEvent, ChangedNsList, CommandSpecificStatus,
+    GenericStatus, GetLogPageArgs, NumberOfQueues, SmartLog, Status,
 };
 use std::sync::atomic::Ordering;
 use zerocopy::IntoBytes;
@@ -16,7 +16,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     let op = AdminOpcode::from_u8(cmd.sqe.opcode);
     // Until the host enables the controller only fabrics commands are allowed.
     if !ctrl.is_ready() {
-        cmd.cqe.set_status(Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
         return Exec::Complete;
     }
     let discovery = ctrl.subsys.is_discovery();
@@ -31,7 +31,9 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         }
         Some(AdminOpcode::AsyncEventRequest) => {
             if q.aer_slots.len() >= MAX_AERS {
-                cmd.cqe.set_status(Status::command_specific(Cs::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED).dnr());
+                cmd.cqe.set_status(
+                    Status::command_specific(CommandSpecificStatus::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED).dnr(),
+                );
                 return Exec::Complete;
             }
             Exec::Parked
@@ -43,7 +45,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
             Exec::Complete
         }
         _ => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_OPCODE).dnr());
             Exec::Complete
         }
     }
@@ -73,7 +75,7 @@ fn get_log_page(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let args = GetLogPageArgs::from_sqe(cmd.sqe);
     let len = args.byte_len();
     if cmd.buf.as_ref().map_or(0, |b| b.len() as u64) < len {
-        cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
         return Exec::Complete;
     }
     let discovery = ctrl.subsys.is_discovery();
@@ -101,12 +103,12 @@ fn get_log_page(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
             list.as_bytes().to_vec()
         }
         _ => {
-            cmd.cqe.set_status(Status::command_specific(Cs::INVALID_LOG_PAGE).dnr());
+            cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::INVALID_LOG_PAGE).dnr());
             return Exec::Complete;
         }
     };
     if args.offset > page.len() as u64 || !args.offset.is_multiple_of(4) {
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return Exec::Complete;
     }
     let start = args.offset as usize;
@@ -132,7 +134,7 @@ fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
         fid::ASYNC_EVENT_CONFIG => ctrl.aen_config.load(Ordering::Relaxed),
         // Base 2.0 section 5.27.1.4: without a volatile write cache the feature is not there.
         fid::VOLATILE_WRITE_CACHE if !has_volatile_write_cache(ctrl) => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
             return Exec::Complete;
         }
         fid::VOLATILE_WRITE_CACHE => ctrl.write_cache_enabled() as u32,
@@ -145,7 +147,7 @@ fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             0
         }
         _ => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
             return Exec::Complete;
         }
     };
@@ -160,7 +162,7 @@ fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
         fid::NUMBER_OF_QUEUES => {
             let req = NumberOfQueues::from_dw(cdw11);
             if cdw11 & 0xffff == 0xffff || cdw11 >> 16 == 0xffff {
-                cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+                cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
                 return Exec::Complete;
             }
             let n = ctrl.set_num_io_queues(req.sq.min(req.cq).min(u16::MAX as u32) as u16) as u32;
@@ -172,7 +174,7 @@ fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             ctrl.event_flag.store(true, Ordering::Release);
         }
         fid::VOLATILE_WRITE_CACHE if !has_volatile_write_cache(ctrl) => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr())
+            cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr())
         }
         // WCE (bit 0) off: this controller's writes are written through from now on.
         fid::VOLATILE_WRITE_CACHE => ctrl.set_write_cache_enabled(cdw11 & 1 != 0),
@@ -182,7 +184,7 @@ fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
         | fid::ERROR_RECOVERY
         | fid::INTERRUPT_COALESCING
         | fid::WRITE_ATOMICITY => {}
-        _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
+        _ => cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr()),
     }
     Exec::Complete
 }

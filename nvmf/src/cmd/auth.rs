@@ -32,7 +32,7 @@ use crate::auth::{ct_eq, random_bytes, random_seqnum, wipe, DhGroup, DhKeyPair, 
 use crate::ctrlr::Controller;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
-use crate::spec::{GenericStatus as Gs, Status};
+use crate::spec::{GenericStatus, Status};
 use crate::subsystem::HostKeys;
 use std::sync::{Arc, Mutex};
 
@@ -339,7 +339,7 @@ impl QueueAuth {
 fn check_fields(cmd: &mut Cmd<'_>) -> Option<u32> {
     let a = AuthCmd::parse(cmd.sqe);
     if a.secp != SECP_NVME_AUTH || a.spsp0 != SPSP_DHCHAP || a.spsp1 != SPSP_DHCHAP || a.len == 0 {
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return None;
     }
     Some(a.len)
@@ -352,13 +352,13 @@ pub(crate) fn send(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> E
     let qid = q.qid;
     let Some(auth) = q.auth.as_mut() else {
         // No key for this host: the controller does not authenticate it.
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return Exec::Complete;
     };
     let data = match cmd.buf.as_ref() {
         Some(b) if b.len() >= tl as usize => &b.as_slice()[..tl as usize],
         _ => {
-            cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
             return Exec::Complete;
         }
     };
@@ -432,7 +432,7 @@ pub(crate) fn receive(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -
     let Some(ctrl) = q.ctrl.clone() else { return Exec::Complete };
     let qid = q.qid;
     let Some(auth) = q.auth.as_mut() else {
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return Exec::Complete;
     };
     let room = (al as usize).min(cmd.buf.as_ref().map_or(0, |b| b.len()));
@@ -452,7 +452,7 @@ pub(crate) fn receive(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -
         _ => 8,
     };
     if room < need {
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return Exec::Complete;
     }
     if auth.step == Step::Challenge {

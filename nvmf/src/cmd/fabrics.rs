@@ -8,7 +8,7 @@ use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::fabrics::{
     connect_invalid_param_dw0, connect_ipo, ConnectCmd, ConnectData, PropertyCmd, CNTLID_DYNAMIC,
 };
-use crate::spec::{get_str, reg, Cc, CommandSpecificStatus as Cs, FabricsType, GenericStatus as Gs, Status};
+use crate::spec::{get_str, reg, Cc, CommandSpecificStatus, FabricsType, GenericStatus, Status};
 use zerocopy::FromBytes;
 
 /// Connect CATTR bit 2: the host disables SQ flow control.
@@ -19,46 +19,46 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
     match FabricsType::from_u8(fctype) {
         Some(FabricsType::Connect) => connect(q, ctx, cmd),
         _ if !q.is_connected() => {
-            cmd.cqe.set_status(Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
             Exec::Complete
         }
         Some(FabricsType::AuthenticationSend) => super::auth::send(q, ctx, cmd),
         Some(FabricsType::AuthenticationReceive) => super::auth::receive(q, ctx, cmd),
         Some(FabricsType::Disconnect) => Exec::CompleteThenClose,
         _ if q.auth_pending() => {
-            cmd.cqe.set_status(Status::command_specific(Cs::AUTH_REQUIRED).dnr());
+            cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::AUTH_REQUIRED).dnr());
             Exec::Complete
         }
         Some(FabricsType::PropertyGet) if q.qid == 0 => property_get(q, cmd),
         Some(FabricsType::PropertySet) if q.qid == 0 => property_set(q, ctx, cmd),
         _ => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_OPCODE).dnr());
             Exec::Complete
         }
     }
 }
 
 fn invalid_param(cmd: &mut Cmd<'_>, in_data: bool, offset: u16) -> Exec {
-    cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_INVALID_PARAMETERS).dnr());
+    cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::CONNECT_INVALID_PARAMETERS).dnr());
     cmd.cqe.dw0.set(connect_invalid_param_dw0(in_data, offset));
     Exec::Complete
 }
 
 fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
     if q.is_connected() {
-        cmd.cqe.set_status(Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
         return Exec::Complete;
     }
     let c = ConnectCmd::parse(cmd.sqe);
     if c.recfmt != 0 {
-        cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_INCOMPATIBLE_FORMAT).dnr());
+        cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::CONNECT_INCOMPATIBLE_FORMAT).dnr());
         return Exec::Complete;
     }
     // Connect's data is exactly 1024 bytes (NVMe-oF 1.1 Figure 20); other lengths are refused
     // like Linux nvmet does, and the connection (not yet anyone's) closes.
     let data = cmd.buf.as_ref().filter(|b| b.len() == size_of::<ConnectData>());
     let Some(data) = data.and_then(|b| ConnectData::read_from_prefix(b.as_slice()).ok()).map(|(d, _)| d) else {
-        cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
         return Exec::CompleteThenClose;
     };
     let subnqn = get_str(&data.subnqn);
@@ -73,7 +73,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
     }
     if !subsys.host_allowed(&hostnqn) {
         log::info!("connect from {hostnqn} to {subnqn}: host not allowed");
-        cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_INVALID_HOST).dnr());
+        cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::CONNECT_INVALID_HOST).dnr());
         return Exec::Complete;
     }
     let max_depth = if c.qid == 0 { MAX_ADMIN_QUEUE_DEPTH } else { MAX_QUEUE_DEPTH };
@@ -91,7 +91,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         let Some(ctrl) = subsys.register_controller(|id| {
             Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, q.listener.clone(), keys, kato, now)
         }) else {
-            cmd.cqe.set_status(Status::command_specific(Cs::CONNECT_CONTROLLER_BUSY));
+            cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::CONNECT_CONTROLLER_BUSY));
             return Exec::Complete;
         };
         ctrl.keep_alive(now);
@@ -111,7 +111,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
             return invalid_param(&mut cmd, true, connect_ipo::HOSTNQN);
         }
         if !ctrl.is_ready() || subsys.is_discovery() {
-            cmd.cqe.set_status(Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
             return Exec::Complete;
         }
         if !ctrl.claim_io_queue(c.qid) {
@@ -147,7 +147,7 @@ fn property_get(q: &mut NvmeQueue, cmd: Cmd<'_>) -> Exec {
         (reg::CC, false) => ctrl.cc().0 as u64,
         (reg::CSTS, false) => ctrl.csts().0 as u64,
         _ => {
-            cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr());
+            cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
             return Exec::Complete;
         }
     };
@@ -161,7 +161,7 @@ fn property_set(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let p = PropertyCmd::parse(cmd.sqe);
     match (p.offset, p.eight_bytes) {
         (reg::CC, false) => match ctrl.set_cc(Cc(p.value as u32)) {
-            CcChange::Invalid => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
+            CcChange::Invalid => cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr()),
             change => {
                 if change == CcChange::ShutdownStarted {
                     // CSTS.SHST reads 01b until every namespace's write cache is flushed.
@@ -171,7 +171,7 @@ fn property_set(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
                 log::debug!("controller {}: CC <- {:#x}, CSTS {:#x}", ctrl.cntlid, p.value, ctrl.csts().0);
             }
         },
-        _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
+        _ => cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr()),
     }
     Exec::Complete
 }

@@ -4,7 +4,7 @@
 use crate::ctrlr::{Controller, MAX_AERS, MAX_QUEUE_DEPTH, NVME_VERSION};
 use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::identify::{cntrltype, oncs};
-use crate::spec::{cns, nidt, put_str, GenericStatus as Gs, IdentifyController, IdentifyNamespace, LbaFormat, Status};
+use crate::spec::{cns, nidt, put_str, GenericStatus, IdentifyController, IdentifyNamespace, LbaFormat, Status};
 use zerocopy::IntoBytes;
 
 /// Largest data transfer per command: 1 MiB (MDTS = 8 with 4 KiB pages).
@@ -28,7 +28,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
         }
         cns::NAMESPACE => {
             if nsid == 0 || nsid == 0xffff_ffff || nsid > ctrl.subsys.max_namespaces {
-                cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
                 return Exec::Complete;
             }
             // An inactive NSID returns a zero-filled structure.
@@ -40,7 +40,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
         }
         cns::ACTIVE_NS_LIST => {
             if nsid >= 0xffff_fffe {
-                cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
                 return Exec::Complete;
             }
             // Only the namespaces visible to this controller's host are active for it.
@@ -53,7 +53,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
         }
         cns::NS_DESCRIPTOR_LIST => {
             let Some(ns) = q.namespace(ctrl, nsid) else {
-                cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
                 return Exec::Complete;
             };
             let mut page = [0u8; 4096];
@@ -66,7 +66,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
             }
             super::fill_data(cmd.buf, &page);
         }
-        _ => cmd.cqe.set_status(Status::generic(Gs::INVALID_FIELD).dnr()),
+        _ => cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr()),
     }
     Exec::Complete
 }

@@ -6,7 +6,7 @@ use crate::ctrlr::Controller;
 use crate::fanout::FanoutDone;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
-use crate::spec::{Cqe, GenericStatus as Gs, MediaStatus, NvmOpcode, Status};
+use crate::spec::{Cqe, GenericStatus, MediaStatus, NvmOpcode, Status};
 use crate::subsystem::Namespace;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         if let Some(ns) = q.namespace(ctrl, cmd.sqe.nsid.get()).filter(|ns| ns.bdev.supports_passthru()) {
             return passthru(&ns, ctx, cmd);
         }
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_OPCODE).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_OPCODE).dnr());
         return Exec::Complete;
     };
     let nsid = cmd.sqe.nsid.get();
@@ -34,7 +34,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         };
     }
     let Some(ns) = q.namespace_ref(ctrl, nsid) else {
-        cmd.cqe.set_status(Status::generic(Gs::INVALID_NAMESPACE_OR_FORMAT).dnr());
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
         return Exec::Complete;
     };
     let bs = ns.bdev.block_size() as u64;
@@ -45,7 +45,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     let (bop, offset, count) = match op {
         NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare | NvmOpcode::WriteZeroes => {
             if slba.checked_add(nlb).is_none_or(|end| end > blocks) {
-                cmd.cqe.set_status(Status::generic(Gs::LBA_OUT_OF_RANGE).dnr());
+                cmd.cqe.set_status(Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
                 return Exec::Complete;
             }
             let bop = match op {
@@ -55,7 +55,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
                 _ => BdevOp::WriteZeroes,
             };
             if bop != BdevOp::WriteZeroes && cmd.buf.as_ref().map_or(0, |b| b.len() as u64) != nlb * bs {
-                cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+                cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
                 return Exec::Complete;
             }
             (bop, slba, nlb)
@@ -70,13 +70,13 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
             match cmd.buf.as_mut() {
                 Some(b) if b.len() >= nr * 16 => b.set_len(nr * 16),
                 _ => {
-                    cmd.cqe.set_status(Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+                    cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
                     return Exec::Complete;
                 }
             }
             for (s, n) in crate::bdev::dsm_ranges(cmd.buf.as_ref().map_or(&[][..], |b| b.as_slice())) {
                 if s.checked_add(n as u64).is_none_or(|end| end > blocks) {
-                    cmd.cqe.set_status(Status::generic(Gs::LBA_OUT_OF_RANGE).dnr());
+                    cmd.cqe.set_status(Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
                     return Exec::Complete;
                 }
                 unmapped += n as u64;
@@ -85,7 +85,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         }
     };
     let Some((chan, stats)) = ctx.channel_and_stats(ns) else {
-        cmd.cqe.set_status(Status::generic(Gs::INTERNAL_ERROR));
+        cmd.cqe.set_status(Status::generic(GenericStatus::INTERNAL_ERROR));
         return Exec::Complete;
     };
     let buf = match bop {
@@ -125,10 +125,10 @@ pub(crate) fn bdev_status(s: BdevStatus) -> Status {
         BdevStatus::ReadError => Status::media(MediaStatus::UNRECOVERED_READ_ERROR),
         BdevStatus::WriteError => Status::media(MediaStatus::WRITE_FAULT),
         BdevStatus::CompareMismatch => Status::media(MediaStatus::COMPARE_FAILURE).dnr(),
-        BdevStatus::OutOfRange => Status::generic(Gs::LBA_OUT_OF_RANGE).dnr(),
-        BdevStatus::NoSpace => Status::generic(Gs::CAPACITY_EXCEEDED).dnr(),
-        BdevStatus::InvalidArg => Status::generic(Gs::INVALID_FIELD).dnr(),
-        BdevStatus::Unsupported => Status::generic(Gs::INVALID_OPCODE).dnr(),
+        BdevStatus::OutOfRange => Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr(),
+        BdevStatus::NoSpace => Status::generic(GenericStatus::CAPACITY_EXCEEDED).dnr(),
+        BdevStatus::InvalidArg => Status::generic(GenericStatus::INVALID_FIELD).dnr(),
+        BdevStatus::Unsupported => Status::generic(GenericStatus::INVALID_OPCODE).dnr(),
         BdevStatus::Nvme { status, .. } => status,
     }
 }

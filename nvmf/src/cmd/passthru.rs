@@ -27,7 +27,7 @@ use crate::bdev::PassthruIo;
 use crate::cmd::identify::MAX_IO_SIZE;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec};
-use crate::spec::{GenericStatus as Gs, Status};
+use crate::spec::{GenericStatus, Status};
 use crate::subsystem::Namespace;
 use nvme_driver::spec::opcode::io;
 use std::sync::Arc;
@@ -68,16 +68,16 @@ pub(crate) fn execute(ns: &Arc<Namespace>, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> 
     let sqe = cmd.sqe;
     let len = cmd.buf.as_ref().map_or(0, |b| b.len());
     let exact_len = match class(sqe.opcode) {
-        Class::Refused => return complete(cmd, Status::generic(Gs::INVALID_OPCODE).dnr()),
-        Class::Opaque if !ns.passthru_io => return complete(cmd, Status::generic(Gs::INVALID_OPCODE).dnr()),
+        Class::Refused => return complete(cmd, Status::generic(GenericStatus::INVALID_OPCODE).dnr()),
+        Class::Opaque if !ns.passthru_io => return complete(cmd, Status::generic(GenericStatus::INVALID_OPCODE).dnr()),
         Class::Opaque => false,
         Class::BlocksNoData => {
             if len != 0 || sqe.sgl1().length.get() != 0 {
-                return complete(cmd, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+                return complete(cmd, Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
             }
             let end = sqe.slba().checked_add(sqe.nlb() as u64);
             if end.is_none_or(|end| end > ns.bdev.num_blocks()) {
-                return complete(cmd, Status::generic(Gs::LBA_OUT_OF_RANGE).dnr());
+                return complete(cmd, Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
             }
             true
         }
@@ -89,16 +89,16 @@ pub(crate) fn execute(ns: &Arc<Namespace>, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> 
         0 => false,
         // Bidirectional: the transports move data one way per command.
         _ if sqe.sgl1().length.get() == 0 => false,
-        _ => return complete(cmd, Status::generic(Gs::INVALID_FIELD).dnr()),
+        _ => return complete(cmd, Status::generic(GenericStatus::INVALID_FIELD).dnr()),
     };
     if sqe.fuse() != 0 {
-        return complete(cmd, Status::generic(Gs::INVALID_FIELD).dnr());
+        return complete(cmd, Status::generic(GenericStatus::INVALID_FIELD).dnr());
     }
     if len > MAX_IO_SIZE || (sqe.opcode & 3 != 0 && len as u64 != sqe.sgl1().length.get() as u64) {
-        return complete(cmd, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr());
+        return complete(cmd, Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
     }
     let Some(chan) = ctx.channel(ns) else {
-        return complete(cmd, Status::generic(Gs::INTERNAL_ERROR));
+        return complete(cmd, Status::generic(GenericStatus::INTERNAL_ERROR));
     };
     let buf = if len > 0 { cmd.buf.take() } else { None };
     match chan.submit_passthru(PassthruIo { sqe: *sqe, buf, host_to_ctrl, exact_len, tag: cmd.tag }) {
@@ -107,7 +107,7 @@ pub(crate) fn execute(ns: &Arc<Namespace>, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> 
             if io.buf.is_some() {
                 *cmd.buf = io.buf;
             }
-            complete(cmd, Status::generic(Gs::INVALID_OPCODE).dnr())
+            complete(cmd, Status::generic(GenericStatus::INVALID_OPCODE).dnr())
         }
     }
 }

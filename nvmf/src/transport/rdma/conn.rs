@@ -24,7 +24,7 @@ use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
-use crate::spec::{Cqe, GenericStatus as Gs, SglDescriptor, Sqe, Status};
+use crate::spec::{Cqe, GenericStatus, SglDescriptor, Sqe, Status};
 use crate::transport::{direction, make_tag, Dir, TransportAddr};
 use std::collections::VecDeque;
 use zerocopy::{FromBytes, IntoBytes};
@@ -115,7 +115,7 @@ impl UnitPool {
 }
 
 /// The shared resources a connection works with during one call.
-pub(crate) struct Res<'a> {
+pub(crate) struct ConnResources<'a> {
     pub mem: &'a mut dyn LocalMem,
     pub units: &'a mut UnitPool,
 }
@@ -174,18 +174,18 @@ pub(crate) fn plan_data(sgl: &SglDescriptor, dir: Dir, icd_len: usize, icd_max: 
         (sgl_type::KEYED_DATA_BLOCK, KEYED_SUBTYPE_ADDRESS | KEYED_SUBTYPE_INVALIDATE) => {
             let k = Keyed::decode(sgl);
             if k.len > max_io {
-                return bad(Gs::DATA_SGL_LENGTH_INVALID);
+                return bad(GenericStatus::DATA_SGL_LENGTH_INVALID);
             }
             if k.len > 0 && k.addr.checked_add(k.len as u64).is_none() {
                 // The host buffer would wrap around the address space.
-                return bad(Gs::DATA_SGL_LENGTH_INVALID);
+                return bad(GenericStatus::DATA_SGL_LENGTH_INVALID);
             }
             if k.len > 0 && dir == Dir::None {
-                return bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+                return bad(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID);
             }
             DataPlan::Keyed(k)
         }
-        (sgl_type::KEYED_DATA_BLOCK, _) => bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID),
+        (sgl_type::KEYED_DATA_BLOCK, _) => bad(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID),
         (sgl_type::DATA_BLOCK, sgl_subtype::OFFSET) => {
             let off = sgl.address.get();
             let len = sgl.length.get() as u64;
@@ -193,24 +193,24 @@ pub(crate) fn plan_data(sgl: &SglDescriptor, dir: Dir, icd_len: usize, icd_max: 
                 return DataPlan::None;
             }
             if dir != Dir::HostToCtrl {
-                return bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+                return bad(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID);
             }
             if len > icd_max as u64 {
-                return bad(Gs::DATA_SGL_LENGTH_INVALID);
+                return bad(GenericStatus::DATA_SGL_LENGTH_INVALID);
             }
             match off.checked_add(len) {
                 Some(end) if end <= icd_len as u64 => DataPlan::InCapsule { off: off as usize, len: len as usize },
-                _ if off >= icd_len as u64 => bad(Gs::INVALID_SGL_OFFSET),
-                _ => bad(Gs::DATA_SGL_LENGTH_INVALID),
+                _ if off >= icd_len as u64 => bad(GenericStatus::INVALID_SGL_OFFSET),
+                _ => bad(GenericStatus::DATA_SGL_LENGTH_INVALID),
             }
         }
         _ if dir == Dir::None && sgl.length.get() == 0 => DataPlan::None,
-        _ => bad(Gs::SGL_DESCRIPTOR_TYPE_INVALID),
+        _ => bad(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID),
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum St {
+enum ReqState {
     Free,
     /// Waiting for staging units (to READ host data, or to WRITE read data back).
     NeedUnits,
@@ -225,7 +225,7 @@ enum St {
 }
 
 struct Req {
-    st: St,
+    st: ReqState,
     sqe: Sqe,
     cqe: Cqe,
     buf: Option<IoBuf>,
@@ -245,7 +245,7 @@ struct Req {
 impl Req {
     fn new() -> Req {
         Req {
-            st: St::Free,
+            st: ReqState::Free,
             sqe: Sqe::default(),
             cqe: Cqe::default(),
             buf: None,
@@ -342,7 +342,7 @@ impl RdmaConn {
     }
 
     /// Disconnect, drop NVMe state, free what no work request or bdev I/O still uses.
-    pub fn close(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    pub fn close(&mut self, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         if self.state == ConnState::Closed {
             return;
         }
@@ -353,7 +353,7 @@ impl RdmaConn {
         self.waiting.clear();
         for i in 0..self.reqs.len() {
             let r = &self.reqs[i];
-            if r.st != St::Free && r.st != St::Executing && r.pending == 0 {
+            if r.st != ReqState::Free && r.st != ReqState::Executing && r.pending == 0 {
                 self.release(i as u16, ctx, res);
             }
         }
@@ -362,7 +362,7 @@ impl RdmaConn {
     /// A closed connection whose flushed work requests did not come back within
     /// `FLUSH_TIMEOUT` (bdev I/O done): destroy its QP, after which the device touches none of
     /// its memory any more, then free what the requests held. Returns whether it did.
-    pub fn abandon_stuck_work_requests(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
+    pub fn abandon_stuck_work_requests(&mut self, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> bool {
         let stuck = self.state == ConnState::Closed
             && self.posted > 0
             && self.outstanding == 0
@@ -381,7 +381,7 @@ impl RdmaConn {
         self.posted = 0;
         for i in 0..self.reqs.len() {
             self.reqs[i].pending = 0;
-            if self.reqs[i].st != St::Free {
+            if self.reqs[i].st != ReqState::Free {
                 self.release(i as u16, ctx, res);
             }
         }
@@ -393,9 +393,9 @@ impl RdmaConn {
     }
 
     /// Free a request and everything it holds.
-    fn release(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn release(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         let r = &mut self.reqs[slot as usize];
-        if r.st == St::Free {
+        if r.st == ReqState::Free {
             return;
         }
         for u in r.units.drain(..) {
@@ -404,12 +404,12 @@ impl RdmaConn {
         if let Some(b) = r.buf.take() {
             ctx.bufs.put(b);
         }
-        r.st = St::Free;
+        r.st = ReqState::Free;
         self.free.push(slot);
     }
 
     /// Keep-alive, controller teardown and reset, asynchronous events.
-    pub fn poll_events(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) -> usize {
+    pub fn poll_events(&mut self, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> usize {
         if self.state != ConnState::Ready {
             return 0;
         }
@@ -431,7 +431,7 @@ impl RdmaConn {
 
     /// A command capsule arrived in the receive buffer at `off` (`len` bytes). The caller
     /// re-posts the buffer afterwards: everything needed is copied out here.
-    pub fn on_recv(&mut self, off: usize, len: usize, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    pub fn on_recv(&mut self, off: usize, len: usize, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         if self.state != ConnState::Ready {
             return;
         }
@@ -460,11 +460,11 @@ impl RdmaConn {
         r.executed = false;
         r.direct = false;
         r.dir = direction(&r.sqe);
-        r.st = St::Executing;
+        r.st = ReqState::Executing;
         let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
         if !connected && !is_connect {
             r.dir = Dir::None;
-            return self.fail_req(slot, Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr(), ctx, res);
+            return self.fail_req(slot, Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr(), ctx, res);
         }
         let plan = plan_data(&r.sqe.sgl1(), r.dir, len - SQE_SIZE, self.limits.icd_max, self.limits.max_io);
         match plan {
@@ -482,7 +482,7 @@ impl RdmaConn {
                     // The receive buffer is re-posted after this call, so the data cannot wait
                     // for a buffer: ask the host to retry.
                     r.dir = Dir::None;
-                    return self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx, res);
+                    return self.fail_req(slot, Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR), ctx, res);
                 };
                 res.mem.read(off + SQE_SIZE + d, b.as_mut_slice());
                 self.reqs[slot as usize].buf = Some(b);
@@ -498,9 +498,9 @@ impl RdmaConn {
                     if self.read_direct(slot, ctx, res) {
                         return;
                     }
-                    self.reqs[slot as usize].st = St::NeedUnits;
+                    self.reqs[slot as usize].st = ReqState::NeedUnits;
                 } else {
-                    r.st = St::NeedBuf;
+                    r.st = ReqState::NeedBuf;
                 }
                 self.advance(slot, ctx, res);
             }
@@ -511,7 +511,7 @@ impl RdmaConn {
     /// Returns false, holding nothing, when there is none or it cannot be registered: the
     /// staged path then takes units first and a buffer only after the READ (a heap buffer held
     /// while waiting for units could deadlock against requests holding units).
-    fn read_direct(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
+    fn read_direct(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> bool {
         let r = &mut self.reqs[slot as usize];
         let sqe = r.sqe;
         let k = r.keyed;
@@ -521,7 +521,7 @@ impl RdmaConn {
         let local = b.as_slice().as_ptr() as u64;
         r.buf = Some(b);
         r.direct = true;
-        r.st = St::Reading;
+        r.st = ReqState::Reading;
         let wr = Wr::Read { local, len: k.len, lkey, remote: k.addr, rkey: k.key };
         self.post(slot, &wr);
         if self.reqs[slot as usize].pending == 0 {
@@ -532,11 +532,11 @@ impl RdmaConn {
 
     /// Move a waiting request forward if its resources are there; queue it otherwise.
     /// Returns whether it moved.
-    fn advance(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) -> bool {
+    fn advance(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> bool {
         let r = &mut self.reqs[slot as usize];
         let len = r.keyed.len as usize;
         match r.st {
-            St::NeedUnits => {
+            ReqState::NeedUnits => {
                 let n = res.units.needed(len);
                 if res.units.available() < n || (!self.waiting.is_empty() && self.waiting.front() != Some(&slot)) {
                     if !self.waiting.contains(&slot) {
@@ -556,12 +556,12 @@ impl RdmaConn {
                 }
                 true
             }
-            St::NeedBuf if r.direct => {
+            ReqState::NeedBuf if r.direct => {
                 // RDMA READ put the host data in place.
                 self.exec(slot, ctx, res);
                 true
             }
-            St::NeedBuf => {
+            ReqState::NeedBuf => {
                 let taken = match r.buf.take() {
                     Some(b) => Some(b),
                     None => {
@@ -604,7 +604,7 @@ impl RdmaConn {
     }
 
     /// Retry requests waiting for units or buffers, oldest first.
-    pub fn retry_waiting(&mut self, ctx: &mut GroupCtx, res: &mut Res<'_>) -> usize {
+    pub fn retry_waiting(&mut self, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> usize {
         let mut n = 0;
         while let Some(&slot) = self.waiting.front() {
             if !self.advance(slot, ctx, res) {
@@ -628,9 +628,9 @@ impl RdmaConn {
         }
     }
 
-    fn post_reads(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn post_reads(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         let r = &mut self.reqs[slot as usize];
-        r.st = St::Reading;
+        r.st = ReqState::Reading;
         let k = r.keyed;
         let units = std::mem::take(&mut r.units);
         let us = res.units.unit_size;
@@ -656,7 +656,7 @@ impl RdmaConn {
 
     /// A send-queue work request of request `slot` completed (`ok` false: it failed or was
     /// flushed).
-    pub fn on_send_done(&mut self, slot: u16, ok: bool, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    pub fn on_send_done(&mut self, slot: u16, ok: bool, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         self.posted = self.posted.saturating_sub(1);
         let Some(r) = self.reqs.get_mut(slot as usize) else { return };
         r.pending = r.pending.saturating_sub(1);
@@ -669,31 +669,31 @@ impl RdmaConn {
             return;
         }
         match r.st {
-            St::Reading if !r.failed && self.state == ConnState::Ready => {
-                r.st = St::NeedBuf;
+            ReqState::Reading if !r.failed && self.state == ConnState::Ready => {
+                r.st = ReqState::NeedBuf;
                 self.advance(slot, ctx, res);
             }
-            St::Executing if self.state != ConnState::Closed => {}
-            St::Free => {}
+            ReqState::Executing if self.state != ConnState::Closed => {}
+            ReqState::Free => {}
             _ => self.release(slot, ctx, res),
         }
     }
 
-    fn fail_req(&mut self, slot: u16, status: Status, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn fail_req(&mut self, slot: u16, status: Status, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         self.reqs[slot as usize].cqe.set_status(status);
         self.complete(slot, ctx, res);
     }
 
-    fn exec(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn exec(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         let tag = make_tag(ctx.transport_index, self.idx, slot);
         let r = &mut self.reqs[slot as usize];
-        r.st = St::Executing;
+        r.st = ReqState::Executing;
         r.executed = true;
         match self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag }) {
             Exec::Complete => self.complete(slot, ctx, res),
             Exec::Pending => self.outstanding += 1,
             Exec::Parked => {
-                r.st = St::Parked;
+                r.st = ReqState::Parked;
                 self.q.aer_slots.push(slot);
             }
             Exec::CompleteThenClose => {
@@ -704,7 +704,7 @@ impl RdmaConn {
     }
 
     /// A bdev I/O of this connection finished.
-    pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         self.outstanding = self.outstanding.saturating_sub(1);
         let Some(r) = self.reqs.get_mut(slot as usize) else {
             if let Some(b) = done.buf {
@@ -725,7 +725,7 @@ impl RdmaConn {
     }
 
     /// Finish a command: push read data with RDMA WRITEs, then the response SEND.
-    fn complete(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn complete(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         if self.state != ConnState::Ready {
             return self.release(slot, ctx, res);
         }
@@ -747,7 +747,7 @@ impl RdmaConn {
             // Read data goes out of the lent DMA buffer itself, held until the WRITE is done.
             self.write_direct(slot, lkey, ctx, res);
         } else if has_data {
-            r.st = St::NeedUnits;
+            r.st = ReqState::NeedUnits;
             self.advance(slot, ctx, res);
         } else {
             if let Some(b) = r.buf.take() {
@@ -758,9 +758,9 @@ impl RdmaConn {
     }
 
     /// RDMA WRITE the read data from the request's registered DMA buffer, then the response.
-    fn write_direct(&mut self, slot: u16, lkey: u32, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn write_direct(&mut self, slot: u16, lkey: u32, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         let r = &mut self.reqs[slot as usize];
-        r.st = St::Sending;
+        r.st = ReqState::Sending;
         let k = r.keyed;
         let Some(b) = r.buf.as_ref() else { return self.release(slot, ctx, res) };
         let len = (k.len as usize).min(b.len()) as u32;
@@ -776,9 +776,9 @@ impl RdmaConn {
     }
 
     /// Units are in hand (or no data goes back): copy data into them, post WRITEs and the SEND.
-    fn post_response(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut Res<'_>) {
+    fn post_response(&mut self, slot: u16, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
         let r = &mut self.reqs[slot as usize];
-        r.st = St::Sending;
+        r.st = ReqState::Sending;
         let k = r.keyed;
         let units = std::mem::take(&mut r.units);
         let buf = r.buf.take();
@@ -870,23 +870,23 @@ pub(crate) mod tests {
         // Longer than the largest I/O.
         assert_eq!(
             st(plan_data(&Keyed::encode(0x1000, max + 1, 7, false), Dir::HostToCtrl, 0, 8192, max)),
-            Gs::DATA_SGL_LENGTH_INVALID
+            GenericStatus::DATA_SGL_LENGTH_INVALID
         );
         // Address + length wraps.
         assert_eq!(
             st(plan_data(&Keyed::encode(u64::MAX - 10, 4096, 7, false), Dir::HostToCtrl, 0, 8192, max)),
-            Gs::DATA_SGL_LENGTH_INVALID
+            GenericStatus::DATA_SGL_LENGTH_INVALID
         );
         // Unknown keyed subtype.
         let mut bad = Keyed::encode(0x1000, 4096, 7, false);
         bad.identifier = 0x45;
-        assert_eq!(st(plan_data(&bad, Dir::HostToCtrl, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(st(plan_data(&bad, Dir::HostToCtrl, 0, 8192, max)), GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID);
         // Data on a command that moves none.
-        assert_eq!(st(plan_data(&ok, Dir::None, 0, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(st(plan_data(&ok, Dir::None, 0, 8192, max)), GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID);
         // The TCP transport's descriptor is not valid on RDMA.
         assert_eq!(
             st(plan_data(&SglDescriptor::transport(4096), Dir::HostToCtrl, 0, 8192, max)),
-            Gs::SGL_DESCRIPTOR_TYPE_INVALID
+            GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID
         );
         // Zero-length keyed: no data.
         assert!(matches!(
@@ -904,15 +904,15 @@ pub(crate) mod tests {
             plan_data(&SglDescriptor::in_capsule(16, 496), Dir::HostToCtrl, 512, 8192, max),
             DataPlan::InCapsule { off: 16, len: 496 }
         );
-        assert_eq!(st(plan_data(&icd, Dir::HostToCtrl, 256, 8192, max)), Gs::DATA_SGL_LENGTH_INVALID);
+        assert_eq!(st(plan_data(&icd, Dir::HostToCtrl, 256, 8192, max)), GenericStatus::DATA_SGL_LENGTH_INVALID);
         assert_eq!(
             st(plan_data(&SglDescriptor::in_capsule(600, 10), Dir::HostToCtrl, 512, 8192, max)),
-            Gs::INVALID_SGL_OFFSET
+            GenericStatus::INVALID_SGL_OFFSET
         );
-        assert_eq!(st(plan_data(&icd, Dir::CtrlToHost, 512, 8192, max)), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(st(plan_data(&icd, Dir::CtrlToHost, 512, 8192, max)), GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID);
         assert_eq!(
             st(plan_data(&SglDescriptor::in_capsule(0, 9000), Dir::HostToCtrl, 9000, 8192, max)),
-            Gs::DATA_SGL_LENGTH_INVALID
+            GenericStatus::DATA_SGL_LENGTH_INVALID
         );
     }
 
@@ -1034,7 +1034,7 @@ pub(crate) mod tests {
         fn recv(&mut self, sqe: &Sqe, icd: &[u8]) {
             self.mem.0[..64].copy_from_slice(sqe.as_bytes());
             self.mem.0[64..64 + icd.len()].copy_from_slice(icd);
-            let mut res = Res { mem: &mut self.mem, units: &mut self.units };
+            let mut res = ConnResources { mem: &mut self.mem, units: &mut self.units };
             self.conn.on_recv(0, 64 + icd.len(), &mut self.ctx, &mut res);
         }
         fn take(&self) -> Vec<(u64, OwnedWr)> {
@@ -1043,7 +1043,7 @@ pub(crate) mod tests {
         fn done(&mut self, wr_id: u64, ok: bool) {
             let (c, slot) = split_send_wr_id(wr_id);
             assert_eq!(c, 5);
-            let mut res = Res { mem: &mut self.mem, units: &mut self.units };
+            let mut res = ConnResources { mem: &mut self.mem, units: &mut self.units };
             self.conn.on_send_done(slot, ok, &mut self.ctx, &mut res);
         }
         /// Complete every posted work request; READs get `host` data. Returns the SENDs' CQEs
@@ -1161,7 +1161,7 @@ pub(crate) mod tests {
         rig.recv(&sqe, &[]);
         let (cqes, writes) = rig.finish(&[]);
         assert!(writes.is_empty());
-        assert_eq!(cqes[0].0.status().sc(), Gs::DATA_SGL_LENGTH_INVALID);
+        assert_eq!(cqes[0].0.status().sc(), GenericStatus::DATA_SGL_LENGTH_INVALID);
         assert!(cqes[0].0.status().is_dnr());
         // Unknown keyed subtype.
         let mut sqe = Sqe { opcode: 0x06, ..Default::default() };
@@ -1172,7 +1172,7 @@ pub(crate) mod tests {
         sqe.set_sgl1(sgl);
         rig.recv(&sqe, &[]);
         let (cqes, _) = rig.finish(&[]);
-        assert_eq!(cqes[0].0.status().sc(), Gs::SGL_DESCRIPTOR_TYPE_INVALID);
+        assert_eq!(cqes[0].0.status().sc(), GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID);
         assert_eq!(rig.conn.state, ConnState::Ready);
     }
 
@@ -1184,7 +1184,7 @@ pub(crate) mod tests {
         rig.recv(&sqe, &[]);
         let (cqes, writes) = rig.finish(&[]);
         assert!(writes.is_empty());
-        assert_eq!(cqes[0].0.status().sc(), Gs::COMMAND_SEQUENCE_ERROR);
+        assert_eq!(cqes[0].0.status().sc(), GenericStatus::COMMAND_SEQUENCE_ERROR);
         // Connect needs one unit for its 1 KiB; with both units taken it waits, then goes on.
         let held: Vec<u32> = (0..2).filter_map(|_| rig.units.free.pop()).collect();
         let mut sqe = connect_sqe(0, 31, 0);
@@ -1193,7 +1193,7 @@ pub(crate) mod tests {
         assert!(rig.take().is_empty(), "no READ without a staging unit");
         assert_eq!(rig.ctx.bufs.in_use(), 0, "no buffer held while waiting for units");
         rig.units.free.extend(held);
-        let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+        let mut res = ConnResources { mem: &mut rig.mem, units: &mut rig.units };
         assert_eq!(rig.conn.retry_waiting(&mut rig.ctx, &mut res), 1);
         let data = connect_data(&[7; 16], 0xffff, NQN, HOSTNQN);
         let (cqes, _) = rig.finish(data.as_bytes());
@@ -1224,7 +1224,7 @@ pub(crate) mod tests {
         assert_eq!(wrs.len(), 5, "4 WRITEs and the SEND");
         rig.done(wrs[0].0, false);
         assert_eq!(rig.conn.state, ConnState::Closing);
-        let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+        let mut res = ConnResources { mem: &mut rig.mem, units: &mut rig.units };
         rig.conn.close(&mut rig.ctx, &mut res);
         assert!(rig.disconnected.load(Ordering::SeqCst));
         assert!(!rig.conn.is_drained(), "flushed work requests still to come");
@@ -1263,7 +1263,7 @@ pub(crate) mod tests {
         assert_eq!(rig.take().len(), 5);
         assert_eq!(rig.units.available(), 0, "the units are held by the posted WRITEs");
         rig.conn.fail("test");
-        let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+        let mut res = ConnResources { mem: &mut rig.mem, units: &mut rig.units };
         rig.conn.close(&mut rig.ctx, &mut res);
         assert!(!rig.conn.is_drained());
         // Not yet: flushes may still come.
@@ -1291,7 +1291,7 @@ pub(crate) mod tests {
             for c in out {
                 let (_, conn, slot) = crate::transport::split_tag(c.tag);
                 assert_eq!(conn, 5);
-                let mut res = Res { mem: &mut rig.mem, units: &mut rig.units };
+                let mut res = ConnResources { mem: &mut rig.mem, units: &mut rig.units };
                 rig.conn.bdev_complete(slot, c, &mut rig.ctx, &mut res);
                 got += 1;
             }

@@ -11,7 +11,8 @@
 
 use super::cm::RdmaNewConn;
 use super::conn::{
-    split_send_wr_id, ConnLimits, ConnState, LocalMem, RdmaConn, Res, SendQueue, UnitPool, Wr, SQE_SIZE, WR_SEND,
+    split_send_wr_id, ConnLimits, ConnResources, ConnState, LocalMem, RdmaConn, SendQueue, UnitPool, Wr, SQE_SIZE,
+    WR_SEND,
 };
 use super::private;
 use super::verbs::{self, Arena, CmEventKind, CmId, Cq, Device, DmaMr, EventChannel, Pd, QpCaps, Srq, Wc};
@@ -111,7 +112,7 @@ impl LocalMem for DevMem<'_> {
 
 /// Resources of one device in this poll group. Field order is drop order: memory and SRQ
 /// before the CQ, all before the PD.
-struct DevRes {
+struct DeviceResources {
     /// NVMe DMA buffer pools seen (registered, or failed to register).
     dma_mrs: Vec<PoolReg>,
     arena: Arena,
@@ -127,8 +128,8 @@ struct DevRes {
     max_init_rd_atom: u8,
 }
 
-impl DevRes {
-    fn new(dev: Device, opts: &RdmaTransportOpts) -> std::io::Result<DevRes> {
+impl DeviceResources {
+    fn new(dev: Device, opts: &RdmaTransportOpts) -> std::io::Result<DeviceResources> {
         let attrs = dev.attrs()?;
         let pd = Pd::new(dev)?;
         let cq = Cq::new(dev, opts.cq_size.min(attrs.max_cqe))?;
@@ -141,7 +142,7 @@ impl DevRes {
         let units = UnitPool::new(recv_bytes, unit, opts.num_shared_buffers.max(1) as usize);
         // Every queue entry may have its response SEND and the data units it holds posted.
         let max_send_wr = (opts.max_queue_depth as u32 + opts.num_shared_buffers).min(attrs.max_qp_wr);
-        let d = DevRes {
+        let d = DeviceResources {
             dma_mrs: Vec::new(),
             arena,
             srq,
@@ -178,7 +179,7 @@ pub(crate) struct RdmaPollGroup {
     // Field order is drop order: connections (QPs, ids) before the device resources and the
     // event channel they use.
     conns: Vec<Option<RdmaConn>>,
-    devs: Vec<DevRes>,
+    devs: Vec<DeviceResources>,
     ch: Option<EventChannel>,
     free: Vec<u32>,
     live: usize,
@@ -204,7 +205,7 @@ impl RdmaPollGroup {
         if let Some(i) = self.devs.iter().position(|d| d.dev == dev) {
             return Ok(i);
         }
-        self.devs.push(DevRes::new(dev, &self.opts)?);
+        self.devs.push(DeviceResources::new(dev, &self.opts)?);
         Ok(self.devs.len() - 1)
     }
 
@@ -235,10 +236,10 @@ impl RdmaPollGroup {
     }
 
     /// Run `f` with device `di`'s registered memory and staging units.
-    fn with_res<R>(devs: &mut [DevRes], di: usize, f: impl FnOnce(&mut Res<'_>) -> R) -> Option<R> {
+    fn with_res<R>(devs: &mut [DeviceResources], di: usize, f: impl FnOnce(&mut ConnResources<'_>) -> R) -> Option<R> {
         let d = devs.get_mut(di)?;
         let mut mem = DevMem { arena: &mut d.arena, dma_mrs: &mut d.dma_mrs, pd: &d.pd };
-        let mut res = Res { mem: &mut mem, units: &mut d.units };
+        let mut res = ConnResources { mem: &mut mem, units: &mut d.units };
         Some(f(&mut res))
     }
 }

@@ -14,7 +14,7 @@ use crate::spec::tcp::{
     dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq,
     DIGEST_LEN,
 };
-use crate::spec::{Cqe, GenericStatus as Gs, Sqe, Status};
+use crate::spec::{Cqe, GenericStatus, Sqe, Status};
 use crate::transport::limits::{ConnSlot, DataBudget};
 use crate::transport::{direction, make_tag, Dir};
 use mio::net::TcpStream;
@@ -398,7 +398,7 @@ impl TcpConn {
                 r.sqe.cid.get()
             );
             self.awaiting_h2c -= 1;
-            self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx);
+            self.fail_req(slot, Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR), ctx);
             n += 1;
         }
         n
@@ -752,7 +752,7 @@ impl TcpConn {
         }
         self.awaiting_h2c -= 1;
         if r.digest_error {
-            r.cqe.set_status(Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR));
+            r.cqe.set_status(Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR));
             self.complete(slot, ctx);
         } else {
             self.exec(slot, ctx);
@@ -770,7 +770,7 @@ impl TcpConn {
         let r = &mut self.reqs[slot as usize];
         r.cqe.sqhd.set(sqhd);
         if r.digest_error {
-            self.fail_req(slot, Status::generic(Gs::TRANSIENT_TRANSPORT_ERROR), ctx);
+            self.fail_req(slot, Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR), ctx);
             return;
         }
         r.dir = direction(&r.sqe);
@@ -778,7 +778,7 @@ impl TcpConn {
         if !self.q.is_connected() && !is_connect {
             // Nothing but Connect before the queue is connected: no buffers, no R2T.
             r.dir = Dir::None;
-            return self.fail_req(slot, Status::generic(Gs::COMMAND_SEQUENCE_ERROR).dnr(), ctx);
+            return self.fail_req(slot, Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr(), ctx);
         }
         let sgl = r.sqe.sgl1();
         let len = sgl.length.get();
@@ -788,17 +788,17 @@ impl TcpConn {
         if in_capsule > 0 || (ty == sgl_type::DATA_BLOCK && sub == sgl_subtype::OFFSET) {
             // In-capsule data: SGL data block with an offset into the capsule's data.
             if r.dir != Dir::HostToCtrl && len > 0 {
-                return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
+                return self.fail_req(slot, Status::generic(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
             }
             let off = sgl.address.get();
             if ty != sgl_type::DATA_BLOCK || sub != sgl_subtype::OFFSET {
-                return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
+                return self.fail_req(slot, Status::generic(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
             }
             if off.checked_add(len as u64).is_none_or(|end| end > in_capsule as u64) {
                 let sc = if off >= in_capsule as u64 && len > 0 {
-                    Gs::INVALID_SGL_OFFSET
+                    GenericStatus::INVALID_SGL_OFFSET
                 } else {
-                    Gs::DATA_SGL_LENGTH_INVALID
+                    GenericStatus::DATA_SGL_LENGTH_INVALID
                 };
                 return self.fail_req(slot, Status::generic(sc).dnr(), ctx);
             }
@@ -816,14 +816,14 @@ impl TcpConn {
             return self.exec(slot, ctx);
         }
         if ty != sgl_type::TRANSPORT_DATA_BLOCK || sub != sgl_subtype::TRANSPORT {
-            return self.fail_req(slot, Status::generic(Gs::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
+            return self.fail_req(slot, Status::generic(GenericStatus::SGL_DESCRIPTOR_TYPE_INVALID).dnr(), ctx);
         }
         if len > self.max_io {
-            return self.fail_req(slot, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
+            return self.fail_req(slot, Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
         }
         if is_connect && len != CONNECT_DATA_LEN {
             // No buffer for a host that has not connected beyond Connect's own 1 KiB.
-            self.fail_req(slot, Status::generic(Gs::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
+            self.fail_req(slot, Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
             return self.fail(Fatal::Close("Connect data is not 1024 bytes"), &[]);
         }
         r.xfer_len = len;
