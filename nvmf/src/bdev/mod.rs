@@ -9,6 +9,7 @@ pub mod file;
 pub mod iostat;
 pub mod malloc;
 pub mod null;
+#[cfg(feature = "direct")]
 pub mod nvme;
 mod sync_channel;
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub use buf::{BufPool, IoBuf};
 pub use file::FileBdev;
 pub use malloc::MallocBdev;
 pub use null::NullBdev;
+#[cfg(feature = "direct")]
 pub use nvme::NvmeBdev;
 
 use crate::spec::{Sqe, Status};

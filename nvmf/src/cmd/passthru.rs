@@ -27,9 +27,9 @@ use crate::bdev::PassthruIo;
 use crate::cmd::identify::MAX_IO_SIZE;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec};
+use crate::spec::opcode::io;
 use crate::spec::{GenericStatus, Status};
 use crate::subsystem::Namespace;
-use nvme_driver::spec::opcode::io;
 use std::sync::Arc;
 
 /// What the target does with an opcode it does not model.

@@ -1,12 +1,12 @@
 //! NVMe over Fabrics wire definitions (NVMe-oF 1.1) and the NVMe/TCP transport binding
 //! (NVMe/TCP Transport Specification 1.0). The base-spec types (SQE, CQE, status, identify)
-//! come from `nvme_driver::spec`.
+//! come from the `nvme-spec` crate and are re-exported here.
 
 pub mod discovery;
 pub mod fabrics;
 pub mod tcp;
 
-pub use nvme_driver::spec::*;
+pub use nvme_spec::*;
 
 /// Copy an ASCII string into a fixed, space- or NUL-padded field (truncating).
 pub fn put_str(dst: &mut [u8], s: &str, pad: u8) {

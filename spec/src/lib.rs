@@ -3,6 +3,12 @@
 //! Every wire or memory structure is `#[repr(C)]`, built from little-endian field types
 //! (`zerocopy::little_endian`, alignment 1, so there is never hidden padding) and has a
 //! compile-time size assertion.
+//!
+//! The bottom of the workspace's dependency graph: it depends on `zerocopy` only, and both the
+//! PCIe driver (`nvme-driver`, which re-exports it as `nvme_driver::spec`) and the fabrics
+//! target (`nvmf`, as part of `nvmf::spec`) build on it.
+
+#![forbid(unsafe_code)]
 
 pub mod cqe;
 pub mod features;
