@@ -2,6 +2,7 @@
 //! hands new connections to the caller, who places them in a poll group of its choice.
 
 use crate::auth::FfdheGroups;
+use crate::cmd::discovery::DiscoveryView;
 use crate::deferred::WorkRunner;
 use crate::poll_group::PollGroup;
 use crate::referral::{Referral, Referrals};
@@ -36,17 +37,25 @@ impl TargetShared {
     pub(crate) fn subsystems(&self) -> Vec<Arc<Subsystem>> {
         self.subsystems.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
-    pub(crate) fn listener_addrs(&self) -> Vec<TransportAddr> {
-        self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-    pub(crate) fn referrals(&self) -> Vec<Referral> {
-        self.referrals.lock().unwrap_or_else(|e| e.into_inner()).list()
-    }
-    pub(crate) fn discovery_genctr(&self) -> u64 {
-        self.genctr.load(Ordering::Acquire)
-    }
     pub(crate) fn work_runner(&self) -> Option<Arc<dyn WorkRunner>> {
         self.work_runner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The discovery log page's view of the target (`cmd::discovery` reads nothing else of it).
+impl DiscoveryView for TargetShared {
+    fn listener_addrs(&self) -> Vec<TransportAddr> {
+        self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn subsystems_visible_to(&self, hostnqn: &str) -> Vec<Arc<Subsystem>> {
+        let subs = self.subsystems.read().unwrap_or_else(|e| e.into_inner());
+        subs.iter().filter(|s| !s.is_discovery() && s.host_allowed(hostnqn)).cloned().collect()
+    }
+    fn referrals(&self) -> Vec<Referral> {
+        self.referrals.lock().unwrap_or_else(|e| e.into_inner()).list()
+    }
+    fn discovery_genctr(&self) -> u64 {
+        self.genctr.load(Ordering::Acquire)
     }
 }
 

@@ -80,7 +80,7 @@ fn get_log_page(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     }
     let discovery = ctrl.subsys.is_discovery();
     let page: Vec<u8> = match args.lid {
-        lid::DISCOVERY if discovery => super::discovery::build_log(&ctx.target, &ctrl.hostnqn),
+        lid::DISCOVERY if discovery => super::discovery::build_log(&*ctx.target, &ctrl.hostnqn),
         lid::ERROR => vec![0; 64],
         lid::SMART if !discovery => {
             let mut smart = SmartLog::default();

@@ -1,12 +1,31 @@
 //! The Discovery Log Page (NVMe-oF 1.1 section 5.3), filtered by the requesting host's access.
+//!
+//! It is built from a [`DiscoveryView`], not from the target itself: the command layer sees
+//! only what the log page lists (the target implements the view, see `target.rs`).
 
+use crate::referral::Referral;
 use crate::spec::discovery::{subtype, treq, DiscoveryLogEntry, DiscoveryLogHeader};
 use crate::spec::fabrics::DISCOVERY_NQN;
 use crate::spec::put_str;
-use crate::target::TargetShared;
+use crate::subsystem::Subsystem;
+use crate::transport::TransportAddr;
+use std::sync::Arc;
 use zerocopy::{FromZeros, IntoBytes};
 
-fn entry(addr: &crate::transport::TransportAddr, nqn: &str, kind: u8, portid: u16) -> DiscoveryLogEntry {
+/// What the discovery log page needs to know about the target (read on a Get Log Page, never
+/// per I/O).
+pub(crate) trait DiscoveryView {
+    /// The target's listeners, in PORTID order.
+    fn listener_addrs(&self) -> Vec<TransportAddr>;
+    /// The NVM subsystems (not the discovery subsystem) `hostnqn` may connect to.
+    fn subsystems_visible_to(&self, hostnqn: &str) -> Vec<Arc<Subsystem>>;
+    /// The discovery referrals (listed for every host).
+    fn referrals(&self) -> Vec<Referral>;
+    /// The discovery generation counter (GENCTR).
+    fn discovery_genctr(&self) -> u64;
+}
+
+fn entry(addr: &TransportAddr, nqn: &str, kind: u8, portid: u16) -> DiscoveryLogEntry {
     let mut e = DiscoveryLogEntry::new_zeroed();
     e.trtype = addr.trtype.trtype();
     e.adrfam = addr.adrfam();
@@ -25,16 +44,13 @@ fn entry(addr: &crate::transport::TransportAddr, nqn: &str, kind: u8, portid: u1
 /// Build the whole log page for `hostnqn`: the discovery subsystem's own listeners, every NVM
 /// subsystem listener the host may use, then the referrals (SUBTYPE 1 for another discovery
 /// service, 2 for an NVM subsystem elsewhere, as SPDK; PORTID 0, as SPDK).
-pub(crate) fn build_log(target: &TargetShared, hostnqn: &str) -> Vec<u8> {
+pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str) -> Vec<u8> {
     let listeners = target.listener_addrs();
     let mut entries = Vec::new();
     for (i, l) in listeners.iter().enumerate() {
         entries.push(entry(l, DISCOVERY_NQN, subtype::CURRENT_DISCOVERY, i as u16));
     }
-    for sub in target.subsystems() {
-        if sub.is_discovery() || !sub.host_allowed(hostnqn) {
-            continue;
-        }
+    for sub in target.subsystems_visible_to(hostnqn) {
         for addr in sub.listeners() {
             let portid = listeners.iter().position(|l| addr.matches(l) || l.matches(&addr)).unwrap_or(0) as u16;
             entries.push(entry(&addr, &sub.nqn, subtype::NVME, portid));
@@ -57,4 +73,48 @@ pub(crate) fn build_log(target: &TargetShared, hostnqn: &str) -> Vec<u8> {
         page.extend_from_slice(e.as_bytes());
     }
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerocopy::FromBytes;
+
+    /// A view with no target behind it: the log page needs nothing else.
+    struct Fixed;
+
+    impl DiscoveryView for Fixed {
+        fn listener_addrs(&self) -> Vec<TransportAddr> {
+            vec![TransportAddr::tcp("10.0.0.1", 4420), TransportAddr::tcp("10.0.0.2", 4420)]
+        }
+        fn subsystems_visible_to(&self, _hostnqn: &str) -> Vec<Arc<Subsystem>> {
+            Vec::new()
+        }
+        fn referrals(&self) -> Vec<Referral> {
+            vec![Referral::discovery(TransportAddr::tcp("10.0.0.9", 8009))]
+        }
+        fn discovery_genctr(&self) -> u64 {
+            7
+        }
+    }
+
+    #[test]
+    fn log_page_is_built_from_the_view_alone() {
+        let page = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host");
+        let (hdr, rest) = DiscoveryLogHeader::read_from_prefix(&page).unwrap();
+        assert_eq!(hdr.genctr.get(), 7);
+        assert_eq!(hdr.numrec.get(), 3);
+        let entries = &page[size_of::<DiscoveryLogHeader>()..];
+        assert_eq!(rest.len() + size_of::<DiscoveryLogHeader>(), page.len());
+        let e: Vec<DiscoveryLogEntry> = entries
+            .chunks(size_of::<DiscoveryLogEntry>())
+            .map(|c| DiscoveryLogEntry::read_from_bytes(c).unwrap())
+            .collect();
+        assert_eq!(e.len(), 3);
+        assert_eq!((e[0].subtype, e[0].portid.get()), (subtype::CURRENT_DISCOVERY, 0));
+        assert_eq!((e[1].subtype, e[1].portid.get()), (subtype::CURRENT_DISCOVERY, 1));
+        assert_eq!(&e[1].traddr[..8], b"10.0.0.2");
+        assert_eq!(e[2].subtype, subtype::DISCOVERY_REFERRAL);
+        assert_eq!(&e[2].trsvcid[..4], b"8009");
+    }
 }
