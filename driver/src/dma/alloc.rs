@@ -26,8 +26,10 @@ pub enum DmaBacking {
     PreferHugepages,
 }
 
+/// The current 2 MiB chunk of small allocations: `rest` is its unallocated tail, which starts
+/// `used` bytes into the chunk. Allocations are split off the front, so they cannot overlap.
 struct Arena {
-    region: DmaRegion,
+    rest: DmaRegion,
     used: usize,
 }
 
@@ -61,15 +63,16 @@ impl DmaAllocator {
         }
         let mut arena = self.arena.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = arena.as_mut() {
-            let start = a.used.next_multiple_of(align);
-            if start + len <= a.region.len() {
-                a.used = start + len;
-                return Ok(a.region.carve(start, len));
+            let pad = a.used.next_multiple_of(align) - a.used;
+            if pad + len <= a.rest.len() {
+                drop(a.rest.split_front(pad));
+                a.used += pad + len;
+                return Ok(a.rest.split_front(len));
             }
         }
-        let region = DmaRegion::new(Arc::new(self.map_new(HUGEPAGE_SIZE)?), 0, HUGEPAGE_SIZE);
-        let out = region.carve(0, len);
-        *arena = Some(Arena { region, used: len });
+        let mut rest = DmaRegion::new(Arc::new(self.map_new(HUGEPAGE_SIZE)?), 0, HUGEPAGE_SIZE);
+        let out = rest.split_front(len);
+        *arena = Some(Arena { rest, used: len });
         Ok(out)
     }
 

@@ -117,7 +117,7 @@ impl DmaRegion {
     /// Volatile 16-bit load (the phase/status word of a completion the device may be writing).
     pub fn read_volatile_u16(&self, off: usize) -> u16 {
         self.check(off, 2);
-        assert!((self.as_ptr() as usize + off) % 2 == 0, "unaligned volatile access");
+        assert!((self.as_ptr() as usize + off).is_multiple_of(2), "unaligned volatile access");
         // SAFETY: in bounds and 2-byte aligned (checked above).
         u16::from_le(unsafe { std::ptr::read_volatile(self.as_ptr().add(off).cast::<u16>()) })
     }
@@ -138,9 +138,26 @@ impl DmaRegion {
 }
 
 impl DmaRegion {
-    /// A second handle on `off..off+len` of this region, for carving pools. The caller must make
-    /// sure the carved pieces are disjoint and handed to one owner each.
-    pub(crate) fn carve(&self, off: usize, len: usize) -> DmaRegion {
+    /// Split off the first `len` bytes as a region of their own; `self` keeps the rest. The two
+    /// cannot overlap, so each may have its own owner (bump allocation, per-slot pages).
+    pub(crate) fn split_front(&mut self, len: usize) -> DmaRegion {
+        self.check(0, len);
+        let front = DmaRegion::new(self.map.clone(), self.off, len);
+        self.off += len;
+        self.len -= len;
+        front
+    }
+
+    /// A second handle on `off..off+len` of this region, for a pool that hands out fixed slots of
+    /// one region it keeps.
+    ///
+    /// # Safety
+    ///
+    /// While the returned region is alive, no other carved region may overlap it, and `self`
+    /// must not be borrowed by [`as_slice`](Self::as_slice) or [`as_mut_slice`](Self::as_mut_slice)
+    /// over those bytes: the owner of the piece may hold `&mut [u8]` to them. (Copies through
+    /// `read`/`write` on `self` are what a device's DMA does, see `as_slice`.)
+    pub(crate) unsafe fn carve(&self, off: usize, len: usize) -> DmaRegion {
         self.check(off, len);
         DmaRegion::new(self.map.clone(), self.off + off, len)
     }
