@@ -20,7 +20,18 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    pub(crate) fn new(ptr: NonNull<u8>, len: usize, translation: Translation, mapper: Arc<dyn DmaMapper>) -> Self {
+    /// Take ownership of a mapping, to be unmapped from `mapper` and then munmap'ed on drop.
+    ///
+    /// # Safety
+    ///
+    /// `ptr..ptr + len` must come from `mmap`, be owned by nobody else (no other `Mapping`, no
+    /// Rust reference) and have been mapped with `mapper.map`, which returned `translation`.
+    pub(crate) unsafe fn new(
+        ptr: NonNull<u8>,
+        len: usize,
+        translation: Translation,
+        mapper: Arc<dyn DmaMapper>,
+    ) -> Self {
         Mapping { ptr, len, translation, mapper }
     }
 }
@@ -51,8 +62,15 @@ impl std::fmt::Debug for DmaRegion {
 }
 
 impl DmaRegion {
-    pub(crate) fn new(map: Arc<Mapping>, off: usize, len: usize) -> Self {
-        assert!(off + len <= map.len);
+    /// The first `len` bytes of a mapping nobody else has a region of (it is moved in).
+    pub(crate) fn new(map: Mapping, len: usize) -> Self {
+        Self::piece(Arc::new(map), 0, len)
+    }
+
+    /// `off..off + len` of `map`: private, so that only `new`, `split_front` and `carve` (whose
+    /// callers promise disjointness) make regions.
+    fn piece(map: Arc<Mapping>, off: usize, len: usize) -> Self {
+        assert!(off.checked_add(len).is_some_and(|end| end <= map.len));
         DmaRegion { map, off, len }
     }
 
@@ -142,7 +160,7 @@ impl DmaRegion {
     /// cannot overlap, so each may have its own owner (bump allocation, per-slot pages).
     pub(crate) fn split_front(&mut self, len: usize) -> DmaRegion {
         self.check(0, len);
-        let front = DmaRegion::new(self.map.clone(), self.off, len);
+        let front = DmaRegion::piece(self.map.clone(), self.off, len);
         self.off += len;
         self.len -= len;
         front
@@ -159,6 +177,6 @@ impl DmaRegion {
     /// `read`/`write` on `self` are what a device's DMA does, see `as_slice`.)
     pub(crate) unsafe fn carve(&self, off: usize, len: usize) -> DmaRegion {
         self.check(off, len);
-        DmaRegion::new(self.map.clone(), self.off + off, len)
+        DmaRegion::piece(self.map.clone(), self.off + off, len)
     }
 }
