@@ -2,6 +2,8 @@
 //! it, and so are the fuzz targets (`fuzz/`, target `json_rpc`: the JSON-RPC server and the JSON
 //! config loader, through [`fuzzing`]).
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 #[doc(hidden)]

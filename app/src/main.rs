@@ -10,6 +10,8 @@
 //! lock-free queues, serves RPC and watches for SIGINT/SIGTERM; a work thread runs the target's
 //! deferred work (DH-HMAC-CHAP exponentiations, `work.rs`).
 
+#![forbid(unsafe_code)]
+
 use nvmf_tgt::{cli, config, logging, reactor, rpc, state, work};
 
 use clap::{Parser, ValueEnum};

@@ -4,6 +4,8 @@
 //! (driver and emulator together: the emulator runs inside the doorbell write) and doorbell
 //! writes per I/O. With hugepages reserved DMA memory is hugepage-backed, otherwise anonymous.
 
+#![forbid(unsafe_code)]
+
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::{Controller, ControllerOptions, DmaBacking, DmaRegion, IoQpair};
 use std::time::Instant;

@@ -6,18 +6,28 @@
 //! [`Controller::new_emulated`] with an [`emulator::EmulatedController`]. Each I/O thread takes
 //! its own [`IoQpair`] from [`Controller::alloc_io_qpair`].
 
-// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-#![allow(clippy::manual_is_multiple_of)]
+// `unsafe` only in the DMA-memory, MMIO and VFIO modules (each allows it); the others forbid it
+// (docs/architecture.md, "Unsafe code").
+#![deny(unsafe_code)]
 
+#[forbid(unsafe_code)]
 mod admin;
+#[forbid(unsafe_code)]
 pub mod controller;
 pub mod dma;
+#[forbid(unsafe_code)]
 pub mod emulator;
+#[forbid(unsafe_code)]
 pub mod error;
+#[allow(unsafe_code)]
 pub mod mmio;
+#[forbid(unsafe_code)]
 pub mod prp;
+#[forbid(unsafe_code)]
 pub mod qpair;
+#[forbid(unsafe_code)]
 mod rings;
+#[allow(unsafe_code)]
 pub mod vfio;
 
 pub use controller::{Controller, ControllerOptions, Namespace};

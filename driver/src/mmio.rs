@@ -43,7 +43,7 @@ impl MappedBar {
     }
 
     fn in_range(&self, off: usize, size: usize) -> bool {
-        let ok = off % size == 0 && off.checked_add(size).is_some_and(|e| e <= self.len);
+        let ok = off.is_multiple_of(size) && off.checked_add(size).is_some_and(|e| e <= self.len);
         if !ok {
             log::error!("BAR access of {size} bytes at {off:#x} outside {} byte BAR", self.len);
         }

@@ -24,7 +24,7 @@ pub fn build(buf: &DmaRegion, off: usize, len: usize, list: &DmaRegion, written:
         return Err(Error::InvalidArgument(format!("{len} bytes at {off} outside a {} byte buffer", buf.len())));
     }
     let prp1 = buf.iova_at(off);
-    if prp1 % 4 != 0 {
+    if !prp1.is_multiple_of(4) {
         return Err(Error::InvalidArgument(format!("data address {prp1:#x} is not dword aligned")));
     }
     let first = PAGE_SIZE - (prp1 as usize % PAGE_SIZE);

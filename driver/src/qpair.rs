@@ -37,8 +37,8 @@ pub struct IoQpair {
     cq: CompQueue,
     slots: Vec<Slot>,
     free: Vec<u16>,
-    /// One PRP list page per slot (also the DSM range buffer).
-    prp_lists: DmaRegion,
+    /// One PRP list page per slot (also the DSM range buffer), indexed by CID.
+    prp_lists: Vec<DmaRegion>,
     /// Per slot: leading entries of its list page that may hold addresses (see `prp::build`).
     list_written: Vec<usize>,
     namespaces: Vec<(u32, u32)>,
@@ -60,6 +60,8 @@ impl IoQpair {
         max_transfer: usize,
     ) -> Self {
         let depth = sq.entries() as usize - 1;
+        let mut rest = prp_lists;
+        let prp_lists = (0..depth).map(|_| rest.split_front(PAGE_SIZE)).collect();
         IoQpair {
             shared,
             generation,
@@ -123,16 +125,16 @@ impl IoQpair {
         self.sq.push(&sqe);
     }
 
-    fn list_page(&self, cid: u16) -> DmaRegion {
-        self.prp_lists.carve(cid as usize * PAGE_SIZE, PAGE_SIZE)
+    fn list_page(&self, cid: u16) -> &DmaRegion {
+        &self.prp_lists[cid as usize]
     }
 
     /// PRPs for `len` bytes at `off` of `buf` in slot `cid`'s list page; with the `dma-guard`
     /// feature, the emulated controller's guard learns what the command was lent.
     fn prps(&mut self, cid: u16, buf: &DmaRegion, off: usize, len: usize) -> Result<(u64, u64)> {
-        let list = self.list_page(cid);
+        let list = &self.prp_lists[cid as usize];
         let written = &mut self.list_written[cid as usize];
-        let (p1, p2) = crate::prp::build(buf, off, len, &list, written)?;
+        let (p1, p2) = crate::prp::build(buf, off, len, list, written)?;
         #[cfg(any(test, feature = "dma-guard"))]
         {
             // A list is used when the transfer goes past the page after PRP1's.
@@ -295,7 +297,7 @@ impl IoQpair {
             return Err(Error::InvalidArgument(format!("{} DSM ranges", ranges.len())));
         }
         let cid = self.take_slot(token)?;
-        let page = self.list_page(cid);
+        let page = &self.prp_lists[cid as usize];
         let mut data = [0u8; PAGE_SIZE];
         for (i, &(lba, blocks)) in ranges.iter().enumerate() {
             // Range: context attributes (4), length in blocks (4), starting LBA (8).
@@ -307,7 +309,7 @@ impl IoQpair {
         let written = &mut self.list_written[cid as usize];
         *written = (*written).max(ranges.len() * 2);
         #[cfg(any(test, feature = "dma-guard"))]
-        self.lend(cid, Some((&page, 0, ranges.len() * 16)), 0);
+        self.lend(cid, Some((page, 0, ranges.len() * 16)), 0);
         let mut sqe = Sqe { opcode: NvmOpcode::DatasetManagement as u8, ..Default::default() };
         sqe.nsid.set(nsid);
         sqe.cdw10.set(ranges.len() as u32 - 1);
@@ -442,7 +444,7 @@ impl IoQpair {
             self.cq.ring_head(&*self.shared.regs);
         }
         self.polls = self.polls.wrapping_add(1);
-        if self.polls % CHECK_INTERVAL == 0 && self.outstanding() > 0 {
+        if self.polls.is_multiple_of(CHECK_INTERVAL) && self.outstanding() > 0 {
             n += self.check_health(&mut f)?;
         }
         Ok(n)

@@ -11,6 +11,8 @@
 //! the tests run the commands against a fake tree in a temporary directory. External programs
 //! (`modprobe`, `mount`) go through [`commands::Exec`] and only run when the root is `/`.
 
+#![forbid(unsafe_code)]
+
 pub mod commands;
 pub mod hugepages;
 pub mod mounts;

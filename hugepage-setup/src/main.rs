@@ -1,5 +1,7 @@
 //! Command line of `hugepage-setup`; the work is done in the library.
 
+#![forbid(unsafe_code)]
+
 use clap::{Args, Parser, Subcommand};
 use hugepage_setup::pci::Bdf;
 use hugepage_setup::{commands, ConfigOptions, Report, ResetOptions, System};

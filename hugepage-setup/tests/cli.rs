@@ -1,5 +1,7 @@
 //! Runs the `hugepage-setup` binary against a fake sysfs/procfs tree.
 
+#![forbid(unsafe_code)]
+
 use hugepage_setup::testing::FakeTree;
 use std::process::{Command, Output};
 

@@ -1,6 +1,8 @@
 //! nvmf-perf: NVMe/TCP benchmark client (issue 6). See `nvmf-perf --help` and
 //! docs/performance.md.
 
+#![forbid(unsafe_code)]
+
 #[path = "../perf/mod.rs"]
 mod perf;
 

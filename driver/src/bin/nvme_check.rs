@@ -12,6 +12,8 @@
 //! (so the kernel driver can read it back after re-binding), and a clean shutdown.
 //! Prints one `CHECK <name> ok|FAILED ...` line per check and exits 1 if any failed.
 
+#![forbid(unsafe_code)]
+
 use nvme_driver::spec::{NvmOpcode, Sqe};
 use nvme_driver::{Controller, ControllerOptions, IoQpair, PoolBuf};
 use std::sync::Arc;

@@ -26,8 +26,10 @@ pub enum DmaBacking {
     PreferHugepages,
 }
 
+/// The current 2 MiB chunk of small allocations: `rest` is its unallocated tail, which starts
+/// `used` bytes into the chunk. Allocations are split off the front, so they cannot overlap.
 struct Arena {
-    region: DmaRegion,
+    rest: DmaRegion,
     used: usize,
 }
 
@@ -56,20 +58,20 @@ impl DmaAllocator {
             return Err(Error::InvalidArgument(format!("DMA alloc of {len} bytes aligned to {align}")));
         }
         if len > HUGEPAGE_SIZE / 2 {
-            let map = Arc::new(self.map_new(len.next_multiple_of(HUGEPAGE_SIZE))?);
-            return Ok(DmaRegion::new(map, 0, len));
+            return Ok(DmaRegion::new(self.map_new(len.next_multiple_of(HUGEPAGE_SIZE))?, len));
         }
         let mut arena = self.arena.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = arena.as_mut() {
-            let start = a.used.next_multiple_of(align);
-            if start + len <= a.region.len() {
-                a.used = start + len;
-                return Ok(a.region.carve(start, len));
+            let pad = a.used.next_multiple_of(align) - a.used;
+            if pad + len <= a.rest.len() {
+                drop(a.rest.split_front(pad));
+                a.used += pad + len;
+                return Ok(a.rest.split_front(len));
             }
         }
-        let region = DmaRegion::new(Arc::new(self.map_new(HUGEPAGE_SIZE)?), 0, HUGEPAGE_SIZE);
-        let out = region.carve(0, len);
-        *arena = Some(Arena { region, used: len });
+        let mut rest = DmaRegion::new(self.map_new(HUGEPAGE_SIZE)?, HUGEPAGE_SIZE);
+        let out = rest.split_front(len);
+        *arena = Some(Arena { rest, used: len });
         Ok(out)
     }
 
@@ -77,8 +79,8 @@ impl DmaAllocator {
     pub fn alloc_pool(&self, buf_size: usize, count: usize) -> Result<DmaPool> {
         let stride = buf_size.next_multiple_of(super::PAGE_SIZE);
         let total = stride.checked_mul(count).ok_or_else(|| Error::InvalidArgument("pool too large".into()))?;
-        let map = Arc::new(self.map_new(total.next_multiple_of(HUGEPAGE_SIZE))?);
-        Ok(DmaPool::new(DmaRegion::new(map, 0, total), buf_size, stride, count))
+        let map = self.map_new(total.next_multiple_of(HUGEPAGE_SIZE))?;
+        Ok(DmaPool::new(DmaRegion::new(map, total), buf_size, stride, count))
     }
 
     fn map_new(&self, len: usize) -> Result<Mapping> {
@@ -103,7 +105,8 @@ impl DmaAllocator {
                 return Err(e);
             }
         };
-        Ok(Mapping::new(ptr, len, translation, self.mapper.clone()))
+        // SAFETY: the fresh mmap above, owned by nothing else, just mapped by `self.mapper`.
+        Ok(unsafe { Mapping::new(ptr, len, translation, self.mapper.clone()) })
     }
 }
 

@@ -5,12 +5,19 @@
 //! itself: queues are accessed by copies and volatile loads through [`DmaRegion`]. `unsafe` for
 //! DMA memory lives only in this module.
 
+#[allow(unsafe_code)]
 mod alloc;
+#[forbid(unsafe_code)]
 mod free_stack;
+#[allow(unsafe_code)]
 mod identity;
+#[allow(unsafe_code)]
 mod mapper;
+#[allow(unsafe_code)]
 pub mod pagemap;
+#[allow(unsafe_code)]
 mod pool;
+#[allow(unsafe_code)]
 mod region;
 
 pub use alloc::{hugepages_free, DmaAllocator, DmaBacking, HUGEPAGE_SIZE};

@@ -53,8 +53,10 @@ impl DmaPool {
     pub fn get(&self) -> Option<PoolBuf> {
         let index = self.shared.free.pop()?;
         let off = index as usize * self.shared.stride;
-        // Disjoint: each index is handed to one PoolBuf at a time.
-        let region = self.shared.whole.carve(off, self.shared.buf_size);
+        // SAFETY: the free stack hands each index to one PoolBuf at a time (it returns on drop),
+        // and slots are `stride >= buf_size` apart, so live buffers are disjoint; the pool uses
+        // `whole` only for its length, address and copies (`read_va`/`write_va`), never slices.
+        let region = unsafe { self.shared.whole.carve(off, self.shared.buf_size) };
         Some(PoolBuf { region, index, shared: self.shared.clone() })
     }
     pub fn buf_size(&self) -> usize {

@@ -20,7 +20,18 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    pub(crate) fn new(ptr: NonNull<u8>, len: usize, translation: Translation, mapper: Arc<dyn DmaMapper>) -> Self {
+    /// Take ownership of a mapping, to be unmapped from `mapper` and then munmap'ed on drop.
+    ///
+    /// # Safety
+    ///
+    /// `ptr..ptr + len` must come from `mmap`, be owned by nobody else (no other `Mapping`, no
+    /// Rust reference) and have been mapped with `mapper.map`, which returned `translation`.
+    pub(crate) unsafe fn new(
+        ptr: NonNull<u8>,
+        len: usize,
+        translation: Translation,
+        mapper: Arc<dyn DmaMapper>,
+    ) -> Self {
         Mapping { ptr, len, translation, mapper }
     }
 }
@@ -51,8 +62,15 @@ impl std::fmt::Debug for DmaRegion {
 }
 
 impl DmaRegion {
-    pub(crate) fn new(map: Arc<Mapping>, off: usize, len: usize) -> Self {
-        assert!(off + len <= map.len);
+    /// The first `len` bytes of a mapping nobody else has a region of (it is moved in).
+    pub(crate) fn new(map: Mapping, len: usize) -> Self {
+        Self::piece(Arc::new(map), 0, len)
+    }
+
+    /// `off..off + len` of `map`: private, so that only `new`, `split_front` and `carve` (whose
+    /// callers promise disjointness) make regions.
+    fn piece(map: Arc<Mapping>, off: usize, len: usize) -> Self {
+        assert!(off.checked_add(len).is_some_and(|end| end <= map.len));
         DmaRegion { map, off, len }
     }
 
@@ -117,7 +135,7 @@ impl DmaRegion {
     /// Volatile 16-bit load (the phase/status word of a completion the device may be writing).
     pub fn read_volatile_u16(&self, off: usize) -> u16 {
         self.check(off, 2);
-        assert!((self.as_ptr() as usize + off) % 2 == 0, "unaligned volatile access");
+        assert!((self.as_ptr() as usize + off).is_multiple_of(2), "unaligned volatile access");
         // SAFETY: in bounds and 2-byte aligned (checked above).
         u16::from_le(unsafe { std::ptr::read_volatile(self.as_ptr().add(off).cast::<u16>()) })
     }
@@ -138,10 +156,27 @@ impl DmaRegion {
 }
 
 impl DmaRegion {
-    /// A second handle on `off..off+len` of this region, for carving pools. The caller must make
-    /// sure the carved pieces are disjoint and handed to one owner each.
-    pub(crate) fn carve(&self, off: usize, len: usize) -> DmaRegion {
+    /// Split off the first `len` bytes as a region of their own; `self` keeps the rest. The two
+    /// cannot overlap, so each may have its own owner (bump allocation, per-slot pages).
+    pub(crate) fn split_front(&mut self, len: usize) -> DmaRegion {
+        self.check(0, len);
+        let front = DmaRegion::piece(self.map.clone(), self.off, len);
+        self.off += len;
+        self.len -= len;
+        front
+    }
+
+    /// A second handle on `off..off+len` of this region, for a pool that hands out fixed slots of
+    /// one region it keeps.
+    ///
+    /// # Safety
+    ///
+    /// While the returned region is alive, no other carved region may overlap it, and `self`
+    /// must not be borrowed by [`as_slice`](Self::as_slice) or [`as_mut_slice`](Self::as_mut_slice)
+    /// over those bytes: the owner of the piece may hold `&mut [u8]` to them. (Copies through
+    /// `read`/`write` on `self` are what a device's DMA does, see `as_slice`.)
+    pub(crate) unsafe fn carve(&self, off: usize, len: usize) -> DmaRegion {
         self.check(off, len);
-        DmaRegion::new(self.map.clone(), self.off + off, len)
+        DmaRegion::piece(self.map.clone(), self.off + off, len)
     }
 }

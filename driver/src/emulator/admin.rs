@@ -128,7 +128,7 @@ fn queue_args(st: &State, sqe: &Sqe, exists: bool) -> Result<(u16, u16), Outcome
     if entries < 2 || entries > st.cap.max_queue_entries() {
         return Err(specific(CommandSpecificStatus::INVALID_QUEUE_SIZE));
     }
-    if sqe.cdw11.get() & 1 == 0 || sqe.prp1() % 4096 != 0 {
+    if sqe.cdw11.get() & 1 == 0 || !sqe.prp1().is_multiple_of(4096) {
         // Contiguous queues are required (CAP.CQR) and must be page aligned.
         return Err(generic(GenericStatus::INVALID_FIELD));
     }

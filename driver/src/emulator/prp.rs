@@ -51,7 +51,7 @@ impl Dma {
 /// only the list entries the transfer needs.
 pub(crate) fn segments(dma: &Dma, prp1: u64, prp2: u64, len: usize) -> Result<Vec<(u64, usize)>, Status> {
     let page = PAGE_SIZE as u64;
-    if prp1 % 4 != 0 {
+    if !prp1.is_multiple_of(4) {
         return Err(err(GenericStatus::INVALID_PRP_OFFSET));
     }
     let first = len.min((page - prp1 % page) as usize);
@@ -61,7 +61,7 @@ pub(crate) fn segments(dma: &Dma, prp1: u64, prp2: u64, len: usize) -> Result<Ve
         return Ok(segs);
     }
     if rest <= PAGE_SIZE {
-        if prp2 % page != 0 {
+        if !prp2.is_multiple_of(page) {
             return Err(err(GenericStatus::INVALID_PRP_OFFSET));
         }
         segs.push((prp2, rest));
@@ -71,7 +71,7 @@ pub(crate) fn segments(dma: &Dma, prp1: u64, prp2: u64, len: usize) -> Result<Ve
     // Each list page but the last yields at least one data page: this bounds a chain that
     // loops back on itself.
     for _ in 0..=len / PAGE_SIZE + 1 {
-        if list % 8 != 0 {
+        if !list.is_multiple_of(8) {
             return Err(err(GenericStatus::INVALID_PRP_OFFSET));
         }
         let in_page = ((page - list % page) / 8) as usize;

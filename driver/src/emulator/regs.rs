@@ -146,8 +146,8 @@ impl State {
         let (sqn, cqn) = (self.aqa.asqs() as u32 + 1, self.aqa.acqs() as u32 + 1);
         let ok = sqn >= 2
             && cqn >= 2
-            && self.asq % 4096 == 0
-            && self.acq % 4096 == 0
+            && self.asq.is_multiple_of(4096)
+            && self.acq.is_multiple_of(4096)
             && self.asq != 0
             && self.acq != 0
             && self.cc.mps() == 0
@@ -167,7 +167,7 @@ impl State {
             return;
         }
         let stride = 4usize << self.cfg.dstrd;
-        if rel % stride != 0 {
+        if !rel.is_multiple_of(stride) {
             return;
         }
         let (qid, is_cq) = ((rel / stride / 2) as u16, rel / stride % 2 == 1);

@@ -7,6 +7,7 @@
 //! does not support, uses a handful of raw ioctls (`noiommu.rs`).
 
 mod iommu;
+#[forbid(unsafe_code)]
 pub mod iova;
 mod noiommu;
 

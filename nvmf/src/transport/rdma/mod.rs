@@ -24,6 +24,7 @@ mod cm;
 pub(crate) mod conn;
 mod group;
 pub mod private;
+#[allow(unsafe_code)]
 pub(crate) mod verbs;
 
 use super::{Transport, TransportAddr, TransportListener, TransportPollGroup, TransportType};

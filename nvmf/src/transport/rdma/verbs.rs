@@ -527,8 +527,8 @@ unsafe impl Send for CmId {}
 impl CmId {
     pub fn new(ch: &EventChannel) -> io::Result<CmId> {
         let mut id: *mut rdma_cm_id = ptr::null_mut();
-        // SAFETY: valid channel, out pointer.
         check(
+            // SAFETY: valid channel, out pointer.
             unsafe { rdma_create_id(ch.0, &mut id, ptr::null_mut(), rdma_port_space::RDMA_PS_TCP) },
             "rdma_create_id",
         )?;
