@@ -17,6 +17,7 @@ pub mod fuzz;
 pub mod fuzz_passthru;
 pub mod work;
 
+pub use nvmf_test_support::{fill_pattern, pattern};
 pub use work::WorkThread;
 
 /// A control-path closure run on the acceptor thread.
@@ -245,19 +246,6 @@ pub fn accept_one(target: &mut Target, group: &mut PollGroup) {
         std::thread::yield_now();
     }
     assert_eq!(accepted, 1, "the connection was not accepted");
-}
-
-/// A deterministic data pattern for block `lba` written by `seed`.
-pub fn pattern(seed: u64, lba: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lba.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Close `s` abruptly: SO_LINGER 0, then close, so the peer gets a TCP reset (a host that
