@@ -241,9 +241,12 @@ fn stuck_command_times_out_and_is_aborted() {
     emu.hold_next_io(1);
     qp.read(1, 0, 8, &buf, 77).unwrap();
     let mut result = None;
+    // Bounded: a timeout that never fires fails the test instead of hanging it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while result.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the held command never timed out");
         qp.poll(8, |t, r| result = Some((t, r))).unwrap();
-        std::thread::sleep(Duration::from_micros(50));
+        std::thread::sleep(Duration::from_micros(50)); // pacing only: the loop waits for the CQE
     }
     let (tok, r) = result.unwrap();
     assert_eq!(tok, 77);

@@ -155,12 +155,27 @@ impl PollGroup {
 
     /// Advance every connection and bdev channel once. Returns the amount of work done
     /// (0 means idle: the caller may back off).
+    #[inline]
     pub fn poll(&mut self) -> usize {
         // Reading the clock on every busy poll is measurable at high IOPS (issue 6); timers
         // only need millisecond resolution.
-        self.ctx.tick = self.last_work == 0 || self.polls.is_multiple_of(CLOCK_EVERY);
-        if self.ctx.tick {
-            self.ctx.now = Instant::now();
+        let tick = self.last_work == 0 || self.polls.is_multiple_of(CLOCK_EVERY);
+        self.poll_inner(tick.then(Instant::now))
+    }
+
+    /// [`PollGroup::poll`] with the time supplied by the caller instead of read from the system
+    /// clock: every timer of the group (keep-alive, Connect and R2T timeouts, teardown, buffer
+    /// trimming) is checked against `now`, on every call. For tests that drive virtual time and
+    /// for applications with their own clock. `now` must not go backwards.
+    pub fn poll_at(&mut self, now: Instant) -> usize {
+        self.poll_inner(Some(now))
+    }
+
+    /// One poll; `now` is `Some` when timers are checked in this poll.
+    fn poll_inner(&mut self, now: Option<Instant>) -> usize {
+        self.ctx.tick = now.is_some();
+        if let Some(now) = now {
+            self.ctx.now = now;
             self.ctx.trim_buffers();
         }
         let mut work = 0;

@@ -7,16 +7,17 @@ use nvmf::{
     WorkRunner,
 };
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod fuzz;
 pub mod fuzz_passthru;
 pub mod work;
 
+pub use nvmf_test_support::{fill_pattern, pattern};
 pub use work::WorkThread;
 
 /// A control-path closure run on the acceptor thread.
@@ -34,6 +35,9 @@ pub struct TestTarget {
     pub bufs_per_group: Vec<Arc<AtomicUsize>>,
     /// Bytes of idle buffers each poll group's pool keeps (trimmed to the watermark).
     pub idle_bytes_per_group: Vec<Arc<AtomicUsize>>,
+    /// Per poll group: 1 + the virtual time (µs) of the last finished `poll_at` (0: none yet).
+    polled_at_us: Vec<Arc<AtomicU64>>,
+    clock: Option<Arc<TestClock>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// Run a closure against the target on the acceptor thread.
@@ -50,6 +54,40 @@ pub struct TargetSpec {
     /// Runs the target's deferred work (DH-HMAC-CHAP exponentiations); `None`: the poll groups
     /// run it themselves.
     pub work_runner: Option<Arc<dyn WorkRunner>>,
+    /// Drive the poll groups with this virtual clock (`PollGroup::poll_at`) instead of the
+    /// system clock: timers (keep-alive, Connect and R2T timeouts) fire only when the test moves
+    /// it, with [`TestTarget::set_time`].
+    pub clock: Option<Arc<TestClock>>,
+}
+
+/// A virtual clock for the poll groups of a [`TestTarget`]: starts at its creation and moves
+/// only when the test says so.
+pub struct TestClock {
+    base: Instant,
+    offset_us: AtomicU64,
+}
+
+impl TestClock {
+    pub fn new() -> Arc<TestClock> {
+        Arc::new(TestClock { base: Instant::now(), offset_us: AtomicU64::new(0) })
+    }
+
+    /// Virtual time since the clock was created.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_micros(self.offset_us.load(Ordering::Acquire))
+    }
+
+    /// The current virtual instant.
+    pub fn now(&self) -> Instant {
+        self.base + self.elapsed()
+    }
+
+    /// Move the clock to `since_start` after its creation; it never goes back.
+    pub fn set(&self, since_start: Duration) {
+        let us = since_start.as_micros() as u64;
+        let old = self.offset_us.fetch_max(us, Ordering::AcqRel);
+        assert!(old <= us, "the test clock cannot go back ({old} µs -> {us} µs)");
+    }
 }
 
 impl Default for TargetSpec {
@@ -61,6 +99,7 @@ impl Default for TargetSpec {
             hosts: vec![],
             opts: TcpTransportOpts::default(),
             work_runner: None,
+            clock: None,
         }
     }
 }
@@ -90,6 +129,7 @@ impl TestTarget {
         let mut conns_per_group = Vec::new();
         let mut bufs_per_group = Vec::new();
         let mut idle_bytes_per_group = Vec::new();
+        let mut polled_at_us = Vec::new();
         for i in 0..spec.poll_groups.max(1) {
             let (tx, rx) = mpsc::channel::<nvmf::Qpair>();
             senders.push(tx);
@@ -101,6 +141,9 @@ impl TestTarget {
             conns_per_group.push(nconn.clone());
             bufs_per_group.push(nbuf.clone());
             idle_bytes_per_group.push(nidle.clone());
+            let polled = Arc::new(AtomicU64::new(0));
+            polled_at_us.push(polled.clone());
+            let clock = spec.clock.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("poll-group-{i}"))
@@ -110,7 +153,16 @@ impl TestTarget {
                             while let Ok(q) = rx.try_recv() {
                                 group.add(q);
                             }
-                            if group.poll() == 0 {
+                            let work = match &clock {
+                                Some(c) => {
+                                    let at = c.elapsed();
+                                    let w = group.poll_at(c.base + at);
+                                    polled.store(at.as_micros() as u64 + 1, Ordering::Release);
+                                    w
+                                }
+                                None => group.poll(),
+                            };
+                            if work == 0 {
                                 idle += 1;
                                 if idle > 200 {
                                     std::thread::sleep(Duration::from_micros(100));
@@ -163,6 +215,8 @@ impl TestTarget {
             conns_per_group,
             bufs_per_group,
             idle_bytes_per_group,
+            polled_at_us,
+            clock: spec.clock,
             stop,
             threads,
             ctl: ctl_tx,
@@ -192,6 +246,23 @@ impl TestTarget {
     /// Idle pool bytes in all poll groups.
     pub fn idle_buffer_bytes(&self) -> usize {
         self.idle_bytes_per_group.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Move the virtual clock (see [`TargetSpec::clock`]) to `since_start` and wait until every
+    /// poll group has finished a poll at that time, so each timer decision due by then has been
+    /// taken. Fails the test when the target has no virtual clock or a group does not get there
+    /// within 10 s.
+    pub fn set_time(&self, since_start: Duration) {
+        let clock = self.clock.as_ref().expect("set_time needs TargetSpec::clock");
+        clock.set(since_start);
+        let want = clock.elapsed().as_micros() as u64 + 1;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (i, p) in self.polled_at_us.iter().enumerate() {
+            while p.load(Ordering::Acquire) < want {
+                assert!(Instant::now() < deadline, "poll group {i} did not poll at {since_start:?} within 10 s");
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Wait (bounded) until `cond` holds; returns whether it did.
@@ -245,19 +316,6 @@ pub fn accept_one(target: &mut Target, group: &mut PollGroup) {
         std::thread::yield_now();
     }
     assert_eq!(accepted, 1, "the connection was not accepted");
-}
-
-/// A deterministic data pattern for block `lba` written by `seed`.
-pub fn pattern(seed: u64, lba: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lba.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Close `s` abruptly: SO_LINGER 0, then close, so the peer gets a TCP reset (a host that

@@ -2,10 +2,10 @@
 //! control, keep-alive, asynchronous events.
 
 use nvmf::bdev::{MallocBdev, NullBdev};
-use nvmf::host::{Controller, HostConfig, HostError};
+use nvmf::host::{pdu, Controller, HostConfig, HostError, RawConnection};
 use nvmf::spec::discovery::subtype;
-use nvmf::spec::fabrics::DISCOVERY_NQN;
-use nvmf::spec::{get_str, lid, reg, CommandSpecificStatus, Cqe, GenericStatus, Sqe};
+use nvmf::spec::fabrics::{PropertyCmd, DISCOVERY_NQN};
+use nvmf::spec::{get_str, lid, reg, CommandSpecificStatus, Cqe, FabricsType, GenericStatus, Sqe};
 use nvmf::NamespaceConfig;
 use nvmf_tests::*;
 use std::sync::Arc;
@@ -160,41 +160,75 @@ fn connect_errors() {
     assert_eq!(cqe.status().sc(), CommandSpecificStatus::CONNECT_INVALID_PARAMETERS);
 }
 
+/// Keep-alive on a virtual clock: the controller survives exactly KATO of silence and is torn
+/// down 1 ms later; a Keep Alive restarts the timer.
 #[test]
 fn keep_alive_timeout_tears_the_controller_down() {
-    let t = TestTarget::start(TargetSpec::default());
-    let cfg = HostConfig { kato_ms: 300, ..Default::default() };
+    const KATO: u64 = 10_000;
+    let ms = Duration::from_millis;
+    let clock = TestClock::new();
+    let t = TestTarget::start(TargetSpec { clock: Some(clock), ..Default::default() });
+    let cfg = HostConfig { kato_ms: KATO as u32, ..Default::default() };
+    // Connected at virtual time 0: the timer starts there.
     let mut c = Controller::connect(t.addr, NQN, &cfg).expect("connect");
     let mut q = c.connect_io_queue(1).expect("io queue");
-    // Keep-alives inside the timeout keep it alive.
-    for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(100));
-        c.keep_alive().expect("keep alive");
-    }
-    assert_eq!(t.subsystem.num_controllers(), 1);
-    // Then silence: the target tears the controller down and closes both queues.
-    assert!(t.wait_for(|t| t.subsystem.num_controllers() == 0), "controller not torn down");
+    assert!(t.wait_for(|t| t.connections() == 2));
+    t.set_time(ms(KATO));
+    assert_eq!(t.subsystem.num_controllers(), 1, "expired after exactly KATO");
+    // A Keep Alive at KATO restarts the timer: KATO + 1 ms after the Connect is no expiry.
+    c.keep_alive().expect("keep alive");
+    t.set_time(ms(KATO + 1));
+    assert_eq!(t.subsystem.num_controllers(), 1, "the Keep Alive did not restart the timer");
+    t.set_time(ms(2 * KATO));
+    assert_eq!(t.subsystem.num_controllers(), 1, "expired exactly KATO after the Keep Alive");
+    assert_eq!(t.connections(), 2);
+    // 1 ms more of silence: the target tears the controller down and closes both queues.
+    t.set_time(ms(2 * KATO + 1));
+    assert_eq!(t.subsystem.num_controllers(), 0, "controller not torn down 1 ms past KATO");
     assert!(t.wait_for(|t| t.connections() == 0), "connections not closed");
     let mut buf = vec![0u8; 512];
     assert!(q.read(1, 0, 1, &mut buf).is_err());
     assert!(c.keep_alive().is_err());
 }
 
+/// A command on `r` (CID `cid`) that carries no data; returns its response.
+fn raw_cmd(r: &mut RawConnection, mut sqe: Sqe, cid: u16) -> Cqe {
+    sqe.cid.set(cid);
+    r.send_capsule(&sqe, &[]).expect("send");
+    let cqe = r.recv_capsule_resp().expect("response");
+    assert_eq!(cqe.cid.get(), cid);
+    cqe
+}
+
 #[test]
 fn namespace_hot_add_raises_an_async_event() {
     let t = TestTarget::start(TargetSpec::default());
+    // A raw admin queue parks an AER; a Keep Alive sent after it answers first, so the AER is
+    // known to be parked (commands of a queue run in order) before the namespace is added.
+    let mut r = RawConnection::connect(t.addr).expect("tcp");
+    r.icreq(false, false).expect("icreq");
+    let cqe = r.fabrics_connect(0, 31, 0xffff, NQN, &HostConfig::default()).expect("connect");
+    assert!(cqe.is_success(), "{:?}", cqe.status());
+    let mut en = pdu::fabrics_sqe(FabricsType::PropertySet);
+    // CC.EN with 64-byte SQEs (IOSQES 6) and 16-byte CQEs (IOCQES 4).
+    PropertyCmd { eight_bytes: false, offset: reg::CC, value: 1 | 6 << 16 | 4 << 20 }.write(&mut en);
+    assert!(raw_cmd(&mut r, en, 1).is_success(), "CC.EN = 1");
+    // Enable Namespace Attribute Notices.
+    let aen = Sqe { opcode: 0x09, flags: 0x40, cdw10: 0x0b.into(), cdw11: (1u32 << 8).into(), ..Default::default() };
+    assert!(raw_cmd(&mut r, aen, 2).is_success(), "async event config");
+    let mut aer = Sqe { opcode: 0x0c, flags: 0x40, ..Default::default() };
+    aer.cid.set(3);
+    r.send_capsule(&aer, &[]).expect("send AER");
+    let ka = Sqe { opcode: 0x18, flags: 0x40, ..Default::default() };
+    assert!(raw_cmd(&mut r, ka, 4).is_success(), "the Keep Alive behind the AER answers first");
+    // A controller of the high-level host, to read the changed namespace list afterwards.
     let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
-    // Enable Namespace Attribute Notices, then park an AER.
     c.set_features(0x0b, 1 << 8).expect("async event config");
-    let aer = Sqe { opcode: 0x0c, flags: 0x40, ..Default::default() };
-    let sub = t.subsystem.clone();
-    let adder = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        let b = Arc::new(NullBdev::new("Null1", 1024, 4096).expect("null"));
-        sub.add_namespace(NamespaceConfig { nsid: Some(5), ..NamespaceConfig::new(b) }).expect("add ns")
-    });
-    let cqe = c.admin_raw(aer, None, None).expect("AER completes");
-    assert_eq!(adder.join().expect("join"), 5);
+    let b = Arc::new(NullBdev::new("Null1", 1024, 4096).expect("null"));
+    let nsid = t.subsystem.add_namespace(NamespaceConfig { nsid: Some(5), ..NamespaceConfig::new(b) }).expect("add ns");
+    assert_eq!(nsid, 5);
+    let cqe = r.recv_capsule_resp().expect("the parked AER completes");
+    assert_eq!(cqe.cid.get(), 3);
     assert!(cqe.is_success());
     // Notice (type 2), Namespace Attribute Changed (0), log page 04h.
     assert_eq!(cqe.dw0.get(), 2 | 0x04 << 16);

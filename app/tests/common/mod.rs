@@ -222,15 +222,4 @@ impl Drop for TempFile {
     }
 }
 
-/// A deterministic data pattern for block `lba` written by `seed`.
-pub fn pattern(seed: u64, lba: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lba.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+pub use nvmf_test_support::pattern;

@@ -16,6 +16,7 @@
 
 use nvme_driver::spec::{NvmOpcode, Sqe};
 use nvme_driver::{Controller, ControllerOptions, IoQpair, PoolBuf};
+use nvmf_test_support::pattern;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,19 +54,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("missing PCI address (e.g. 0000:00:03.0)".into());
     }
     Ok(a)
-}
-
-/// Deterministic test data: every 8-byte word names (seed, index, word).
-fn pattern(seed: u64, index: u64, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len);
-    let mut w = 0u64;
-    while v.len() < len {
-        let x = (seed << 48) ^ (index << 20) ^ w ^ 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(w + 1);
-        v.extend_from_slice(&x.to_le_bytes());
-        w += 1;
-    }
-    v.truncate(len);
-    v
 }
 
 /// Poll until `n` completions arrived (or a timeout), collecting (token, ok) pairs.

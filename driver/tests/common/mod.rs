@@ -16,18 +16,7 @@ pub fn setup(cfg: EmulatorConfig) -> (Arc<EmulatedController>, Controller) {
     (emu, ctrl)
 }
 
-/// Deterministic contents for block `lba` written by `who`.
-pub fn pattern(who: u64, lba: u64, len: usize) -> Vec<u8> {
-    let mut x = (who << 48) ^ lba.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x1234_5678;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+pub use nvmf_test_support::pattern;
 
 /// Poll until one completion arrives; returns its token and result.
 pub fn wait_one(qp: &mut IoQpair) -> (u64, Result<Cqe>) {

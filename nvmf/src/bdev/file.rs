@@ -245,6 +245,7 @@ mod tests {
     use super::*;
     use crate::bdev::test_util::*;
     use crate::bdev::IoBuf;
+    use nvmf_test_support::pattern;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -271,10 +272,6 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
         }
-    }
-
-    fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1).collect()
     }
 
     #[test]
@@ -312,7 +309,7 @@ mod tests {
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
         assert_eq!(read(&mut *ch, 0, 64, 512), vec![0; 64 * 512]);
-        let data = pattern(5 * 512, 3);
+        let data = pattern(3, 0, 5 * 512);
         let c = run(&mut *ch, BdevOp::Write, 7, 5, Some(IoBuf::from(data.clone())));
         assert_eq!(c.status, BdevStatus::Success);
         assert_eq!(c.buf.unwrap().as_slice(), &data[..]);
@@ -348,7 +345,7 @@ mod tests {
         let t = TempFile::new("fua", 64 * 512);
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
-        let data = pattern(4 * 512, 9);
+        let data = pattern(9, 0, 4 * 512);
         let io = |op, fua, buf: Option<Vec<u8>>| BdevIo {
             op,
             offset_blocks: 8,
@@ -378,7 +375,7 @@ mod tests {
         b.flush_blocking().unwrap();
         assert_eq!(b.sync_points(), 4);
         // The O_DSYNC handle writes the same file.
-        let again = pattern(4 * 512, 77);
+        let again = pattern(77, 0, 4 * 512);
         assert_eq!(run_io(&mut *ch, io(BdevOp::Write, true, Some(again.clone()))).status, BdevStatus::Success);
         assert_eq!(std::fs::read(&t.0).unwrap()[8 * 512..12 * 512], again[..]);
     }
@@ -389,7 +386,7 @@ mod tests {
         let t = TempFile::new("cmp", nb * 512);
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
-        let data = pattern(nb as usize * 512, 9);
+        let data = pattern(9, 0, nb as usize * 512);
         assert_eq!(run(&mut *ch, BdevOp::Write, 0, nb, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         assert_eq!(run(&mut *ch, BdevOp::Compare, 0, nb, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         for at in [0, CHUNK - 1, CHUNK, 2 * CHUNK + 5, data.len() - 1] {
@@ -408,7 +405,7 @@ mod tests {
         let t = TempFile::new("oor", 16 * 512);
         let b = FileBdev::open("f", &t.0, 512).unwrap();
         let mut ch = b.open_channel().unwrap();
-        let data = pattern(512, 1);
+        let data = pattern(1, 0, 512);
         assert_eq!(run(&mut *ch, BdevOp::Write, 15, 1, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         assert_rejects_bad_requests(&mut *ch, 16, 512);
         assert_eq!(read(&mut *ch, 15, 1, 512), data);
@@ -422,7 +419,7 @@ mod tests {
         let t = TempFile::new("wz", nb * 4096);
         let b = FileBdev::open("f", &t.0, 4096).unwrap();
         let mut ch = b.open_channel().unwrap();
-        let data = pattern(nb as usize * 4096, 77);
+        let data = pattern(77, 0, nb as usize * 4096);
         assert_eq!(run(&mut *ch, BdevOp::Write, 0, nb, Some(IoBuf::from(data.clone()))).status, BdevStatus::Success);
         // Zero everything but the first and last block: more than two zero buffers' worth.
         assert_eq!(run(&mut *ch, BdevOp::WriteZeroes, 1, nb - 2, None).status, BdevStatus::Success);
@@ -436,7 +433,7 @@ mod tests {
     #[test]
     fn persists_after_reopen_and_flush() {
         let t = TempFile::new("persist", 32 * 4096);
-        let data = pattern(2 * 4096, 5);
+        let data = pattern(5, 0, 2 * 4096);
         {
             let b: Arc<dyn Bdev> = Arc::new(FileBdev::open("f", &t.0, 4096).unwrap());
             let mut ch = b.open_channel().unwrap();

@@ -190,8 +190,8 @@ mod tests {
 
     const BS: u32 = 512;
 
-    fn pattern(len: usize, seed: u8) -> IoBuf {
-        IoBuf::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<_>>())
+    fn pattern(len: usize, seed: u64) -> IoBuf {
+        IoBuf::from(nvmf_test_support::pattern(seed, 0, len))
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Helpers shared by the bdev unit tests.
+//! Helpers shared by the bdev unit tests: [`run`] and [`read`] for synchronous channels (malloc,
+//! null, file), [`run_polled`], [`read_polled`] and [`wait`] for asynchronous ones (NVMe). The
+//! data pattern comes from the `nvmf-test-support` crate.
+#![allow(dead_code)] // the asynchronous helpers serve the NVMe bdev's tests
 
 use super::{BdevChannel, BdevCompletion, BdevIo, BdevOp, BdevStatus, IoBuf};
+use std::time::{Duration, Instant};
 
 /// Submit one I/O to a synchronous channel and take its completion back.
 pub(super) fn run(ch: &mut dyn BdevChannel, op: BdevOp, off: u64, nb: u64, buf: Option<IoBuf>) -> BdevCompletion {
@@ -20,8 +24,47 @@ pub(super) fn run_io(ch: &mut dyn BdevChannel, io: BdevIo) -> BdevCompletion {
     c
 }
 
+/// Poll an asynchronous channel until `n` completions arrived; fails the test after 10 s.
+pub(super) fn wait(ch: &mut dyn BdevChannel, n: usize) -> Vec<BdevCompletion> {
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < n {
+        ch.poll(&mut out);
+        assert!(start.elapsed() < Duration::from_secs(10), "only {} of {n} completions", out.len());
+    }
+    out
+}
+
+/// [`run`] for an asynchronous channel (a device queue): submit, then poll (bounded) until the
+/// completion arrives.
+pub(super) fn run_polled(
+    ch: &mut dyn BdevChannel,
+    op: BdevOp,
+    off: u64,
+    nb: u64,
+    buf: Option<IoBuf>,
+) -> BdevCompletion {
+    ch.submit(BdevIo { op, offset_blocks: off, num_blocks: nb, buf, fua: false, tag: 7 });
+    let mut out = wait(ch, 1);
+    assert_eq!(ch.outstanding(), 0);
+    let c = out.pop().expect("a completion");
+    assert_eq!(c.tag, 7);
+    c
+}
+
 /// Read `nb` blocks; the buffer is pre-filled with garbage so a read that does nothing is caught.
 pub(super) fn read(ch: &mut dyn BdevChannel, off: u64, nb: u64, bs: u32) -> Vec<u8> {
+    read_with(run, ch, off, nb, bs)
+}
+
+/// [`read`] for an asynchronous channel.
+pub(super) fn read_polled(ch: &mut dyn BdevChannel, off: u64, nb: u64, bs: u32) -> Vec<u8> {
+    read_with(run_polled, ch, off, nb, bs)
+}
+
+type RunFn = fn(&mut dyn BdevChannel, BdevOp, u64, u64, Option<IoBuf>) -> BdevCompletion;
+
+fn read_with(run: RunFn, ch: &mut dyn BdevChannel, off: u64, nb: u64, bs: u32) -> Vec<u8> {
     let c = run(ch, BdevOp::Read, off, nb, Some(IoBuf::from(vec![0x5a; nb as usize * bs as usize])));
     assert_eq!(c.status, BdevStatus::Success);
     c.buf.expect("buffer back").as_slice().to_vec()

@@ -14,24 +14,13 @@
 
 use nvmf::host::{Controller, HostConfig, HostTransport};
 use nvmf::spec::discovery::DiscoveryLogEntry;
+use nvmf_test_support::pattern;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn field(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).trim().to_string()
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 struct Args {
@@ -221,7 +210,7 @@ fn main() {
             report(&format!("rw-{size}"), Err(format!("namespace of {nsze} blocks too small")));
             continue;
         }
-        let data = pattern(size as u64 ^ lba, size);
+        let data = pattern(size as u64, lba, size);
         let t = Instant::now();
         let r = (|| -> Result<String, String> {
             let chunk = mdts_bytes.min(size);
@@ -258,7 +247,7 @@ fn main() {
         let mut pending = std::collections::HashSet::new();
         for i in 0..n {
             let cid = q2
-                .submit_write(nsid, base + i * (len / bs) as u64, (len / bs) as u32, &pattern(1000 + i, len))
+                .submit_write(nsid, base + i * (len / bs) as u64, (len / bs) as u32, &pattern(1000 + i, 0, len))
                 .map_err(|e| format!("submit write {i}: {e}"))?;
             pending.insert(cid);
         }
@@ -285,7 +274,7 @@ fn main() {
             let mut b = vec![0u8; len];
             io.read(nsid, base + i * (len / bs) as u64, (len / bs) as u32, &mut b)
                 .map_err(|e| format!("read {i}: {e}"))?;
-            if b != pattern(1000 + i, len) {
+            if b != pattern(1000 + i, 0, len) {
                 return Err(format!("block group {i} differs"));
             }
         }
