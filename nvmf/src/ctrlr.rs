@@ -22,8 +22,15 @@ pub const MAX_AERS: usize = 4;
 /// (NVMET_DISC_KATO_MS) do.
 pub const DISCOVERY_DEFAULT_KATO_MS: u32 = 120_000;
 
-/// NVMe version reported in VS and Identify Controller VER: 1.3.0.
-pub const NVME_VERSION: u32 = 0x0001_0300;
+/// NVMe version reported in VS and Identify Controller VER: 2.0.0. Every item Base 2.0 makes
+/// mandatory for an I/O and a discovery controller is implemented (docs/user-guide.md lists them).
+pub const NVME_VERSION: u32 = 0x0002_0000;
+
+/// Warning Composite Temperature Threshold (Identify WCTEMP), and the default over-temperature
+/// threshold of the Temperature Threshold feature: 343 K (70 degrees C).
+pub const WARNING_TEMPERATURE_K: u16 = 343;
+/// Critical Composite Temperature Threshold (Identify CCTEMP): 358 K (85 degrees C).
+pub const CRITICAL_TEMPERATURE_K: u16 = 358;
 
 /// What a Property Set of CC did.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,6 +83,9 @@ pub struct Controller {
     /// Bitmap of connected I/O queue IDs.
     io_queues: Mutex<Vec<bool>>,
     pub(crate) aen_config: AtomicU32,
+    /// Temperature Threshold feature for the composite temperature: bits 15:0 the
+    /// over-temperature threshold, bits 31:16 the under-temperature threshold (kelvin).
+    pub(crate) temp_thresholds: AtomicU32,
     /// Set by the control path when `events` has something for the admin queue.
     pub(crate) event_flag: AtomicBool,
     pub(crate) events: Mutex<EventState>,
@@ -112,6 +122,7 @@ impl Controller {
             num_io_queues: AtomicU32::new(MAX_IO_QUEUES as u32),
             io_queues: Mutex::new(vec![false; MAX_IO_QUEUES as usize + 1]),
             aen_config: AtomicU32::new(0),
+            temp_thresholds: AtomicU32::new(WARNING_TEMPERATURE_K as u32),
             event_flag: AtomicBool::new(false),
             events: Mutex::new(EventState::default()),
         }

@@ -16,9 +16,13 @@ pub mod status;
 pub use cqe::Cqe;
 pub use features::{async_event_dw0, async_event_notice, async_event_type, fid, AsyncEvent, NumberOfQueues};
 pub use identify::{
-    cns, nidt, IdentifyController, IdentifyNamespace, LbaFormat, NsIdDescriptorHeader, PowerStateDescriptor,
+    cns, csi, nidt, IdentifyController, IdentifyControllerNvm, IdentifyNamespace, IdentifyNamespaceIndependent,
+    IdentifyNamespaceNvm, IoCommandSetCombinations, LbaFormat, NsIdDescriptorHeader, PowerStateDescriptor,
 };
-pub use log_page::{lid, ChangedNsList, ErrorLogEntry, GetLogPageArgs, SmartLog};
+pub use log_page::{
+    cmd_effects, lid, lid_effects, ChangedNsList, CommandsSupportedEffects, ErrorLogEntry, FirmwareSlotLog,
+    GetLogPageArgs, SmartLog, SupportedLogPages,
+};
 pub use opcode::{AdminOpcode, FabricsType, NvmOpcode};
 pub use registers::{cap_css, cc_css, doorbell_offset, reg, shn, shst, Aqa, Cap, Cc, Csts, Vs};
 pub use sqe::{SglDescriptor, Sqe, CDW12_FUA};

@@ -1,0 +1,130 @@
+//! Get Log Page (Base 2.0 section 5.16): the log pages an I/O controller and a discovery
+//! controller serve. Base 2.0 makes Supported Log Pages, Error Information, SMART / Health
+//! Information, Firmware Slot Information and Commands Supported and Effects mandatory for an I/O
+//! controller; a discovery controller serves Supported Log Pages, Error Information and the
+//! Discovery log page (NVMe-oF 1.1 section 5.3).
+
+use crate::ctrlr::{Controller, WARNING_TEMPERATURE_K};
+use crate::poll_group::GroupCtx;
+use crate::queue::{Cmd, Exec};
+use crate::spec::opcode::io;
+use crate::spec::{
+    cmd_effects, lid, put_str, AdminOpcode, ChangedNsList, CommandSpecificStatus, CommandsSupportedEffects,
+    FirmwareSlotLog, GenericStatus, GetLogPageArgs, NvmOpcode, SmartLog, Status, SupportedLogPages,
+};
+use std::sync::atomic::Ordering;
+use zerocopy::{FromZeros, IntoBytes};
+
+/// Log pages of an I/O controller (Supported Log Pages lists exactly these).
+const IO_CONTROLLER_PAGES: [u8; 6] =
+    [lid::SUPPORTED_LOG_PAGES, lid::ERROR, lid::SMART, lid::FW_SLOT, lid::CHANGED_NS_LIST, lid::COMMANDS_SUPPORTED];
+/// Log pages of a discovery controller.
+const DISCOVERY_PAGES: [u8; 3] = [lid::SUPPORTED_LOG_PAGES, lid::ERROR, lid::DISCOVERY];
+
+/// Admin commands an I/O controller executes (Commands Supported and Effects ACS); a discovery
+/// controller has the same less Abort. None changes logical blocks or capabilities.
+const ADMIN_COMMANDS: [AdminOpcode; 7] = [
+    AdminOpcode::GetLogPage,
+    AdminOpcode::Identify,
+    AdminOpcode::Abort,
+    AdminOpcode::SetFeatures,
+    AdminOpcode::GetFeatures,
+    AdminOpcode::AsyncEventRequest,
+    AdminOpcode::KeepAlive,
+];
+
+/// The NVM commands every namespace executes, and whether each changes logical block content
+/// (LBCC; Linux warns about any other effect on an I/O command).
+const NVM_COMMANDS: [(NvmOpcode, bool); 6] = [
+    (NvmOpcode::Flush, false),
+    (NvmOpcode::Write, true),
+    (NvmOpcode::Read, false),
+    (NvmOpcode::Compare, false),
+    (NvmOpcode::WriteZeroes, true),
+    (NvmOpcode::DatasetManagement, true),
+];
+
+pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
+    let args = GetLogPageArgs::from_sqe(cmd.sqe);
+    let len = args.byte_len();
+    if cmd.buf.as_ref().map_or(0, |b| b.len() as u64) < len {
+        cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
+        return Exec::Complete;
+    }
+    let discovery = ctrl.subsys.is_discovery();
+    let supported: &[u8] = if discovery { &DISCOVERY_PAGES } else { &IO_CONTROLLER_PAGES };
+    if !supported.contains(&args.lid) {
+        cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::INVALID_LOG_PAGE).dnr());
+        return Exec::Complete;
+    }
+    let page: Vec<u8> = match args.lid {
+        lid::SUPPORTED_LOG_PAGES => SupportedLogPages::with(supported).as_bytes().to_vec(),
+        lid::DISCOVERY => super::discovery::build_log(&ctx.target, &ctrl.hostnqn),
+        // One entry (Identify ELPE 0), never filled: errors are reported in each completion.
+        lid::ERROR => vec![0; 64],
+        lid::SMART => smart_log().as_bytes().to_vec(),
+        lid::FW_SLOT => firmware_slot_log().as_bytes().to_vec(),
+        lid::COMMANDS_SUPPORTED => commands_supported(ctrl, args.csi).as_bytes().to_vec(),
+        _ => changed_ns_list(ctrl, args.rae).as_bytes().to_vec(),
+    };
+    if args.offset > page.len() as u64 || !args.offset.is_multiple_of(4) {
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
+        return Exec::Complete;
+    }
+    let start = args.offset as usize;
+    let end = (start as u64 + len).min(page.len() as u64) as usize;
+    super::fill_data(cmd.buf, &page[start..end]);
+    Exec::Complete
+}
+
+fn smart_log() -> SmartLog {
+    let mut smart = SmartLog::default();
+    // 37 degrees C in kelvin, below the warning threshold; full spare capacity, 10% threshold.
+    const _: () = assert!(310 < WARNING_TEMPERATURE_K);
+    smart.composite_temperature.set(310);
+    smart.avail_spare = 100;
+    smart.avail_spare_threshold = 10;
+    smart
+}
+
+/// One read-only slot holding this build's firmware revision (Identify FRMW says the same).
+fn firmware_slot_log() -> FirmwareSlotLog {
+    let mut log = FirmwareSlotLog::new_zeroed();
+    log.afi = 1;
+    put_str(&mut log.frs[0], env!("CARGO_PKG_VERSION"), b' ');
+    log
+}
+
+fn commands_supported(ctrl: &Controller, csi: u8) -> CommandsSupportedEffects {
+    let mut log = CommandsSupportedEffects::new_zeroed();
+    let discovery = ctrl.subsys.is_discovery();
+    for op in ADMIN_COMMANDS.iter().filter(|&&op| !discovery || op != AdminOpcode::Abort) {
+        log.acs[*op as usize].set(cmd_effects::CSUPP);
+    }
+    // I/O commands only for the NVM Command Set, the one set this controller has.
+    if discovery || csi != crate::spec::csi::NVM {
+        return log;
+    }
+    for (op, lbcc) in NVM_COMMANDS {
+        log.iocs[op as usize].set(cmd_effects::CSUPP | if lbcc { cmd_effects::LBCC } else { 0 });
+    }
+    // Direct mode passes these two through to the device (see `passthru`).
+    if ctrl.subsys.namespaces().iter().any(|ns| ns.bdev.supports_passthru()) {
+        log.iocs[io::WRITE_UNCORRECTABLE as usize].set(cmd_effects::CSUPP | cmd_effects::LBCC);
+        log.iocs[io::VERIFY as usize].set(cmd_effects::CSUPP);
+    }
+    log
+}
+
+fn changed_ns_list(ctrl: &Controller, rae: bool) -> ChangedNsList {
+    let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
+    let list = ChangedNsList::from_nsids(ev.changed_ns.iter().copied());
+    if !rae {
+        ev.changed_ns.clear();
+        ev.ns_change_masked = false;
+        if ev.ns_change_pending {
+            ctrl.event_flag.store(true, Ordering::Release);
+        }
+    }
+    list
+}
