@@ -52,7 +52,17 @@ pub(crate) struct EventState {
     pub ns_change_pending: bool,
     /// Masked until the host reads the changed namespace log (Base 2.0 section 5.2).
     pub ns_change_masked: bool,
+    /// Reservation Notification log entries not read yet: (log page type, NSID), oldest first,
+    /// at most `MAX_RESERVATION_NOTICES` (older ones are dropped and counted).
+    pub reservation_notices: std::collections::VecDeque<(u8, u32)>,
+    /// Log Page Count of the newest notice (Base 2.0 section 5.16.1.21).
+    pub reservation_notice_count: u64,
+    /// A Reservation Log Page Available event is masked until the host reads log 80h.
+    pub reservation_masked: bool,
 }
+
+/// Reservation notices a controller keeps unread (a host that never reads the log cannot grow it).
+pub const MAX_RESERVATION_NOTICES: usize = 64;
 
 /// A controller: created by an admin-queue Connect, shared with its I/O queues.
 pub struct Controller {
@@ -86,6 +96,9 @@ pub struct Controller {
     /// Temperature Threshold feature for the composite temperature: bits 15:0 the
     /// over-temperature threshold, bits 31:16 the under-temperature threshold (kelvin).
     pub(crate) temp_thresholds: AtomicU32,
+    /// Reservation Notification Mask feature (FID 82h): bits 1-3 mask Registration Preempted,
+    /// Reservation Released and Reservation Preempted notices (one mask for all namespaces).
+    pub(crate) reservation_mask: AtomicU32,
     /// Set by the control path when `events` has something for the admin queue.
     pub(crate) event_flag: AtomicBool,
     pub(crate) events: Mutex<EventState>,
@@ -123,9 +136,24 @@ impl Controller {
             io_queues: Mutex::new(vec![false; MAX_IO_QUEUES as usize + 1]),
             aen_config: AtomicU32::new(0),
             temp_thresholds: AtomicU32::new(WARNING_TEMPERATURE_K as u32),
+            reservation_mask: AtomicU32::new(0),
             event_flag: AtomicBool::new(false),
             events: Mutex::new(EventState::default()),
         }
+    }
+
+    /// Queue a Reservation Notification log entry (unless masked) and raise its event.
+    pub(crate) fn reservation_notice(&self, log_type: u8, nsid: u32) {
+        if self.reservation_mask.load(Ordering::Relaxed) & 1 << log_type != 0 {
+            return;
+        }
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if ev.reservation_notices.len() == MAX_RESERVATION_NOTICES {
+            ev.reservation_notices.pop_front();
+        }
+        ev.reservation_notices.push_back((log_type, nsid));
+        ev.reservation_notice_count = ev.reservation_notice_count.wrapping_add(1).max(1);
+        self.event_flag.store(true, Ordering::Release);
     }
 
     /// The CAP property (Base 2.0 section 3.1.3.1).

@@ -16,6 +16,7 @@ pub mod host;
 pub mod poll_group;
 mod queue;
 pub mod referral;
+pub mod reservation;
 pub mod spec;
 pub mod subsystem;
 pub mod target;

@@ -41,6 +41,8 @@ pub struct Namespace {
     pub auto_visible: bool,
     /// Hosts that see a namespace that is not auto-visible. Control path only.
     visible_hosts: Mutex<Vec<String>>,
+    /// Registrants and reservation (Base 2.0 section 8.19), with the PTPL file if configured.
+    pub reservations: crate::reservation::Reservations,
 }
 
 impl Namespace {
@@ -86,6 +88,10 @@ pub struct NamespaceConfig {
     pub passthru_io: bool,
     /// Visible to every host (default); `false` hides it until `Subsystem::ns_add_host`.
     pub auto_visible: bool,
+    /// Persist Through Power Loss file (SPDK's `ptpl_file`): reservations are reloaded from it
+    /// now and written to it before each reservation command that changes them completes.
+    /// `None`: reservations last as long as the target process (PTPL cannot be turned on).
+    pub ptpl_file: Option<std::path::PathBuf>,
 }
 
 impl NamespaceConfig {
@@ -98,6 +104,7 @@ impl NamespaceConfig {
             uuid: [0; 16],
             passthru_io: false,
             auto_visible: true,
+            ptpl_file: None,
         }
     }
 }
@@ -396,6 +403,11 @@ impl Subsystem {
         if cfg.uuid != [0; 16] {
             ids.2 = cfg.uuid;
         }
+        let ptpl = cfg.ptpl_file.map(|p| crate::reservation::ptpl::PtplFile::new(p, ids.2));
+        let restored = match &ptpl {
+            Some(f) => f.load()?,
+            None => Default::default(),
+        };
         let ns = Arc::new(Namespace {
             nsid,
             uid: self.ns_uid.fetch_add(1, Ordering::Relaxed),
@@ -407,6 +419,7 @@ impl Subsystem {
             passthru_io: cfg.passthru_io,
             auto_visible: cfg.auto_visible,
             visible_hosts: Mutex::new(Vec::new()),
+            reservations: crate::reservation::Reservations::new(ptpl, restored),
         });
         let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
         if next.len() < nsid as usize {

@@ -57,7 +57,7 @@ fn supported_log_pages_lists_exactly_what_is_served() {
     let t = TestTarget::start(TargetSpec::default());
     let mut c = connect(&t, NQN);
     let lids = supported_lids(&mut c);
-    assert_eq!(lids, vec![0x00, 0x01, 0x02, 0x03, 0x04, 0x05]);
+    assert_eq!(lids, vec![0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x80]);
     for l in 0..=255u8 {
         let r = c.get_log_page(l, 0xffff_ffff, 512, 0);
         if lids.contains(&l) {
@@ -96,7 +96,19 @@ fn commands_supported_and_effects() {
     assert_eq!(acs, vec![0x02, 0x06, 0x08, 0x09, 0x0a, 0x0c, 0x18]);
     let iocs: Vec<(usize, u32)> = (0..256).map(|o| (o, log.iocs[o].get())).filter(|&(_, e)| e != 0).collect();
     let (s, lbcc) = (cmd_effects::CSUPP, cmd_effects::CSUPP | cmd_effects::LBCC);
-    assert_eq!(iocs, vec![(0x00, s), (0x01, lbcc), (0x02, s), (0x05, s), (0x08, lbcc), (0x09, lbcc)]);
+    let expect = vec![
+        (0x00, s),
+        (0x01, lbcc),
+        (0x02, s),
+        (0x05, s),
+        (0x08, lbcc),
+        (0x09, lbcc),
+        (0x0d, s),
+        (0x0e, s),
+        (0x11, s),
+        (0x15, s),
+    ];
+    assert_eq!(iocs, expect, "NVM commands, then the reservation commands");
     // Every listed admin command is executed (none answers Invalid Opcode), an unlisted one is not.
     for op in [0x02u8, 0x06, 0x09, 0x0a, 0x18] {
         let (cqe, _) = admin(&mut c, op, 0, 0x01, 0);

@@ -10,6 +10,7 @@ pub mod identify;
 pub mod log_page;
 pub mod opcode;
 pub mod registers;
+pub mod reservation;
 pub mod sqe;
 pub mod status;
 

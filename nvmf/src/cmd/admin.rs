@@ -1,7 +1,7 @@
 //! Admin commands (Base 2.0 section 5): dispatch, Keep Alive, Asynchronous Event Request,
 //! Abort. Identify, Get Log Page and Get/Set Features have their own files.
 
-use crate::ctrlr::{Controller, MAX_AERS};
+use crate::ctrlr::{Controller, EventState, MAX_AERS};
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::features::async_event_config;
@@ -49,22 +49,30 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     }
 }
 
-/// The next asynchronous event for a parked AER, if one is pending and enabled.
+/// The next asynchronous event for a parked AER, if one is pending and enabled: Namespace
+/// Attribute Changed (AEC bit 8), then Reservation Log Page Available (I/O Command Set specific
+/// event 0; masked per notice type by the Reservation Notification Mask feature instead).
 pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
-    let enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::NS_ATTR_NOTICES != 0;
-    let result = if ev.ns_change_pending && !ev.ns_change_masked && enabled {
+    let ns_enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::NS_ATTR_NOTICES != 0;
+    let ns_ready = |ev: &EventState| ev.ns_change_pending && !ev.ns_change_masked && ns_enabled;
+    let resv_ready = |ev: &EventState| !ev.reservation_notices.is_empty() && !ev.reservation_masked;
+    let result = if ns_ready(&ev) {
         ev.ns_change_pending = false;
         ev.ns_change_masked = true;
         Some(
             AsyncEvent::new(async_event_type::NOTICE, async_event_notice::NS_ATTR_CHANGED, lid::CHANGED_NS_LIST)
                 .to_dw0(),
         )
+    } else if resv_ready(&ev) {
+        ev.reservation_masked = true;
+        Some(AsyncEvent::new(async_event_type::IO_COMMAND_SET, 0, lid::RESERVATION_NOTIFICATION).to_dw0())
     } else {
         None
     };
-    // Nothing deliverable now (delivered, masked or disabled): clear the flag; reading the
-    // changed namespace log or changing the configuration sets it again.
-    ctrl.event_flag.store(false, Ordering::Release);
+    // Nothing more deliverable now (delivered, masked or disabled): clear the flag; reading a
+    // log page or changing the configuration sets it again.
+    let more = ns_ready(&ev) || resv_ready(&ev);
+    ctrl.event_flag.store(more, Ordering::Release);
     result
 }

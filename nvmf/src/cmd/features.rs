@@ -35,6 +35,9 @@ fn changeable(ctrl: &Controller, f: u8) -> Option<bool> {
         }
         // Set once by Connect's Host Identifier.
         fid::HOST_IDENTIFIER => Some(false),
+        fid::RESERVATION_NOTIFICATION_MASK => Some(true),
+        // PTPL changes through Reservation Register's CPTPL, which also writes the file.
+        fid::RESERVATION_PERSISTENCE => Some(false),
         _ => None,
     }
 }
@@ -84,6 +87,17 @@ pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             fid::HOST_IDENTIFIER => {
                 super::fill_data(cmd.buf, &ctrl.hostid);
                 0
+            }
+            fid::RESERVATION_NOTIFICATION_MASK if default => 0,
+            fid::RESERVATION_NOTIFICATION_MASK => ctrl.reservation_mask.load(Ordering::Relaxed),
+            fid::RESERVATION_PERSISTENCE => {
+                let nsid = cmd.sqe.nsid.get();
+                let ns = ctrl.subsys.namespace(nsid).filter(|ns| ns.visible_to(&ctrl.hostnqn));
+                let Some(ns) = ns else {
+                    cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                    return Exec::Complete;
+                };
+                (!default && ns.reservations.snapshot().ptpl_activated) as u32
             }
             _ => 0,
         },
@@ -135,10 +149,16 @@ pub(crate) fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
                 .temp_thresholds
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some((v & !(0xffff << shift)) | th << shift));
         }
+        // Bits 3:1 mask Registration Preempted, Reservation Released, Reservation Preempted (kept
+        // for every namespace of the controller alike).
+        fid::RESERVATION_NOTIFICATION_MASK => ctrl.reservation_mask.store(cdw11 & 0b1110, Ordering::Relaxed),
         fid::HOST_IDENTIFIER => {
             // A fabrics controller's Host Identifier comes from Connect (NVMe-oF 1.1 section
             // 3.3); Linux nvmet answers a Set the same way.
             cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
+        }
+        fid::RESERVATION_PERSISTENCE => {
+            cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::FEATURE_NOT_CHANGEABLE).dnr());
         }
         _ => debug_assert!(!can_change),
     }

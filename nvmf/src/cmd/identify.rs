@@ -7,6 +7,7 @@ use crate::ctrlr::{
 };
 use crate::queue::{Cmd, Exec, NvmeQueue};
 use crate::spec::identify::{cntrltype, oncs};
+use crate::spec::reservation::rescap;
 use crate::spec::{
     cns, csi, nidt, put_str, GenericStatus, IdentifyController, IdentifyControllerNvm, IdentifyNamespace,
     IdentifyNamespaceIndependent, IdentifyNamespaceNvm, IoCommandSetCombinations, LbaFormat, Status,
@@ -45,8 +46,8 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
             let ns = q.namespace(ctrl, nsid);
             match (cns, ns) {
                 (cns::NAMESPACE, Some(ns)) => super::fill_data(cmd.buf, identify_namespace(&ns).as_bytes()),
-                (cns::CS_INDEPENDENT_NAMESPACE, Some(_)) => {
-                    super::fill_data(cmd.buf, identify_namespace_independent().as_bytes())
+                (cns::CS_INDEPENDENT_NAMESPACE, Some(ns)) => {
+                    super::fill_data(cmd.buf, identify_namespace_independent(&ns).as_bytes())
                 }
                 // Inactive NSIDs (all zero), and CNS 05h: no protection information, storage
                 // tags or extended LBA formats.
@@ -141,8 +142,10 @@ pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
         id.oaes.set(1 << 8);
         id.nn.set(sub.max_namespaces);
         id.mnan.set(sub.max_namespaces);
-        // ONCS bit 4: Get Features' Select field (no feature is saveable).
-        id.oncs.set(oncs::COMPARE | oncs::DATASET_MANAGEMENT | oncs::WRITE_ZEROES | oncs::SAVE_SELECT);
+        // ONCS bit 4: Get Features' Select field (no feature is saveable); bit 5: reservations.
+        id.oncs.set(
+            oncs::COMPARE | oncs::DATASET_MANAGEMENT | oncs::WRITE_ZEROES | oncs::SAVE_SELECT | oncs::RESERVATIONS,
+        );
         // The thresholds the SMART log's composite temperature is measured against; the
         // Temperature Threshold feature defaults to WCTEMP.
         id.wctemp.set(WARNING_TEMPERATURE_K);
@@ -157,12 +160,19 @@ pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
     id
 }
 
-/// CNS 08h for an active namespace: shared (NMIC bit 0) and ready (NSTAT bit 0).
-fn identify_namespace_independent() -> IdentifyNamespaceIndependent {
+/// CNS 08h for an active namespace: shared (NMIC bit 0), ready (NSTAT bit 0), and its
+/// reservation capabilities.
+fn identify_namespace_independent(ns: &crate::subsystem::Namespace) -> IdentifyNamespaceIndependent {
     let mut id = IdentifyNamespaceIndependent::new_zeroed();
     id.nmic = 1;
     id.nstat = 1;
+    id.rescap = reservation_capabilities(ns);
     id
+}
+
+/// RESCAP: all six types, IEKEY as NVMe 1.3 defines it, and PTPL when the namespace has a file.
+fn reservation_capabilities(ns: &crate::subsystem::Namespace) -> u8 {
+    rescap::ALL_TYPES | rescap::IEKEY_13 | if ns.reservations.ptpl.is_some() { rescap::PTPL } else { 0 }
 }
 
 pub(crate) fn identify_namespace(ns: &crate::subsystem::Namespace) -> IdentifyNamespace {
@@ -178,6 +188,7 @@ pub(crate) fn identify_namespace(ns: &crate::subsystem::Namespace) -> IdentifyNa
     id.lbaf[0] = LbaFormat::new(ns.bdev.block_size().trailing_zeros() as u8, 0);
     id.nguid = ns.nguid;
     id.eui64 = ns.eui64;
+    id.rescap = reservation_capabilities(ns);
     if ns.bdev.supports(crate::bdev::BdevOp::Unmap) && ns.bdev.deallocated_reads_zeroes() {
         // DLFEAT bits 2:0 = 001b: deallocated blocks read as zeroes.
         id.dlfeat = 1;

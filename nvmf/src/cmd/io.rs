@@ -1,5 +1,6 @@
 //! NVM command set I/O (NVM Command Set 1.0 section 3): Read, Write, Compare, Flush, Write
-//! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel.
+//! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel, after the
+//! namespace's reservation allows it; reservation commands go to `reservation`.
 
 use crate::bdev::{BdevIo, BdevOp, BdevStatus};
 use crate::ctrlr::Controller;
@@ -17,8 +18,17 @@ const NSID_ALL: u32 = 0xffff_ffff;
 
 pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let Some(op) = NvmOpcode::from_u8(cmd.sqe.opcode) else {
+        // Reservations are the target's to arbitrate, whatever backs the namespace.
+        if super::reservation::is_reservation(cmd.sqe.opcode) {
+            return super::reservation::execute(q, ctrl, ctx, cmd);
+        }
         // Not modelled here: pass it through to an NVMe device (direct mode), or refuse it.
         if let Some(ns) = q.namespace(ctrl, cmd.sqe.nsid.get()).filter(|ns| ns.bdev.supports_passthru()) {
+            // Verify only reads; Write Uncorrectable and anything opaque may change blocks.
+            if !ns.reservations.allows(&ctrl.hostid, cmd.sqe.opcode != crate::spec::opcode::io::VERIFY) {
+                cmd.cqe.set_status(Status::generic(GenericStatus::RESERVATION_CONFLICT));
+                return Exec::Complete;
+            }
             return passthru(&ns, ctx, cmd);
         }
         cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_OPCODE).dnr());
@@ -37,6 +47,12 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
         return Exec::Complete;
     };
+    // One atomic load unless a reservation is held (then Base 2.0 section 8.19's access rules).
+    let writes = !matches!(op, NvmOpcode::Read | NvmOpcode::Compare);
+    if !ns.reservations.allows(&ctrl.hostid, writes) {
+        cmd.cqe.set_status(Status::generic(GenericStatus::RESERVATION_CONFLICT));
+        return Exec::Complete;
+    }
     let bs = ns.bdev.block_size() as u64;
     let blocks = ns.bdev.num_blocks();
     let slba = cmd.sqe.slba();

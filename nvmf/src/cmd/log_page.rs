@@ -8,6 +8,7 @@ use crate::ctrlr::{Controller, WARNING_TEMPERATURE_K};
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec};
 use crate::spec::opcode::io;
+use crate::spec::reservation::ReservationNotificationLog;
 use crate::spec::{
     cmd_effects, lid, put_str, AdminOpcode, ChangedNsList, CommandSpecificStatus, CommandsSupportedEffects,
     FirmwareSlotLog, GenericStatus, GetLogPageArgs, NvmOpcode, SmartLog, Status, SupportedLogPages,
@@ -16,8 +17,15 @@ use std::sync::atomic::Ordering;
 use zerocopy::{FromZeros, IntoBytes};
 
 /// Log pages of an I/O controller (Supported Log Pages lists exactly these).
-const IO_CONTROLLER_PAGES: [u8; 6] =
-    [lid::SUPPORTED_LOG_PAGES, lid::ERROR, lid::SMART, lid::FW_SLOT, lid::CHANGED_NS_LIST, lid::COMMANDS_SUPPORTED];
+const IO_CONTROLLER_PAGES: [u8; 7] = [
+    lid::SUPPORTED_LOG_PAGES,
+    lid::ERROR,
+    lid::SMART,
+    lid::FW_SLOT,
+    lid::CHANGED_NS_LIST,
+    lid::COMMANDS_SUPPORTED,
+    lid::RESERVATION_NOTIFICATION,
+];
 /// Log pages of a discovery controller.
 const DISCOVERY_PAGES: [u8; 3] = [lid::SUPPORTED_LOG_PAGES, lid::ERROR, lid::DISCOVERY];
 
@@ -44,6 +52,10 @@ const NVM_COMMANDS: [(NvmOpcode, bool); 6] = [
     (NvmOpcode::DatasetManagement, true),
 ];
 
+/// The reservation commands, which every namespace executes (the target arbitrates them).
+const RESERVATION_COMMANDS: [u8; 4] =
+    [io::RESERVATION_REGISTER, io::RESERVATION_REPORT, io::RESERVATION_ACQUIRE, io::RESERVATION_RELEASE];
+
 pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let args = GetLogPageArgs::from_sqe(cmd.sqe);
     let len = args.byte_len();
@@ -65,6 +77,7 @@ pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
         lid::SMART => smart_log().as_bytes().to_vec(),
         lid::FW_SLOT => firmware_slot_log().as_bytes().to_vec(),
         lid::COMMANDS_SUPPORTED => commands_supported(ctrl, args.csi).as_bytes().to_vec(),
+        lid::RESERVATION_NOTIFICATION => reservation_notification(ctrl, args.rae).as_bytes().to_vec(),
         _ => changed_ns_list(ctrl, args.rae).as_bytes().to_vec(),
     };
     if args.offset > page.len() as u64 || !args.offset.is_multiple_of(4) {
@@ -108,10 +121,35 @@ fn commands_supported(ctrl: &Controller, csi: u8) -> CommandsSupportedEffects {
     for (op, lbcc) in NVM_COMMANDS {
         log.iocs[op as usize].set(cmd_effects::CSUPP | if lbcc { cmd_effects::LBCC } else { 0 });
     }
+    for op in RESERVATION_COMMANDS {
+        log.iocs[op as usize].set(cmd_effects::CSUPP);
+    }
     // Direct mode passes these two through to the device (see `passthru`).
     if ctrl.subsys.namespaces().iter().any(|ns| ns.bdev.supports_passthru()) {
         log.iocs[io::WRITE_UNCORRECTABLE as usize].set(cmd_effects::CSUPP | cmd_effects::LBCC);
         log.iocs[io::VERIFY as usize].set(cmd_effects::CSUPP);
+    }
+    log
+}
+
+/// The oldest unread Reservation Notification (Base 2.0 section 5.16.1.21): reading it removes
+/// it, and unless RAE, unmasks the event for the next one.
+fn reservation_notification(ctrl: &Controller, rae: bool) -> ReservationNotificationLog {
+    let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
+    let mut log = ReservationNotificationLog::default();
+    if let Some((log_type, nsid)) = ev.reservation_notices.pop_front() {
+        // The count of the entry returned: the newest count less those still queued.
+        let count = ev.reservation_notice_count.wrapping_sub(ev.reservation_notices.len() as u64);
+        log.log_page_count.set(count);
+        log.log_type = log_type;
+        log.num_available = ev.reservation_notices.len().min(255) as u8;
+        log.nsid.set(nsid);
+    }
+    if !rae {
+        ev.reservation_masked = false;
+        if !ev.reservation_notices.is_empty() {
+            ctrl.event_flag.store(true, Ordering::Release);
+        }
     }
     log
 }

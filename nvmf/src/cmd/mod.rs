@@ -11,6 +11,7 @@ pub(crate) mod identify;
 pub(crate) mod io;
 pub(crate) mod log_page;
 pub(crate) mod passthru;
+pub(crate) mod reservation;
 
 use crate::bdev::IoBuf;
 
