@@ -367,6 +367,11 @@ impl Reservations {
         (r, st.clone(), seq)
     }
 
+    /// The namespace's PTPL file, if it has one.
+    pub fn ptpl_file(&self) -> Option<&std::path::Path> {
+        self.ptpl.as_ref().map(|f| f.path())
+    }
+
     /// A copy of the state (Reservation Report, tests).
     pub fn snapshot(&self) -> ReservationState {
         self.lock().clone()
