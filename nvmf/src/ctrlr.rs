@@ -59,6 +59,10 @@ pub(crate) struct EventState {
     pub reservation_notice_count: u64,
     /// A Reservation Log Page Available event is masked until the host reads log 80h.
     pub reservation_masked: bool,
+    /// An ANA state of this controller's listener changed (Asymmetric Namespace Access Change).
+    pub ana_change_pending: bool,
+    /// Masked until the host reads the ANA log page 0Ch.
+    pub ana_change_masked: bool,
 }
 
 /// Reservation notices a controller keeps unread (a host that never reads the log cannot grow it).
@@ -99,6 +103,8 @@ pub struct Controller {
     /// Reservation Notification Mask feature (FID 82h): bits 1-3 mask Registration Preempted,
     /// Reservation Released and Reservation Preempted notices (one mask for all namespaces).
     pub(crate) reservation_mask: AtomicU32,
+    /// The ANA state of each group through this controller's listener.
+    pub(crate) ana: crate::ana::AnaView,
     /// Set by the control path when `events` has something for the admin queue.
     pub(crate) event_flag: AtomicBool,
     pub(crate) events: Mutex<EventState>,
@@ -117,6 +123,7 @@ impl Controller {
         now: Instant,
     ) -> Self {
         let kato_ms = if kato_ms == 0 && subsys.is_discovery() { DISCOVERY_DEFAULT_KATO_MS } else { kato_ms };
+        let groups = subsys.max_namespaces as usize;
         Controller {
             cntlid,
             subsys,
@@ -137,9 +144,23 @@ impl Controller {
             aen_config: AtomicU32::new(0),
             temp_thresholds: AtomicU32::new(WARNING_TEMPERATURE_K as u32),
             reservation_mask: AtomicU32::new(0),
+            ana: crate::ana::AnaView::new(&vec![crate::ana::AnaState::Optimized; groups]),
             event_flag: AtomicBool::new(false),
             events: Mutex::new(EventState::default()),
         }
+    }
+
+    /// The ANA state of group `anagrpid` through this controller (Optimized without ANA
+    /// reporting).
+    #[inline]
+    pub fn ana_state(&self, anagrpid: u32) -> crate::ana::AnaState {
+        self.ana.get(anagrpid)
+    }
+
+    /// An ANA state of this controller's listener changed: raise the ANA Change event.
+    pub(crate) fn ana_changed(&self) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).ana_change_pending = true;
+        self.event_flag.store(true, Ordering::Release);
     }
 
     /// Queue a Reservation Notification log entry (unless masked) and raise its event.

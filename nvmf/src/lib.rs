@@ -5,6 +5,7 @@
 //! `Target::accept` hands each new connection (`Qpair`) to the caller, who adds it to a
 //! `PollGroup`; each poll group is polled by one thread (`PollGroup::poll`).
 
+pub mod ana;
 pub mod auth;
 pub mod bdev;
 mod cmd;

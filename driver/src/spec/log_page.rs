@@ -375,6 +375,46 @@ pub mod cmd_effects {
     pub const CCC: u32 = 1 << 4;
 }
 
+/// Asymmetric Namespace Access log page header, 16 bytes (LID 0Ch; Base 2.0 section 5.16.1.9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct AnaLogHeader {
+    /// Change Count (CHGCNT): increments with each change of the log's contents.
+    pub chgcnt: Le64,
+    /// Number of ANA Group Descriptors (NGRPS).
+    pub ngrps: Le16,
+    pub rsvd10: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<AnaLogHeader>() == 16);
+
+/// ANA Group Descriptor, 32 bytes, followed by NNSID NSIDs (Base 2.0 section 5.16.1.9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct AnaGroupDescriptor {
+    /// ANA Group ID (ANAGRPID).
+    pub anagrpid: Le32,
+    /// Number of NSID Values (NNSID); 0 with Return Groups Only.
+    pub nnsid: Le32,
+    /// Change Count of this group.
+    pub chgcnt: Le64,
+    /// ANA State (bits 3:0), see [`ana_state`].
+    pub state: u8,
+    pub rsvd17: [u8; 15],
+}
+const _: () = assert!(core::mem::size_of::<AnaGroupDescriptor>() == 32);
+
+/// ANA states (Base 2.0 section 8.1.3).
+pub mod ana_state {
+    pub const OPTIMIZED: u8 = 0x01;
+    pub const NON_OPTIMIZED: u8 = 0x02;
+    pub const INACCESSIBLE: u8 = 0x03;
+    pub const PERSISTENT_LOSS: u8 = 0x04;
+    pub const CHANGE: u8 = 0x0f;
+}
+
+/// Get Log Page LSP bit 0 for the ANA log page: Return Groups Only (RGO).
+pub const ANA_LSP_RGO: u8 = 1;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,8 @@ pub use identify::{
     IdentifyNamespaceNvm, IoCommandSetCombinations, LbaFormat, NsIdDescriptorHeader, PowerStateDescriptor,
 };
 pub use log_page::{
-    cmd_effects, lid, lid_effects, ChangedNsList, CommandsSupportedEffects, ErrorLogEntry, FirmwareSlotLog,
-    GetLogPageArgs, SmartLog, SupportedLogPages,
+    ana_state, cmd_effects, lid, lid_effects, AnaGroupDescriptor, AnaLogHeader, ChangedNsList,
+    CommandsSupportedEffects, ErrorLogEntry, FirmwareSlotLog, GetLogPageArgs, SmartLog, SupportedLogPages, ANA_LSP_RGO,
 };
 pub use opcode::{AdminOpcode, FabricsType, NvmOpcode};
 pub use registers::{cap_css, cc_css, doorbell_offset, reg, shn, shst, Aqa, Cap, Cc, Csts, Vs};

@@ -50,14 +50,22 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
 }
 
 /// The next asynchronous event for a parked AER, if one is pending and enabled: Namespace
-/// Attribute Changed (AEC bit 8), then Reservation Log Page Available (I/O Command Set specific
+/// Asymmetric Namespace Access Change (AEC bit 11), Namespace Attribute Changed (AEC bit 8),
+/// then Reservation Log Page Available (I/O Command Set specific
 /// event 0; masked per notice type by the Reservation Notification Mask feature instead).
 pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
     let ns_enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::NS_ATTR_NOTICES != 0;
     let ns_ready = |ev: &EventState| ev.ns_change_pending && !ev.ns_change_masked && ns_enabled;
     let resv_ready = |ev: &EventState| !ev.reservation_notices.is_empty() && !ev.reservation_masked;
-    let result = if ns_ready(&ev) {
+    let ana_enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::ANA_CHANGE_NOTICES != 0;
+    let ana_ready = |ev: &EventState| ev.ana_change_pending && !ev.ana_change_masked && ana_enabled;
+    let result = if ana_ready(&ev) {
+        // Multipath hosts act on this one first: it moves their I/O to another path.
+        ev.ana_change_pending = false;
+        ev.ana_change_masked = true;
+        Some(AsyncEvent::new(async_event_type::NOTICE, async_event_notice::ANA_CHANGE, lid::ANA).to_dw0())
+    } else if ns_ready(&ev) {
         ev.ns_change_pending = false;
         ev.ns_change_masked = true;
         Some(
@@ -72,7 +80,7 @@ pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     };
     // Nothing more deliverable now (delivered, masked or disabled): clear the flag; reading a
     // log page or changing the configuration sets it again.
-    let more = ns_ready(&ev) || resv_ready(&ev);
+    let more = ns_ready(&ev) || resv_ready(&ev) || ana_ready(&ev);
     ctrl.event_flag.store(more, Ordering::Release);
     result
 }

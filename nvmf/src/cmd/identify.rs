@@ -17,6 +17,9 @@ use zerocopy::{FromZeros, IntoBytes};
 /// Largest data transfer per command: 1 MiB (MDTS = 8 with 4 KiB pages).
 pub const MAX_IO_SIZE: usize = 1 << 20;
 const MDTS: u8 = 8;
+/// ANA Transition Time (Identify ANATT): the longest a group stays in the change state before
+/// hosts may treat it as inaccessible.
+const ANA_TRANSITION_TIME_S: u8 = 10;
 /// In-capsule data accepted per command (Identify Controller IOCCSZ), as Linux's admin queue uses.
 pub const IN_CAPSULE_DATA_SIZE: usize = 8192;
 
@@ -45,9 +48,23 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
             // An inactive NSID returns a zero-filled structure.
             let ns = q.namespace(ctrl, nsid);
             match (cns, ns) {
-                (cns::NAMESPACE, Some(ns)) => super::fill_data(cmd.buf, identify_namespace(&ns).as_bytes()),
+                (cns::NAMESPACE, Some(ns)) => {
+                    let mut id = identify_namespace(&ns);
+                    if ctrl.subsys.ana_reporting {
+                        id.anagrpid.set(ns.anagrpid);
+                        // Not usable through this path (SPDK reports the same).
+                        if ctrl.ana_state(ns.anagrpid).unusable() {
+                            id.nuse.set(0);
+                        }
+                    }
+                    super::fill_data(cmd.buf, id.as_bytes())
+                }
                 (cns::CS_INDEPENDENT_NAMESPACE, Some(ns)) => {
-                    super::fill_data(cmd.buf, identify_namespace_independent(&ns).as_bytes())
+                    let mut id = identify_namespace_independent(&ns);
+                    if ctrl.subsys.ana_reporting {
+                        id.anagrpid.set(ns.anagrpid);
+                    }
+                    super::fill_data(cmd.buf, id.as_bytes())
                 }
                 // Inactive NSIDs (all zero), and CNS 05h: no protection information, storage
                 // tags or extended LBA formats.
@@ -153,6 +170,17 @@ pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
         // VWC bit 0: a volatile write cache may exist (file bdevs); hosts must Flush. Bits 2:1
         // = 11b: Flush with NSID FFFFFFFFh flushes every namespace.
         id.vwc = if sub.namespaces().iter().any(|ns| ns.bdev.volatile_write_cache()) { 0b111 } else { 0 };
+        if sub.ana_reporting {
+            // CMIC bit 3: ANA reporting; OAES bit 11: ANA Change notices. ANACAP: all five
+            // states reported (bits 4:0), a namespace's group does not change while it is
+            // attached (bit 6). One group per possible namespace, as SPDK.
+            id.cmic |= 1 << 3;
+            id.oaes.set(id.oaes.get() | 1 << 11);
+            id.anatt = ANA_TRANSITION_TIME_S;
+            id.anacap = 0b0101_1111;
+            id.anagrpmax.set(sub.max_namespaces);
+            id.nanagrpid.set(sub.max_namespaces);
+        }
         id.ioccsz.set(((64 + IN_CAPSULE_DATA_SIZE) / 16) as u32);
         id.iorcsz.set(1);
         id.msdbd = 1;

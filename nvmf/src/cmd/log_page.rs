@@ -13,6 +13,7 @@ use crate::spec::{
     cmd_effects, lid, put_str, AdminOpcode, ChangedNsList, CommandSpecificStatus, CommandsSupportedEffects,
     FirmwareSlotLog, GenericStatus, GetLogPageArgs, NvmOpcode, SmartLog, Status, SupportedLogPages,
 };
+use crate::spec::{AnaGroupDescriptor, AnaLogHeader, ANA_LSP_RGO};
 use std::sync::atomic::Ordering;
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -56,6 +57,19 @@ const NVM_COMMANDS: [(NvmOpcode, bool); 6] = [
 const RESERVATION_COMMANDS: [u8; 4] =
     [io::RESERVATION_REGISTER, io::RESERVATION_REPORT, io::RESERVATION_ACQUIRE, io::RESERVATION_RELEASE];
 
+/// The log pages this controller serves (what Supported Log Pages lists).
+fn supported_pages(ctrl: &Controller) -> Vec<u8> {
+    if ctrl.subsys.is_discovery() {
+        return DISCOVERY_PAGES.to_vec();
+    }
+    let mut v = IO_CONTROLLER_PAGES.to_vec();
+    if ctrl.subsys.ana_reporting {
+        v.push(lid::ANA);
+        v.sort_unstable();
+    }
+    v
+}
+
 pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let args = GetLogPageArgs::from_sqe(cmd.sqe);
     let len = args.byte_len();
@@ -63,14 +77,14 @@ pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
         cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
         return Exec::Complete;
     }
-    let discovery = ctrl.subsys.is_discovery();
-    let supported: &[u8] = if discovery { &DISCOVERY_PAGES } else { &IO_CONTROLLER_PAGES };
+    let supported = supported_pages(ctrl);
     if !supported.contains(&args.lid) {
         cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::INVALID_LOG_PAGE).dnr());
         return Exec::Complete;
     }
     let page: Vec<u8> = match args.lid {
-        lid::SUPPORTED_LOG_PAGES => SupportedLogPages::with(supported).as_bytes().to_vec(),
+        lid::SUPPORTED_LOG_PAGES => SupportedLogPages::with(&supported).as_bytes().to_vec(),
+        lid::ANA => ana_log(ctrl, args.lsp & ANA_LSP_RGO != 0, args.rae),
         lid::DISCOVERY => super::discovery::build_log(&ctx.target, &ctrl.hostnqn),
         // One entry (Identify ELPE 0), never filled: errors are reported in each completion.
         lid::ERROR => vec![0; 64],
@@ -152,6 +166,47 @@ fn reservation_notification(ctrl: &Controller, rae: bool) -> ReservationNotifica
         }
     }
     log
+}
+
+/// The ANA log page (Base 2.0 section 5.16.1.9): one descriptor per ANA group that has a
+/// namespace this controller's host sees, in group order, each with its state through this
+/// controller and (unless Return Groups Only) its NSIDs in ascending order.
+fn ana_log(ctrl: &Controller, groups_only: bool, rae: bool) -> Vec<u8> {
+    let table = ctrl.subsys.ns_table_for(&ctrl.hostnqn);
+    let chgcnt = ctrl.subsys.ana_change_count();
+    let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
+    for ns in table.iter().flatten() {
+        match groups.iter_mut().find(|(g, _)| *g == ns.anagrpid) {
+            Some((_, nsids)) => nsids.push(ns.nsid),
+            None => groups.push((ns.anagrpid, vec![ns.nsid])),
+        }
+    }
+    groups.sort_unstable_by_key(|(g, _)| *g);
+    let mut hdr = AnaLogHeader::default();
+    hdr.chgcnt.set(chgcnt);
+    hdr.ngrps.set(groups.len() as u16);
+    let mut out = hdr.as_bytes().to_vec();
+    for (g, nsids) in &groups {
+        let mut d = AnaGroupDescriptor::default();
+        d.anagrpid.set(*g);
+        d.nnsid.set(if groups_only { 0 } else { nsids.len() as u32 });
+        d.chgcnt.set(chgcnt);
+        d.state = ctrl.ana_state(*g) as u8;
+        out.extend_from_slice(d.as_bytes());
+        if !groups_only {
+            for n in nsids {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    if !rae {
+        let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
+        ev.ana_change_masked = false;
+        if ev.ana_change_pending {
+            ctrl.event_flag.store(true, Ordering::Release);
+        }
+    }
+    out
 }
 
 fn changed_ns_list(ctrl: &Controller, rae: bool) -> ChangedNsList {

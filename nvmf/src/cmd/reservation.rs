@@ -37,6 +37,9 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     let Some(ns) = q.namespace(ctrl, nsid) else {
         return done(cmd, Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
     };
+    if let Some(s) = super::io::ana_refusal(ctrl, &ns) {
+        return done(cmd, s);
+    }
     if cmd.sqe.opcode == io::RESERVATION_REPORT {
         return report(&ns, cmd);
     }
