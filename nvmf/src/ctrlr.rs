@@ -22,8 +22,15 @@ pub const MAX_AERS: usize = 4;
 /// (NVMET_DISC_KATO_MS) do.
 pub const DISCOVERY_DEFAULT_KATO_MS: u32 = 120_000;
 
-/// NVMe version reported in VS and Identify Controller VER: 1.3.0.
-pub const NVME_VERSION: u32 = 0x0001_0300;
+/// NVMe version reported in VS and Identify Controller VER: 2.0.0. Every item Base 2.0 makes
+/// mandatory for an I/O and a discovery controller is implemented (docs/user-guide.md lists them).
+pub const NVME_VERSION: u32 = 0x0002_0000;
+
+/// Warning Composite Temperature Threshold (Identify WCTEMP), and the default over-temperature
+/// threshold of the Temperature Threshold feature: 343 K (70 degrees C).
+pub const WARNING_TEMPERATURE_K: u16 = 343;
+/// Critical Composite Temperature Threshold (Identify CCTEMP): 358 K (85 degrees C).
+pub const CRITICAL_TEMPERATURE_K: u16 = 358;
 
 /// What a Property Set of CC did.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,7 +52,21 @@ pub(crate) struct EventState {
     pub ns_change_pending: bool,
     /// Masked until the host reads the changed namespace log (Base 2.0 section 5.2).
     pub ns_change_masked: bool,
+    /// Reservation Notification log entries not read yet: (log page type, NSID), oldest first,
+    /// at most `MAX_RESERVATION_NOTICES` (older ones are dropped and counted).
+    pub reservation_notices: std::collections::VecDeque<(u8, u32)>,
+    /// Log Page Count of the newest notice (Base 2.0 section 5.16.1.21).
+    pub reservation_notice_count: u64,
+    /// A Reservation Log Page Available event is masked until the host reads log 80h.
+    pub reservation_masked: bool,
+    /// An ANA state of this controller's listener changed (Asymmetric Namespace Access Change).
+    pub ana_change_pending: bool,
+    /// Masked until the host reads the ANA log page 0Ch.
+    pub ana_change_masked: bool,
 }
+
+/// Reservation notices a controller keeps unread (a host that never reads the log cannot grow it).
+pub const MAX_RESERVATION_NOTICES: usize = 64;
 
 /// A controller: created by an admin-queue Connect, shared with its I/O queues.
 pub struct Controller {
@@ -76,6 +97,14 @@ pub struct Controller {
     /// Bitmap of connected I/O queue IDs.
     io_queues: Mutex<Vec<bool>>,
     pub(crate) aen_config: AtomicU32,
+    /// Temperature Threshold feature for the composite temperature: bits 15:0 the
+    /// over-temperature threshold, bits 31:16 the under-temperature threshold (kelvin).
+    pub(crate) temp_thresholds: AtomicU32,
+    /// Reservation Notification Mask feature (FID 82h): bits 1-3 mask Registration Preempted,
+    /// Reservation Released and Reservation Preempted notices (one mask for all namespaces).
+    pub(crate) reservation_mask: AtomicU32,
+    /// The ANA state of each group through this controller's listener.
+    pub(crate) ana: crate::ana::AnaView,
     /// Set by the control path when `events` has something for the admin queue.
     pub(crate) event_flag: AtomicBool,
     pub(crate) events: Mutex<EventState>,
@@ -94,6 +123,7 @@ impl Controller {
         now: Instant,
     ) -> Self {
         let kato_ms = if kato_ms == 0 && subsys.is_discovery() { DISCOVERY_DEFAULT_KATO_MS } else { kato_ms };
+        let groups = subsys.max_namespaces as usize;
         Controller {
             cntlid,
             subsys,
@@ -112,9 +142,39 @@ impl Controller {
             num_io_queues: AtomicU32::new(MAX_IO_QUEUES as u32),
             io_queues: Mutex::new(vec![false; MAX_IO_QUEUES as usize + 1]),
             aen_config: AtomicU32::new(0),
+            temp_thresholds: AtomicU32::new(WARNING_TEMPERATURE_K as u32),
+            reservation_mask: AtomicU32::new(0),
+            ana: crate::ana::AnaView::new(&vec![crate::ana::AnaState::Optimized; groups]),
             event_flag: AtomicBool::new(false),
             events: Mutex::new(EventState::default()),
         }
+    }
+
+    /// The ANA state of group `anagrpid` through this controller (Optimized without ANA
+    /// reporting).
+    #[inline]
+    pub fn ana_state(&self, anagrpid: u32) -> crate::ana::AnaState {
+        self.ana.get(anagrpid)
+    }
+
+    /// An ANA state of this controller's listener changed: raise the ANA Change event.
+    pub(crate) fn ana_changed(&self) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).ana_change_pending = true;
+        self.event_flag.store(true, Ordering::Release);
+    }
+
+    /// Queue a Reservation Notification log entry (unless masked) and raise its event.
+    pub(crate) fn reservation_notice(&self, log_type: u8, nsid: u32) {
+        if self.reservation_mask.load(Ordering::Relaxed) & 1 << log_type != 0 {
+            return;
+        }
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if ev.reservation_notices.len() == MAX_RESERVATION_NOTICES {
+            ev.reservation_notices.pop_front();
+        }
+        ev.reservation_notices.push_back((log_type, nsid));
+        ev.reservation_notice_count = ev.reservation_notice_count.wrapping_add(1).max(1);
+        self.event_flag.store(true, Ordering::Release);
     }
 
     /// The CAP property (Base 2.0 section 3.1.3.1).

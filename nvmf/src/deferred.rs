@@ -51,8 +51,9 @@ struct Waiting {
     tag: u64,
     /// The command's data buffer, handed back with the completion.
     buf: Option<IoBuf>,
-    /// The job's controller-to-host data; disconnected if the job was dropped unrun.
-    result: Receiver<Vec<u8>>,
+    /// The job's controller-to-host data, or the status to fail the command with;
+    /// disconnected if the job was dropped unrun.
+    result: Receiver<Result<Vec<u8>, Status>>,
 }
 
 /// A poll group's commands waiting for deferred work (control path: a few at a time).
@@ -71,7 +72,7 @@ impl Deferred {
         runner: Option<Arc<dyn WorkRunner>>,
         tag: u64,
         buf: Option<IoBuf>,
-        work: impl FnOnce() -> Vec<u8> + Send + 'static,
+        work: impl FnOnce() -> Result<Vec<u8>, Status> + Send + 'static,
     ) {
         let (tx, rx) = mpsc::channel();
         let job: Job = Box::new(move || {
@@ -101,13 +102,14 @@ impl Deferred {
                     i += 1;
                     continue;
                 }
-                Ok(mut data) => {
+                Ok(Ok(mut data)) => {
                     if !data.is_empty() {
                         crate::cmd::fill_data(&mut self.waiting[i].buf, &data);
                     }
                     crate::auth::wipe(&mut data);
                     BdevStatus::Success
                 }
+                Ok(Err(status)) => BdevStatus::Nvme { status, dw0: 0 },
                 Err(TryRecvError::Disconnected) => {
                     log::warn!("deferred work was dropped before it ran; failing its command");
                     BdevStatus::Nvme { status: Status::generic(GenericStatus::INTERNAL_ERROR), dw0: 0 }
@@ -125,6 +127,17 @@ impl GroupCtx {
     /// from it) comes back with the completion, holding the bytes `work` returns when they are
     /// not empty.
     pub(crate) fn defer(&mut self, tag: u64, buf: Option<IoBuf>, work: impl FnOnce() -> Vec<u8> + Send + 'static) {
+        self.defer_fallible(tag, buf, move || Ok(work()));
+    }
+
+    /// [`GroupCtx::defer`] for work that can fail: an `Err` completes the command with that
+    /// status (PTPL file writes).
+    pub(crate) fn defer_fallible(
+        &mut self,
+        tag: u64,
+        buf: Option<IoBuf>,
+        work: impl FnOnce() -> Result<Vec<u8>, Status> + Send + 'static,
+    ) {
         let runner = self.target.work_runner();
         self.deferred.submit(runner, tag, buf, work);
     }
@@ -147,8 +160,8 @@ mod tests {
         assert!(out.is_empty());
         let mut buf = IoBuf::new(8);
         buf.as_mut_slice().fill(0xee);
-        d.submit(None, 1, Some(buf), || vec![1, 2, 3]);
-        d.submit(None, 2, None, Vec::new);
+        d.submit(None, 1, Some(buf), || Ok(vec![1, 2, 3]));
+        d.submit(None, 2, None, || Ok(Vec::new()));
         d.poll(&mut out);
         assert_eq!(tags(&out), [1]);
         assert_eq!(out[0].status, BdevStatus::Success);
@@ -168,14 +181,14 @@ mod tests {
         let mut d = Deferred::default();
         let mut buf = IoBuf::new(4);
         buf.as_mut_slice().fill(0xee);
-        d.submit(Some(runner.clone()), 7, Some(buf), || vec![9]);
-        d.submit(Some(runner), 8, None, Vec::new);
+        d.submit(Some(runner.clone()), 7, Some(buf), || Ok(vec![9]));
+        d.submit(Some(runner), 8, None, || Err(Status::generic(GenericStatus::RESERVATION_CONFLICT)));
         let mut out = Vec::new();
         d.poll(&mut out);
         assert!(out.is_empty(), "nothing finished while the runner holds the jobs");
         let mut jobs = std::mem::take(&mut *held.lock().unwrap());
         assert_eq!(jobs.len(), 2);
-        // Run the second; drop the first unrun: it fails with Internal Error, keeping its buffer.
+        // Run the second (it fails); drop the first unrun: Internal Error, keeping its buffer.
         (jobs.pop().unwrap())();
         drop(jobs);
         d.poll(&mut out);
@@ -184,7 +197,8 @@ mod tests {
         let internal = BdevStatus::Nvme { status: Status::generic(GenericStatus::INTERNAL_ERROR), dw0: 0 };
         assert_eq!(out[0].status, internal);
         assert_eq!(out[0].buf.as_ref().unwrap().as_slice(), &[0xee; 4], "no data from a job that did not run");
-        assert_eq!(out[1].status, BdevStatus::Success);
+        let failed = BdevStatus::Nvme { status: Status::generic(GenericStatus::RESERVATION_CONFLICT), dw0: 0 };
+        assert_eq!(out[1].status, failed, "a job's error status completes its command");
         assert!(d.waiting.is_empty());
     }
 }

@@ -35,6 +35,8 @@ pub enum Error {
     InvalidParam(String),
     #[error(transparent)]
     Bdev(#[from] BdevError),
+    #[error(transparent)]
+    Ptpl(#[from] crate::reservation::ptpl::PtplError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

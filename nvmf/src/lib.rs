@@ -10,6 +10,8 @@
 #![deny(unsafe_code)]
 
 #[forbid(unsafe_code)]
+pub mod ana;
+#[forbid(unsafe_code)]
 pub mod auth;
 #[forbid(unsafe_code)]
 pub mod bdev;
@@ -30,6 +32,8 @@ pub mod poll_group;
 mod queue;
 #[forbid(unsafe_code)]
 pub mod referral;
+#[forbid(unsafe_code)]
+pub mod reservation;
 #[forbid(unsafe_code)]
 pub mod spec;
 #[forbid(unsafe_code)]

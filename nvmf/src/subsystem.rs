@@ -2,6 +2,7 @@
 //! changes take a mutex, while the I/O path only reads an atomic generation number and a
 //! snapshot of the namespace table cached per queue.
 
+use crate::ana::AnaState;
 use crate::auth::{DhGroup, HashId, Secret};
 use crate::bdev::Bdev;
 use crate::ctrlr::Controller;
@@ -41,6 +42,10 @@ pub struct Namespace {
     pub auto_visible: bool,
     /// Hosts that see a namespace that is not auto-visible. Control path only.
     visible_hosts: Mutex<Vec<String>>,
+    /// Registrants and reservation (Base 2.0 section 8.19), with the PTPL file if configured.
+    pub reservations: crate::reservation::Reservations,
+    /// ANA group (1..=the subsystem's namespace limit; SPDK's default: the NSID).
+    pub anagrpid: u32,
 }
 
 impl Namespace {
@@ -86,6 +91,12 @@ pub struct NamespaceConfig {
     pub passthru_io: bool,
     /// Visible to every host (default); `false` hides it until `Subsystem::ns_add_host`.
     pub auto_visible: bool,
+    /// Persist Through Power Loss file (SPDK's `ptpl_file`): reservations are reloaded from it
+    /// now and written to it before each reservation command that changes them completes.
+    /// `None`: reservations last as long as the target process (PTPL cannot be turned on).
+    pub ptpl_file: Option<std::path::PathBuf>,
+    /// ANA group; `None`: the NSID (as SPDK).
+    pub anagrpid: Option<u32>,
 }
 
 impl NamespaceConfig {
@@ -98,6 +109,8 @@ impl NamespaceConfig {
             uuid: [0; 16],
             passthru_io: false,
             auto_visible: true,
+            ptpl_file: None,
+            anagrpid: None,
         }
     }
 }
@@ -114,8 +127,11 @@ pub struct SubsystemConfig {
     /// Model number (Identify Controller MN, up to 40 ASCII characters).
     pub model: String,
     pub allow_any_host: bool,
-    /// Maximum namespaces (Identify Controller NN).
+    /// Maximum namespaces (Identify Controller NN); also the number of ANA groups.
     pub max_namespaces: u32,
+    /// Asymmetric Namespace Access reporting (SPDK's `ana_reporting`): each listener has a state
+    /// per ANA group (`Subsystem::set_ana_state`) that its controllers report and enforce.
+    pub ana_reporting: bool,
 }
 
 impl SubsystemConfig {
@@ -126,6 +142,7 @@ impl SubsystemConfig {
             model: "nvmf-rs Controller".to_string(),
             allow_any_host: false,
             max_namespaces: 32,
+            ana_reporting: false,
         }
     }
 }
@@ -193,6 +210,10 @@ pub(crate) struct SubsystemState {
     /// DH-HMAC-CHAP settings of the hosts in `hosts` that have some.
     pub host_keys: HashMap<String, Arc<HostKeys>>,
     pub listeners: Vec<TransportAddr>,
+    /// Each listener's ANA state per group (index `anagrpid - 1`), in `listeners` order.
+    pub ana: Vec<Vec<AnaState>>,
+    /// ANA log page Change Count: bumped on every state change.
+    pub ana_chgcnt: u64,
     pub namespaces: NsTable,
     pub controllers: Vec<Weak<Controller>>,
     next_cntlid: u16,
@@ -205,6 +226,8 @@ pub struct Subsystem {
     pub serial: String,
     pub model: String,
     pub max_namespaces: u32,
+    /// ANA reporting is on (fixed at creation, as in SPDK).
+    pub ana_reporting: bool,
     allow_any_host: AtomicBool,
     /// Bumped on every namespace change; queues compare it to refresh their cached table.
     pub(crate) ns_generation: AtomicU64,
@@ -234,12 +257,15 @@ impl Subsystem {
             serial: cfg.serial,
             model: cfg.model,
             max_namespaces: if kind == SubsystemKind::Discovery { 0 } else { max },
+            ana_reporting: cfg.ana_reporting && kind != SubsystemKind::Discovery,
             allow_any_host: AtomicBool::new(cfg.allow_any_host || kind == SubsystemKind::Discovery),
             ns_generation: AtomicU64::new(0),
             state: Mutex::new(SubsystemState {
                 hosts: Vec::new(),
                 host_keys: HashMap::new(),
                 listeners: Vec::new(),
+                ana: Vec::new(),
+                ana_chgcnt: 0,
                 namespaces: Arc::new(Vec::new()),
                 controllers: Vec::new(),
                 next_cntlid: 1,
@@ -347,23 +373,68 @@ impl Subsystem {
             return Err(Error::AlreadyListening(addr.to_string()));
         }
         st.listeners.push(addr);
+        st.ana.push(vec![AnaState::Optimized; self.max_namespaces as usize]);
         drop(st);
         self.changed();
         Ok(())
     }
     pub fn remove_listener(&self, addr: &TransportAddr) -> Result<()> {
         let mut st = self.lock();
-        let before = st.listeners.len();
-        st.listeners.retain(|l| l != addr);
-        if st.listeners.len() == before {
+        let Some(i) = st.listeners.iter().position(|l| l == addr) else {
             return Err(Error::NotListening(addr.to_string()));
-        }
+        };
+        st.listeners.remove(i);
+        st.ana.remove(i);
         drop(st);
         self.changed();
         Ok(())
     }
     pub fn listeners(&self) -> Vec<TransportAddr> {
         self.lock().listeners.clone()
+    }
+
+    /// Listener `addr`'s ANA state of each group (index `anagrpid - 1`).
+    pub fn ana_states(&self, addr: &TransportAddr) -> Option<Vec<AnaState>> {
+        let st = self.lock();
+        st.listeners.iter().position(|l| l == addr).map(|i| st.ana[i].clone())
+    }
+
+    /// SPDK's `nvmf_subsystem_listener_set_ana_state`: set listener `addr`'s state of group
+    /// `anagrpid` (`None`: every group). Controllers connected through it report the new state
+    /// at once (their next I/O is checked against it) and get an ANA Change event.
+    pub fn set_ana_state(&self, addr: &TransportAddr, anagrpid: Option<u32>, state: AnaState) -> Result<()> {
+        if !self.ana_reporting {
+            return Err(Error::InvalidParam(format!("{} does not have ANA reporting", self.nqn)));
+        }
+        if anagrpid.is_some_and(|g| g == 0 || g > self.max_namespaces) {
+            return Err(Error::InvalidParam(format!("ANA group ID must be 1..={}", self.max_namespaces)));
+        }
+        let mut st = self.lock();
+        let Some(i) = st.listeners.iter().position(|l| l == addr) else {
+            return Err(Error::NotListening(addr.to_string()));
+        };
+        for (g, s) in st.ana[i].iter_mut().enumerate() {
+            if anagrpid.is_none_or(|a| a as usize == g + 1) {
+                *s = state;
+            }
+        }
+        st.ana_chgcnt += 1;
+        st.controllers.retain(|c| c.strong_count() > 0);
+        for c in st.controllers.iter().filter_map(Weak::upgrade).filter(|c| addr.matches(&c.listener)) {
+            for g in 1..=self.max_namespaces {
+                if anagrpid.is_none_or(|a| a == g) {
+                    c.ana.set(g, state);
+                }
+            }
+            c.ana_changed();
+        }
+        log::info!("{}: listener {addr} ANA group {anagrpid:?} is now {}", self.nqn, state.name());
+        Ok(())
+    }
+
+    /// The ANA log page's Change Count.
+    pub(crate) fn ana_change_count(&self) -> u64 {
+        self.lock().ana_chgcnt
     }
     /// Whether a connection that arrived on `listener` may reach this subsystem.
     pub fn listening_on(&self, listener: &TransportAddr) -> bool {
@@ -396,6 +467,15 @@ impl Subsystem {
         if cfg.uuid != [0; 16] {
             ids.2 = cfg.uuid;
         }
+        let anagrpid = cfg.anagrpid.unwrap_or(nsid);
+        if anagrpid == 0 || anagrpid > self.max_namespaces {
+            return Err(Error::InvalidParam(format!("ANA group ID {anagrpid} is not in 1..={}", self.max_namespaces)));
+        }
+        let ptpl = cfg.ptpl_file.map(|p| crate::reservation::ptpl::PtplFile::new(p, ids.2));
+        let restored = match &ptpl {
+            Some(f) => f.load()?,
+            None => Default::default(),
+        };
         let ns = Arc::new(Namespace {
             nsid,
             uid: self.ns_uid.fetch_add(1, Ordering::Relaxed),
@@ -407,6 +487,8 @@ impl Subsystem {
             passthru_io: cfg.passthru_io,
             auto_visible: cfg.auto_visible,
             visible_hosts: Mutex::new(Vec::new()),
+            reservations: crate::reservation::Reservations::new(ptpl, restored),
+            anagrpid,
         });
         let mut next: Vec<Option<Arc<Namespace>>> = st.namespaces.as_ref().clone();
         if next.len() < nsid as usize {
@@ -530,6 +612,12 @@ impl Subsystem {
         }
         st.next_cntlid = if id >= 0xffef { 1 } else { id + 1 };
         let c = Arc::new(make(id));
+        // The controller reports the ANA states of the listener it came through.
+        if let Some(i) = st.listeners.iter().position(|l| l.matches(&c.listener)) {
+            for (g, s) in st.ana[i].iter().enumerate() {
+                c.ana.set(g as u32 + 1, *s);
+            }
+        }
         st.controllers.push(Arc::downgrade(&c));
         Some(c)
     }

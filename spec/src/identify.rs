@@ -583,6 +583,81 @@ pub fn put_ns_id_descriptor(buf: &mut [u8], pos: usize, nidt: u8, nid: &[u8]) ->
     Some(end)
 }
 
+/// I/O Command Set Independent Identify Namespace data structure, 4096 bytes (CNS 08h; Base 2.0
+/// section 5.17.2.8).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct IdentifyNamespaceIndependent {
+    /// Common Namespace Features (NSFEAT).
+    pub nsfeat: u8,
+    /// Namespace Multi-path I/O and Namespace Sharing Capabilities (NMIC).
+    pub nmic: u8,
+    /// Reservation Capabilities (RESCAP).
+    pub rescap: u8,
+    /// Format Progress Indicator (FPI).
+    pub fpi: u8,
+    /// ANA Group Identifier (ANAGRPID).
+    pub anagrpid: Le32,
+    /// Namespace Attributes (NSATTR): bit 0 write protected.
+    pub nsattr: u8,
+    pub rsvd9: u8,
+    /// NVM Set Identifier (NVMSETID).
+    pub nvmsetid: Le16,
+    /// Endurance Group Identifier (ENDGID).
+    pub endgid: Le16,
+    /// Namespace Status (NSTAT): bit 0 the namespace is ready (NRDY).
+    pub nstat: u8,
+    pub rsvd15: [u8; 4081],
+}
+const _: () = assert!(core::mem::size_of::<IdentifyNamespaceIndependent>() == 4096);
+
+/// I/O Command Set specific Identify Controller data structure for the NVM Command Set, 4096
+/// bytes (CNS 06h, CSI 00h; NVM Command Set 1.0 section 4.1.5.1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct IdentifyControllerNvm {
+    /// Verify Size Limit (VSL), a power of two in units of CAP.MPSMIN; 0: no limit.
+    pub vsl: u8,
+    /// Write Zeroes Size Limit (WZSL), as VSL.
+    pub wzsl: u8,
+    /// Write Uncorrectable Size Limit (WUSL), as VSL.
+    pub wusl: u8,
+    /// Dataset Management Ranges Limit (DMRL): ranges per command; 0: no limit beyond 256.
+    pub dmrl: u8,
+    /// Dataset Management Range Size Limit (DMRSL) in logical blocks; 0: no limit.
+    pub dmrsl: Le32,
+    /// Dataset Management Size Limit (DMSL) in logical blocks; 0: no limit.
+    pub dmsl: Le64,
+    pub rsvd16: [u8; 4080],
+}
+const _: () = assert!(core::mem::size_of::<IdentifyControllerNvm>() == 4096);
+
+/// I/O Command Set specific Identify Namespace data structure for the NVM Command Set, 4096 bytes
+/// (CNS 05h, CSI 00h; NVM Command Set 1.0 section 4.1.5.3). All zero: no protection information,
+/// no storage tag, no extended LBA formats.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct IdentifyNamespaceNvm {
+    /// Logical Block Storage Tag Mask (LBSTM).
+    pub lbstm: Le64,
+    /// Protection Information Capabilities (PIC).
+    pub pic: u8,
+    pub rsvd9: [u8; 3],
+    /// Extended LBA Formats (ELBAF0..ELBAF63).
+    pub elbaf: [Le32; 64],
+    pub rsvd268: [u8; 3828],
+}
+const _: () = assert!(core::mem::size_of::<IdentifyNamespaceNvm>() == 4096);
+
+/// Identify I/O Command Set data structure, 4096 bytes (CNS 1Ch; Base 2.0 section 5.17.2.19): 512
+/// I/O Command Set Combinations, each a bit vector indexed by CSI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct IoCommandSetCombinations {
+    pub combination: [Le64; 512],
+}
+const _: () = assert!(core::mem::size_of::<IoCommandSetCombinations>() == 4096);
+
 #[cfg(test)]
 mod tests {
     use super::*;

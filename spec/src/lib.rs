@@ -16,15 +16,20 @@ pub mod identify;
 pub mod log_page;
 pub mod opcode;
 pub mod registers;
+pub mod reservation;
 pub mod sqe;
 pub mod status;
 
 pub use cqe::Cqe;
 pub use features::{async_event_dw0, async_event_notice, async_event_type, fid, AsyncEvent, NumberOfQueues};
 pub use identify::{
-    cns, nidt, IdentifyController, IdentifyNamespace, LbaFormat, NsIdDescriptorHeader, PowerStateDescriptor,
+    cns, csi, nidt, IdentifyController, IdentifyControllerNvm, IdentifyNamespace, IdentifyNamespaceIndependent,
+    IdentifyNamespaceNvm, IoCommandSetCombinations, LbaFormat, NsIdDescriptorHeader, PowerStateDescriptor,
 };
-pub use log_page::{lid, ChangedNsList, ErrorLogEntry, GetLogPageArgs, SmartLog};
+pub use log_page::{
+    ana_state, cmd_effects, lid, lid_effects, AnaGroupDescriptor, AnaLogHeader, ChangedNsList,
+    CommandsSupportedEffects, ErrorLogEntry, FirmwareSlotLog, GetLogPageArgs, SmartLog, SupportedLogPages, ANA_LSP_RGO,
+};
 pub use opcode::{AdminOpcode, FabricsType, NvmOpcode};
 pub use registers::{cap_css, cc_css, doorbell_offset, reg, shn, shst, Aqa, Cap, Cc, Csts, Vs};
 pub use sqe::{SglDescriptor, Sqe, CDW12_FUA};

@@ -1,6 +1,8 @@
 //! Get Log Page (NVMe Base 2.0 section 5.16): command fields (Figures 197-201), log page
 //! identifiers (Figure 202) and the log pages a target serves: Error Information (Figure 205),
-//! SMART / Health Information (Figure 207) and Changed Namespace List (Figure 209).
+//! Supported Log Pages (5.16.1.1), SMART / Health Information (Figure 207), Firmware Slot
+//! Information (5.16.1.4), Changed Namespace List (Figure 209) and Commands Supported and
+//! Effects (5.16.1.6).
 
 use super::{Le16, Le32, Le64, Sqe};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
@@ -303,6 +305,115 @@ impl ChangedNsList {
         self.nsid[0].get() == Self::OVERFLOW
     }
 }
+
+/// Supported Log Pages log page, 1024 bytes (LID 00h; Base 2.0 section 5.16.1.1):
+/// one LID Supported and Effects dword per Log Identifier.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct SupportedLogPages {
+    pub lid: [Le32; 256],
+}
+const _: () = assert!(core::mem::size_of::<SupportedLogPages>() == 1024);
+
+/// Bits of a LID Supported and Effects dword (Base 2.0 section 5.16.1.1).
+pub mod lid_effects {
+    /// LID Supported (LSUPP).
+    pub const LSUPP: u32 = 1 << 0;
+    /// Index Offset Supported (IOS).
+    pub const IOS: u32 = 1 << 1;
+}
+
+impl SupportedLogPages {
+    /// The page with LSUPP set for each of `lids`.
+    pub fn with(lids: &[u8]) -> Self {
+        let mut p = SupportedLogPages::new_zeroed();
+        for &l in lids {
+            p.lid[l as usize].set(lid_effects::LSUPP);
+        }
+        p
+    }
+}
+
+/// Firmware Slot Information log page, 512 bytes (LID 03h; Base 2.0 section 5.16.1.4).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct FirmwareSlotLog {
+    /// Active Firmware Info (AFI): bits 2:0 the active slot, bits 6:4 the slot activated at the
+    /// next reset (0: none pending).
+    pub afi: u8,
+    pub rsvd1: [u8; 7],
+    /// Firmware Revision for Slot 1..7 (FRS1..FRS7), ASCII, space padded; zero when empty.
+    pub frs: [[u8; 8]; 7],
+    pub rsvd64: [u8; 448],
+}
+const _: () = assert!(core::mem::size_of::<FirmwareSlotLog>() == 512);
+
+/// Commands Supported and Effects log page, 4096 bytes (LID 05h; Base 2.0 section
+/// 5.16.1.6): one Commands Supported and Effects dword per opcode, admin then I/O.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct CommandsSupportedEffects {
+    /// Admin Command Supported (ACS0..ACS255).
+    pub acs: [Le32; 256],
+    /// I/O Command Supported (IOCS0..IOCS255) for the command set the CSI field selects.
+    pub iocs: [Le32; 256],
+    pub rsvd2048: [u8; 2048],
+}
+const _: () = assert!(core::mem::size_of::<CommandsSupportedEffects>() == 4096);
+
+/// Bits of a Commands Supported and Effects dword (Base 2.0 section 5.16.1.6).
+pub mod cmd_effects {
+    /// Command Supported (CSUPP).
+    pub const CSUPP: u32 = 1 << 0;
+    /// Logical Block Content Change (LBCC).
+    pub const LBCC: u32 = 1 << 1;
+    /// Namespace Capability Change (NCC).
+    pub const NCC: u32 = 1 << 2;
+    /// Namespace Inventory Change (NIC).
+    pub const NIC: u32 = 1 << 3;
+    /// Controller Capability Change (CCC).
+    pub const CCC: u32 = 1 << 4;
+}
+
+/// Asymmetric Namespace Access log page header, 16 bytes (LID 0Ch; Base 2.0 section 5.16.1.9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct AnaLogHeader {
+    /// Change Count (CHGCNT): increments with each change of the log's contents.
+    pub chgcnt: Le64,
+    /// Number of ANA Group Descriptors (NGRPS).
+    pub ngrps: Le16,
+    pub rsvd10: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<AnaLogHeader>() == 16);
+
+/// ANA Group Descriptor, 32 bytes, followed by NNSID NSIDs (Base 2.0 section 5.16.1.9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout, PartialEq, Eq)]
+pub struct AnaGroupDescriptor {
+    /// ANA Group ID (ANAGRPID).
+    pub anagrpid: Le32,
+    /// Number of NSID Values (NNSID); 0 with Return Groups Only.
+    pub nnsid: Le32,
+    /// Change Count of this group.
+    pub chgcnt: Le64,
+    /// ANA State (bits 3:0), see [`ana_state`].
+    pub state: u8,
+    pub rsvd17: [u8; 15],
+}
+const _: () = assert!(core::mem::size_of::<AnaGroupDescriptor>() == 32);
+
+/// ANA states (Base 2.0 section 8.1.3).
+pub mod ana_state {
+    pub const OPTIMIZED: u8 = 0x01;
+    pub const NON_OPTIMIZED: u8 = 0x02;
+    pub const INACCESSIBLE: u8 = 0x03;
+    pub const PERSISTENT_LOSS: u8 = 0x04;
+    pub const CHANGE: u8 = 0x0f;
+}
+
+/// Get Log Page LSP bit 0 for the ANA log page: Return Groups Only (RGO).
+pub const ANA_LSP_RGO: u8 = 1;
 
 #[cfg(test)]
 mod tests {

@@ -110,6 +110,12 @@ pub mod MediaStatus {
 #[allow(non_snake_case)]
 pub mod PathStatus {
     pub const INTERNAL_PATH_ERROR: u8 = 0x00;
+    /// Asymmetric Access Persistent Loss: the namespace is not reachable through this controller.
+    pub const ASYMMETRIC_ACCESS_PERSISTENT_LOSS: u8 = 0x01;
+    /// Asymmetric Access Inaccessible: try another path.
+    pub const ASYMMETRIC_ACCESS_INACCESSIBLE: u8 = 0x02;
+    /// Asymmetric Access Transition: the path is changing state; retry.
+    pub const ASYMMETRIC_ACCESS_TRANSITION: u8 = 0x03;
     pub const CONTROLLER_PATHING_ERROR: u8 = 0x60;
     pub const HOST_PATHING_ERROR: u8 = 0x70;
     pub const ABORTED_BY_HOST: u8 = 0x71;
@@ -134,6 +140,9 @@ impl Status {
     }
     pub const fn media(sc: u8) -> Self {
         Self::new(StatusCodeType::MediaDataIntegrity, sc)
+    }
+    pub const fn path(sc: u8) -> Self {
+        Self::new(StatusCodeType::Path, sc)
     }
     /// Set Do Not Retry (bit 14 of the field without phase, bit 15 in the CQE).
     pub const fn dnr(self) -> Self {

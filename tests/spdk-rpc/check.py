@@ -222,6 +222,14 @@ def visibility_and_referrals(t):
     nvmf = [s for s in t.ok("save_config")["subsystems"] if s["subsystem"] == "nvmf"][0]["config"]
     adds = [c["params"] for c in nvmf if c["method"] == "nvmf_subsystem_add_ns" and c["params"]["nqn"] == nqn2]
     check(len(adds) == 1 and adds[0]["namespace"]["no_auto_visible"] is True, "save_config writes no_auto_visible")
+    # A PTPL file (reservations persist through restarts): accepted and kept by save_config.
+    ptpl = os.path.join(tempfile.mkdtemp(prefix="nvmf-ptpl-"), "ns2.json")
+    t.ok("bdev_malloc_create", "-b", "Malloc8", "8", "512")
+    t.ok("nvmf_subsystem_add_ns", nqn2, "Malloc8", "--ptpl-file", ptpl)
+    nvmf = [s for s in t.ok("save_config")["subsystems"] if s["subsystem"] == "nvmf"][0]["config"]
+    adds = [c["params"] for c in nvmf if c["method"] == "nvmf_subsystem_add_ns" and c["params"]["nqn"] == nqn2]
+    check([a["namespace"].get("ptpl_file") for a in adds] == [None, ptpl], "save_config writes ptpl_file")
+    t.ok("nvmf_subsystem_remove_ns", nqn2, "2")
     vis = [c["params"] for c in nvmf if c["method"] == "nvmf_ns_add_host"]
     check(vis == [{"nqn": nqn2, "nsid": 1, "host": host}], "save_config writes one nvmf_ns_add_host per visible host")
 

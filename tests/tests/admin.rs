@@ -35,7 +35,7 @@ fn identify_controller_namespace_and_descriptors() {
     assert_eq!(id.cntrltype, 1);
     assert_eq!(id.ioccsz.get(), (64 + 8192) / 16);
     assert_eq!(id.iorcsz.get(), 1);
-    assert_eq!(id.ver.get(), 0x0001_0300);
+    assert_eq!(id.ver.get(), 0x0002_0000);
     assert!(id.sgls.get() & 3 == 1, "SGLs supported");
     assert_eq!(id.nn.get(), 32);
     let ns = id_ns(&mut c, 1);
@@ -66,7 +66,7 @@ fn properties_features_and_log_pages() {
     let mut c = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
     let cap = c.property_get(reg::CAP, true).expect("CAP");
     assert_eq!(cap & 0xffff, 127, "MQES");
-    assert_eq!(c.property_get(reg::VS, false).expect("VS"), 0x0001_0300);
+    assert_eq!(c.property_get(reg::VS, false).expect("VS"), 0x0002_0000);
     assert_eq!(c.property_get(reg::CSTS, false).expect("CSTS") & 1, 1, "RDY after enable");
     // An unknown property offset is an invalid field.
     let e = c.property_get(0x50, false).expect_err("bad offset");

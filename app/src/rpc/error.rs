@@ -76,6 +76,8 @@ impl From<nvmf::Error> for RpcError {
                 INVALID_PARAMS
             }
             E::Listen { .. } => INTERNAL_ERROR,
+            // A PTPL file that cannot be read or belongs to another namespace (SPDK: -EINVAL).
+            E::Ptpl(_) => INVALID_PARAMS,
             E::Bdev(b) => return b.into(),
         };
         RpcError::new(code, e.to_string())

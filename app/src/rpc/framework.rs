@@ -196,6 +196,9 @@ fn nvmf_config(state: &AppState) -> Vec<Value> {
             if ns.passthru_io {
                 p["namespace"]["passthru_io"] = json!(true);
             }
+            if let Some(f) = ns.reservations.ptpl_file() {
+                p["namespace"]["ptpl_file"] = json!(f.display().to_string());
+            }
             nvmf.push(json!({"method": "nvmf_subsystem_add_ns", "params": p}));
             for h in ns.visible_hosts() {
                 nvmf.push(json!({"method": "nvmf_ns_add_host", "params": {"nqn": s.nqn, "nsid": ns.nsid, "host": h}}));

@@ -398,8 +398,8 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
             ns.bdev_name
         )));
     }
-    if ns.ptpl_file.is_some() || ns.anagrpid.is_some_and(|g| g > 1) {
-        return Err(RpcError::invalid_params("ptpl_file and anagrpid > 1 are not supported"));
+    if ns.anagrpid.is_some_and(|g| g > 1) {
+        return Err(RpcError::invalid_params("anagrpid > 1 is not supported"));
     }
     if ns.nsid > sub.max_namespaces {
         return Err(RpcError::invalid_params(format!(
@@ -417,6 +417,7 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
     cfg.nsid = (ns.nsid != 0).then_some(ns.nsid);
     cfg.passthru_io = ns.passthru_io;
     cfg.auto_visible = !ns.no_auto_visible;
+    cfg.ptpl_file = ns.ptpl_file.as_ref().map(std::path::PathBuf::from);
     if let Some(g) = &ns.nguid {
         cfg.nguid = parse_hex::<16>(g, "NGUID")?;
     }

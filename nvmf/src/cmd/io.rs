@@ -1,5 +1,6 @@
 //! NVM command set I/O (NVM Command Set 1.0 section 3): Read, Write, Compare, Flush, Write
-//! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel.
+//! Zeroes, Dataset Management, turned into bdev I/O on the poll group's channel, after the
+//! namespace's reservation allows it; reservation commands go to `reservation`.
 
 use crate::bdev::{BdevIo, BdevOp, BdevStatus};
 use crate::ctrlr::Controller;
@@ -15,10 +16,33 @@ const DSM_AD: u32 = 1 << 2;
 /// NSID FFFFFFFFh: every namespace (Base 2.0 section 3.2.1.2).
 const NSID_ALL: u32 = 0xffff_ffff;
 
+/// The status an I/O command to `ns` gets through this controller's path, if its ANA state
+/// refuses I/O (Base 2.0 section 8.1.3).
+#[inline]
+pub(crate) fn ana_refusal(ctrl: &Controller, ns: &Namespace) -> Option<Status> {
+    if !ctrl.subsys.ana_reporting {
+        return None;
+    }
+    ctrl.ana_state(ns.anagrpid).io_refusal()
+}
+
 pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let Some(op) = NvmOpcode::from_u8(cmd.sqe.opcode) else {
+        // Reservations are the target's to arbitrate, whatever backs the namespace.
+        if super::reservation::is_reservation(cmd.sqe.opcode) {
+            return super::reservation::execute(q, ctrl, ctx, cmd);
+        }
         // Not modelled here: pass it through to an NVMe device (direct mode), or refuse it.
         if let Some(ns) = q.namespace(ctrl, cmd.sqe.nsid.get()).filter(|ns| ns.bdev.supports_passthru()) {
+            if let Some(s) = ana_refusal(ctrl, &ns) {
+                cmd.cqe.set_status(s);
+                return Exec::Complete;
+            }
+            // Verify only reads; Write Uncorrectable and anything opaque may change blocks.
+            if !ns.reservations.allows(&ctrl.hostid, cmd.sqe.opcode != crate::spec::opcode::io::VERIFY) {
+                cmd.cqe.set_status(Status::generic(GenericStatus::RESERVATION_CONFLICT));
+                return Exec::Complete;
+            }
             return passthru(&ns, ctx, cmd);
         }
         cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_OPCODE).dnr());
@@ -37,6 +61,17 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
         return Exec::Complete;
     };
+    // The path's ANA state (one relaxed load), then the reservation (one atomic load unless a
+    // reservation is held; then Base 2.0 section 8.19's access rules).
+    if let Some(s) = ana_refusal(ctrl, ns) {
+        cmd.cqe.set_status(s);
+        return Exec::Complete;
+    }
+    let writes = !matches!(op, NvmOpcode::Read | NvmOpcode::Compare);
+    if !ns.reservations.allows(&ctrl.hostid, writes) {
+        cmd.cqe.set_status(Status::generic(GenericStatus::RESERVATION_CONFLICT));
+        return Exec::Complete;
+    }
     let bs = ns.bdev.block_size() as u64;
     let blocks = ns.bdev.num_blocks();
     let slba = cmd.sqe.slba();

@@ -6,9 +6,12 @@ pub(crate) mod admin;
 pub(crate) mod auth;
 pub(crate) mod discovery;
 pub(crate) mod fabrics;
+pub(crate) mod features;
 pub(crate) mod identify;
 pub(crate) mod io;
+pub(crate) mod log_page;
 pub(crate) mod passthru;
+pub(crate) mod reservation;
 
 use crate::bdev::IoBuf;
 

@@ -15,7 +15,8 @@
 //!
 //! - Reservation Register/Report/Acquire/Release (0Dh, 0Eh, 11h, 15h): the device knows only
 //!   the target's one host identity, so every host would share (and could break) one
-//!   registration. Refused until the target implements reservations itself.
+//!   registration. The target arbitrates reservations itself (`cmd::reservation`) before a
+//!   command gets here; this is the second line.
 //! - Copy (19h): source ranges (and, in formats 2h/3h, source NSIDs) in its data.
 //! - Cancel (18h): names a command by the device's SQ ID and CID, which belong to the target.
 //!

@@ -1,5 +1,5 @@
 #!/bin/sh
-# STEP: the Linux NVMe/TCP host in the guest against the target running on the host (10.0.2.2:$NVMF_TGT_PORT): discover, connect, id-ctrl, id-ns, fio crc32c verify, disconnect
+# STEP: the Linux NVMe/TCP host in the guest against the target running on the host (10.0.2.2:$NVMF_TGT_PORT): discover, connect, id-ctrl, NVMe 2.0 pages (fw-log, effects-log, supported-log-pages, id-ctrl -H, get-feature -s 0..3), id-ns, fio crc32c verify, disconnect
 . /qemu/lib.sh
 
 [ "$HOST_TARGET" = 1 ] || skip "$HOST_TARGET_DESC"
@@ -27,6 +27,22 @@ echo "connected: $ctrl ($(cat /sys/class/nvme/$ctrl/address)), state $(cat /sys/
 out=$(x nvme id-ctrl "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl /dev/$ctrl"; }
 echo "$out" | grep -E '^(vid|sn|mn|fr|mdts|cntlid|ver|nn|sgls|subnqn|ioccsz|iorcsz|icdoff|maxcmd) '
 echo "$out" | grep -q "^subnqn *: *$NQN" || fail "id-ctrl subnqn is not $NQN"
+echo "$out" | grep -q "^ver *: *0x20000" || fail "id-ctrl ver is not 2.0 (0x20000)"
+
+# What NVMe 2.0 makes mandatory, through nvme-cli (SPDK's identify asks for the same pages).
+out=$(x nvme id-ctrl -H "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl -H /dev/$ctrl"; }
+out=$(x nvme fw-log "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme fw-log /dev/$ctrl"; }
+echo "$out"
+echo "$out" | grep -Eq "^afi *: *0x1" || fail "fw-log: slot 1 is not active"
+out=$(x nvme effects-log "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme effects-log /dev/$ctrl"; }
+echo "$out" | grep -E "^(ACS|IOCS)"
+echo "$out" | grep -q "^IOCS1 " || fail "effects-log does not list Write (IOCS1)"
+out=$(x nvme supported-log-pages "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme supported-log-pages /dev/$ctrl"; }
+echo "$out"
+for sel in 0 1 2 3; do
+  out=$(x nvme get-feature "/dev/$ctrl" -f 0x0f -s $sel 2>&1) || { echo "$out"; fail "nvme get-feature -f 0x0f -s $sel"; }
+  echo "$out"
+done
 
 dev=$(wait_ns_blk "$ctrl" 1 20) || fail "namespace 1 of $ctrl did not appear"
 out=$(x nvme id-ns "$dev" 2>&1) || { echo "$out"; fail "nvme id-ns $dev"; }
