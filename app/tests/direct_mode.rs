@@ -2,6 +2,8 @@
 //! reactor's own hardware queue pair (nvme-driver) → the emulated PCIe controller, and back.
 //! The controller comes from `bdev_nvme_attach_controller` with `traddr: "emulated"`.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! Faults of the `nvmf_tgt` process itself: killed with SIGKILL under load, nothing acknowledged
 //! on a File bdev is lost (docs/reliability.md).
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

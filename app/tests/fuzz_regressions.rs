@@ -3,6 +3,8 @@
 //! `fuzz/seeds/json_rpc/` and every input that once crashed it, kept in
 //! `fuzz/regressions/json_rpc/` (docs/reliability.md).
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 fn inputs(kind: &str) -> Vec<(String, Vec<u8>)> {

@@ -1,6 +1,8 @@
 //! The `nvmf_tgt` binary end to end: the embedded default, several reactors, and clean
 //! shutdown under load with a File bdev.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! `save_config` of a default run (`nvmf_tgt` with no configuration) loads back with `--json`
 //! into the same target: transport, bdev, subsystem, namespace and listener.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! Bring-up, identify, queue allocation, shutdown and reset against the emulated controller.
 
+#![forbid(unsafe_code)]
+
 mod common;
 use common::*;
 use nvme_driver::emulator::EmulatorConfig;

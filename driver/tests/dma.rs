@@ -1,6 +1,8 @@
 //! DMA memory: allocation, pools, the emulator's bounds-checked access, hugepages and the
 //! no-IOMMU physical address lookup.
 
+#![forbid(unsafe_code)]
+
 use nvme_driver::dma::{pagemap::Pagemap, DmaAllocator, DmaBacking, IdentityMapper, PagemapMapper, PAGE_SIZE};
 use nvme_driver::Error;
 use std::sync::Arc;

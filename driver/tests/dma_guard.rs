@@ -3,6 +3,8 @@
 //! its buffer, through PRP2 = 0, a stale PRP list entry or a data page taken for a list) is
 //! refused and recorded.
 
+#![forbid(unsafe_code)]
+
 mod common;
 use common::*;
 use nvme_driver::emulator::guard::Access;

@@ -1,6 +1,8 @@
 //! I/O queue pairs against the emulated controller: data read back, concurrency, wrap-around,
 //! PRP lists, error statuses, timeouts with Abort, and the other NVM commands.
 
+#![forbid(unsafe_code)]
+
 mod common;
 use common::*;
 use nvme_driver::emulator::EmulatorConfig;

@@ -25,6 +25,7 @@ mod deferred;
 mod error;
 #[forbid(unsafe_code)]
 mod fanout;
+#[forbid(unsafe_code)]
 pub mod host;
 #[forbid(unsafe_code)]
 pub mod poll_group;

@@ -1,6 +1,8 @@
 //! Integration-test harness: an in-process target on 127.0.0.1 with an ephemeral port, an
 //! acceptor thread handing connections round-robin to poll-group threads, like `nvmf_tgt`.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::{Bdev, MallocBdev};
 use nvmf::{
     NamespaceConfig, PollGroup, Subsystem, SubsystemConfig, Target, TcpTransport, TcpTransportOpts, TransportAddr,

@@ -1,6 +1,8 @@
 //! Admin and fabrics commands: identify, log pages, features, properties, discovery, access
 //! control, keep-alive, asynchronous events.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::{MallocBdev, NullBdev};
 use nvmf::host::{pdu, Controller, HostConfig, HostError, RawConnection};
 use nvmf::spec::discovery::subtype;

@@ -3,6 +3,8 @@
 //! Return Groups Only), the ANA Change event, and I/O refused through an inaccessible path while
 //! the other path keeps working.
 
+#![forbid(unsafe_code)]
+
 use nvmf::ana::AnaState;
 use nvmf::bdev::MallocBdev;
 use nvmf::host::{Controller, HostConfig};

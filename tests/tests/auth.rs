@@ -3,6 +3,8 @@
 //! each in `larger_dh_groups`), wrong keys, hosts without keys or not on the list, commands
 //! before authentication, I/O queues.
 
+#![forbid(unsafe_code)]
+
 use nvmf::auth::messages::{AuthCmd, Message, CONNECT_AUTHREQ_ATR};
 use nvmf::auth::{DhGroup, DhKeyPair, FfdheGroup, HashId, Secret};
 use nvmf::host::{pdu, Controller, HostConfig, HostError, RawConnection};

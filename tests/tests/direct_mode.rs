@@ -2,6 +2,8 @@
 //! -> emulated PCIe NVMe controller, and back. Data is verified both over TCP and directly on the
 //! emulator's RAM disk.
 
+#![forbid(unsafe_code)]
+
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::{Controller as PcieController, ControllerOptions};
 use nvmf::bdev::nvme::NvmeBdevOpts;

@@ -4,6 +4,8 @@
 //! write the host asked to be durable took a sync point before its completion arrived, and that
 //! plain writes took none.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::{Bdev, BdevChannel, BdevCompletion, BdevError, BdevIo, BdevOp, BdevStatus, FileBdev, MallocBdev};
 use nvmf::host::{Controller, HostConfig, IoQueue};
 use nvmf::spec::fabrics::DISCOVERY_NQN;

@@ -4,6 +4,8 @@
 //! (poll-group connections and pool buffers back to their idle values). Loopback only, bounded in
 //! count and time, no timing assertions (waits are bounded polls of a condition).
 
+#![forbid(unsafe_code)]
+
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::{Controller as PcieController, ControllerOptions};
 use nvmf::bdev::{Bdev, FileBdev, MallocBdev, NvmeBdev};

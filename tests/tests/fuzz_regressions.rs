@@ -6,6 +6,8 @@
 //! from the host client talking to a target through a recording proxy, the `commands` ones are
 //! built from real command encodings. See docs/reliability.md.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::{Bdev, MallocBdev};
 use nvmf::host::{Controller, HostConfig};
 use nvmf::spec::fabrics::PropertyCmd;

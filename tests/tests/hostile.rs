@@ -5,6 +5,8 @@
 //! use, idle pool memory). Timeouts are set short (200-300 ms) through the transport options;
 //! every wait is a bounded poll of a condition.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::{Bdev, MallocBdev, NullBdev};
 use nvmf::host::{Controller, HostConfig, RawConnection};
 use nvmf::spec::tcp::{pdu_type, R2THdr};

@@ -1,6 +1,8 @@
 //! Data path: write/read-back verify over several I/O queues on two poll groups, large
 //! transfers through R2T, digests, and the NVM commands besides read and write.
 
+#![forbid(unsafe_code)]
+
 use nvmf::host::{Controller, HostConfig, HostError};
 use nvmf::spec::{GenericStatus, MediaStatus, Sqe, StatusCodeType};
 use nvmf_tests::*;

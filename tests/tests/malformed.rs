@@ -1,6 +1,8 @@
 //! Hostile input: each malformed PDU gets a C2HTermReq with the spec's FES, only that
 //! connection closes, and other hosts keep working.
 
+#![forbid(unsafe_code)]
+
 use nvmf::host::{Controller, HostConfig, HostError, RawConnection};
 use nvmf::spec::tcp::{digest, fes, pdu_type};
 use nvmf::spec::{GenericStatus, SglDescriptor, Sqe};

@@ -3,6 +3,8 @@
 //! Effects, the I/O Command Set Identify structures, Get Features' Select field and the
 //! temperature thresholds.
 
+#![forbid(unsafe_code)]
+
 use nvmf::host::{Controller, HostConfig};
 use nvmf::spec::fabrics::DISCOVERY_NQN;
 use nvmf::spec::{

@@ -2,6 +2,8 @@
 //! register, acquire, report, I/O conflicts across poll groups, release notifications with their
 //! event and log page, and Persist Through Power Loss across a target restart.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::MallocBdev;
 use nvmf::host::{Controller, HostConfig, IoQueue};
 use nvmf::spec::reservation::{

@@ -9,6 +9,8 @@
 //! buffers and the direct-mode namespace's DMA buffers come back, also when the host resets the
 //! connection while payloads still wait in their buffers.
 
+#![forbid(unsafe_code)]
+
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::{Controller as PcieController, ControllerOptions, DmaBacking};
 use nvmf::bdev::nvme::NvmeBdevOpts;

@@ -2,6 +2,8 @@
 //! referrals, seen through the host client: Identify lists, I/O status, asynchronous events and
 //! the changed namespace list, discovery log entries.
 
+#![forbid(unsafe_code)]
+
 use nvmf::bdev::MallocBdev;
 use nvmf::host::{Controller, HostConfig, IoQueue};
 use nvmf::spec::discovery::{subtype, treq};

@@ -38,17 +38,21 @@ fn count() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         count();
+        // SAFETY: the caller upholds GlobalAlloc's contract for these arguments; passed on as is.
         unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         count();
+        // SAFETY: the caller upholds GlobalAlloc's contract for these arguments; passed on as is.
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         count();
+        // SAFETY: the caller upholds GlobalAlloc's contract for these arguments; passed on as is.
         unsafe { System.realloc(p, l, n) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller upholds GlobalAlloc's contract for these arguments; passed on as is.
         unsafe { System.dealloc(p, l) }
     }
 }

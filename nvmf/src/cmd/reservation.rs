@@ -8,7 +8,7 @@
 use crate::ctrlr::Controller;
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue};
-use crate::reservation::{Effects, ReservationState};
+use crate::reservation::{Effects, Register, ReservationState};
 use crate::spec::opcode::io;
 use crate::spec::reservation::{
     RegisteredControllerExtended, ReservationAcquireData, ReservationCdw10, ReservationRegisterData,
@@ -54,7 +54,13 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
                 return done(cmd, Status::generic(GenericStatus::INVALID_FIELD).dnr());
             };
             let (crkey, nrkey) = (k.crkey.get(), k.nrkey.get());
-            let r = ns.reservations.update(|st| st.register(&host, f.action, f.iekey, f.cptpl, crkey, nrkey, capable));
+            let r = ns.reservations.update(|st| {
+                st.register(
+                    &host,
+                    Register { action: f.action, iekey: f.iekey, change_ptpl: f.cptpl, crkey, nrkey },
+                    capable,
+                )
+            });
             (r, "register")
         }
         io::RESERVATION_ACQUIRE => {

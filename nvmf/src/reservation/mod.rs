@@ -64,6 +64,21 @@ fn invalid_field() -> Status {
     Status::generic(GenericStatus::INVALID_FIELD).dnr()
 }
 
+/// The fields of one Reservation Register command (Base 2.0 section 7.3, Figures 563 and 564).
+#[derive(Clone, Copy, Debug)]
+pub struct Register {
+    /// RREGA: register, unregister or replace.
+    pub action: u8,
+    /// IEKEY: ignore the current key.
+    pub iekey: bool,
+    /// CPTPL: change Persist Through Power Loss.
+    pub change_ptpl: u8,
+    /// CRKEY: the current reservation key.
+    pub crkey: u64,
+    /// NRKEY: the new reservation key.
+    pub nrkey: u64,
+}
+
 impl ReservationState {
     fn registrant(&self, host: &HostId) -> Option<&Registrant> {
         self.registrants.iter().find(|r| &r.hostid == host)
@@ -124,16 +139,8 @@ impl ReservationState {
     }
 
     /// Reservation Register. `ptpl_capable`: the namespace has a PTPL file.
-    pub fn register(
-        &mut self,
-        host: &HostId,
-        action: u8,
-        iekey: bool,
-        change_ptpl: u8,
-        crkey: u64,
-        nrkey: u64,
-        ptpl_capable: bool,
-    ) -> Result<Effects, Status> {
+    pub fn register(&mut self, host: &HostId, req: Register, ptpl_capable: bool) -> Result<Effects, Status> {
+        let Register { action, iekey, change_ptpl, crkey, nrkey } = req;
         let mut fx = Effects::default();
         let ptpl = match change_ptpl {
             cptpl::NO_CHANGE => None,

@@ -14,7 +14,8 @@ fn sc(r: Result<Effects, Status>) -> u8 {
 fn registered(hosts: &[(HostId, u64)]) -> ReservationState {
     let mut st = ReservationState::default();
     for (h, k) in hosts {
-        st.register(h, rrega::REGISTER, false, 0, 0, *k, false).expect("register");
+        st.register(h, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: *k }, false)
+            .expect("register");
     }
     st
 }
@@ -26,38 +27,115 @@ fn acquire(st: &mut ReservationState, h: &HostId, key: u64, t: T) -> Result<Effe
 #[test]
 fn register_unregister_replace() {
     let mut st = ReservationState::default();
-    assert_eq!(sc(st.register(&A, rrega::REGISTER, false, 0, 0, 0, false)), GenericStatus::INVALID_FIELD, "NRKEY 0");
-    st.register(&A, rrega::REGISTER, false, 0, 0, 1, false).unwrap();
+    assert_eq!(
+        sc(st.register(
+            &A,
+            Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 0 },
+            false
+        )),
+        GenericStatus::INVALID_FIELD,
+        "NRKEY 0"
+    );
+    st.register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)
+        .unwrap();
     assert_eq!(st.generation, 1);
     // The same key again: success, no change of key; another key: conflict.
-    st.register(&A, rrega::REGISTER, false, 0, 0, 1, false).unwrap();
-    assert_eq!(sc(st.register(&A, rrega::REGISTER, false, 0, 0, 2, false)), GenericStatus::RESERVATION_CONFLICT);
+    st.register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)
+        .unwrap();
+    assert_eq!(
+        sc(st.register(
+            &A,
+            Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 2 },
+            false
+        )),
+        GenericStatus::RESERVATION_CONFLICT
+    );
     // Replace needs the current key unless IEKEY.
-    assert_eq!(sc(st.register(&A, rrega::REPLACE, false, 0, 9, 2, false)), GenericStatus::RESERVATION_CONFLICT);
-    st.register(&A, rrega::REPLACE, false, 0, 1, 2, false).unwrap();
-    st.register(&A, rrega::REPLACE, true, 0, 0, 3, false).unwrap();
+    assert_eq!(
+        sc(st.register(
+            &A,
+            Register { action: rrega::REPLACE, iekey: false, change_ptpl: 0, crkey: 9, nrkey: 2 },
+            false
+        )),
+        GenericStatus::RESERVATION_CONFLICT
+    );
+    st.register(&A, Register { action: rrega::REPLACE, iekey: false, change_ptpl: 0, crkey: 1, nrkey: 2 }, false)
+        .unwrap();
+    st.register(&A, Register { action: rrega::REPLACE, iekey: true, change_ptpl: 0, crkey: 0, nrkey: 3 }, false)
+        .unwrap();
     assert_eq!(st.registrants, vec![Registrant { hostid: A, rkey: 3 }]);
     // Replace by an unregistered host: conflict, or a registration with IEKEY.
-    assert_eq!(sc(st.register(&B, rrega::REPLACE, false, 0, 0, 5, false)), GenericStatus::RESERVATION_CONFLICT);
-    st.register(&B, rrega::REPLACE, true, 0, 0, 5, false).unwrap();
+    assert_eq!(
+        sc(st.register(
+            &B,
+            Register { action: rrega::REPLACE, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 5 },
+            false
+        )),
+        GenericStatus::RESERVATION_CONFLICT
+    );
+    st.register(&B, Register { action: rrega::REPLACE, iekey: true, change_ptpl: 0, crkey: 0, nrkey: 5 }, false)
+        .unwrap();
     // Unregister: key must match unless IEKEY; an unregistered host conflicts.
-    assert_eq!(sc(st.register(&B, rrega::UNREGISTER, false, 0, 4, 0, false)), GenericStatus::RESERVATION_CONFLICT);
-    st.register(&B, rrega::UNREGISTER, false, 0, 5, 0, false).unwrap();
-    assert_eq!(sc(st.register(&B, rrega::UNREGISTER, true, 0, 0, 0, false)), GenericStatus::RESERVATION_CONFLICT);
-    st.register(&A, rrega::UNREGISTER, true, 0, 0, 0, false).unwrap();
+    assert_eq!(
+        sc(st.register(
+            &B,
+            Register { action: rrega::UNREGISTER, iekey: false, change_ptpl: 0, crkey: 4, nrkey: 0 },
+            false
+        )),
+        GenericStatus::RESERVATION_CONFLICT
+    );
+    st.register(&B, Register { action: rrega::UNREGISTER, iekey: false, change_ptpl: 0, crkey: 5, nrkey: 0 }, false)
+        .unwrap();
+    assert_eq!(
+        sc(st.register(
+            &B,
+            Register { action: rrega::UNREGISTER, iekey: true, change_ptpl: 0, crkey: 0, nrkey: 0 },
+            false
+        )),
+        GenericStatus::RESERVATION_CONFLICT
+    );
+    st.register(&A, Register { action: rrega::UNREGISTER, iekey: true, change_ptpl: 0, crkey: 0, nrkey: 0 }, false)
+        .unwrap();
     assert!(st.registrants.is_empty());
     // Reserved action values.
-    assert_eq!(sc(st.register(&A, 3, false, 0, 0, 1, false)), GenericStatus::INVALID_FIELD);
+    assert_eq!(
+        sc(st.register(&A, Register { action: 3, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)),
+        GenericStatus::INVALID_FIELD
+    );
 }
 
 #[test]
 fn ptpl_change_needs_a_file() {
     let mut st = ReservationState::default();
-    assert_eq!(sc(st.register(&A, rrega::REGISTER, false, cptpl::SET, 0, 1, false)), GenericStatus::INVALID_FIELD);
-    assert_eq!(sc(st.register(&A, rrega::REGISTER, false, 0b01, 0, 1, true)), GenericStatus::INVALID_FIELD);
-    st.register(&A, rrega::REGISTER, false, cptpl::SET, 0, 1, true).unwrap();
+    assert_eq!(
+        sc(st.register(
+            &A,
+            Register { action: rrega::REGISTER, iekey: false, change_ptpl: cptpl::SET, crkey: 0, nrkey: 1 },
+            false
+        )),
+        GenericStatus::INVALID_FIELD
+    );
+    assert_eq!(
+        sc(st.register(
+            &A,
+            Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0b01, crkey: 0, nrkey: 1 },
+            true
+        )),
+        GenericStatus::INVALID_FIELD
+    );
+    st.register(
+        &A,
+        Register { action: rrega::REGISTER, iekey: false, change_ptpl: cptpl::SET, crkey: 0, nrkey: 1 },
+        true,
+    )
+    .unwrap();
     assert!(st.ptpl_activated);
-    st.register(&A, rrega::REGISTER, false, cptpl::CLEAR, 0, 1, true).unwrap();
+    st.register(
+        &A,
+        Register { action: rrega::REGISTER, iekey: false, change_ptpl: cptpl::CLEAR, crkey: 0, nrkey: 1 },
+        true,
+    )
+    .unwrap();
     assert!(!st.ptpl_activated);
 }
 
@@ -67,9 +145,17 @@ fn registrant_table_is_bounded() {
     for i in 0..MAX_REGISTRANTS {
         let mut h = [0u8; 16];
         h[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-        st.register(&h, rrega::REGISTER, false, 0, 0, 7, false).unwrap();
+        st.register(&h, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 7 }, false)
+            .unwrap();
     }
-    assert_eq!(sc(st.register(&[0xff; 16], rrega::REGISTER, false, 0, 0, 7, false)), GenericStatus::INTERNAL_ERROR);
+    assert_eq!(
+        sc(st.register(
+            &[0xff; 16],
+            Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 7 },
+            false
+        )),
+        GenericStatus::INTERNAL_ERROR
+    );
     assert_eq!(st.registrants.len(), MAX_REGISTRANTS);
 }
 
@@ -138,16 +224,20 @@ fn access_rules_for_holder_registrant_and_stranger() {
 fn unregistering_the_holder_ends_or_passes_the_reservation() {
     let mut st = registered(&[(A, 1), (B, 2)]);
     acquire(&mut st, &A, 1, T::WriteExclusiveRegistrantsOnly).unwrap();
-    let fx = st.register(&A, rrega::UNREGISTER, false, 0, 1, 0, false).unwrap();
+    let fx = st
+        .register(&A, Register { action: rrega::UNREGISTER, iekey: false, change_ptpl: 0, crkey: 1, nrkey: 0 }, false)
+        .unwrap();
     assert!(st.reservation.is_none());
     assert_eq!(fx.notices, vec![(B, notification_type::RESERVATION_RELEASED)]);
     // All registrants: the reservation stays with the others, then ends with the last.
     let mut st = registered(&[(A, 1), (B, 2)]);
     acquire(&mut st, &A, 1, T::ExclusiveAccessAllRegistrants).unwrap();
-    st.register(&A, rrega::UNREGISTER, false, 0, 1, 0, false).unwrap();
+    st.register(&A, Register { action: rrega::UNREGISTER, iekey: false, change_ptpl: 0, crkey: 1, nrkey: 0 }, false)
+        .unwrap();
     assert_eq!(st.reservation, Some((T::ExclusiveAccessAllRegistrants, B)));
     assert!(!st.allows(&A, false));
-    st.register(&B, rrega::UNREGISTER, false, 0, 2, 0, false).unwrap();
+    st.register(&B, Register { action: rrega::UNREGISTER, iekey: false, change_ptpl: 0, crkey: 2, nrkey: 0 }, false)
+        .unwrap();
     assert!(st.reservation.is_none());
 }
 
@@ -212,7 +302,8 @@ fn the_io_path_reads_an_atomic_until_a_reservation_is_held() {
     let r = Reservations::new(None, ReservationState::default());
     assert!(r.allows(&C, true));
     let ((), _, seq) = r.update(|st| {
-        st.register(&A, rrega::REGISTER, false, 0, 0, 1, false).unwrap();
+        st.register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)
+            .unwrap();
         acquire(st, &A, 1, T::WriteExclusive).unwrap();
     });
     assert_eq!(seq, 1);

@@ -2,9 +2,11 @@
 //! addresses, accepts connections, and drives them inside a poll group. TCP is the first
 //! implementation; RDMA plugs into the same traits.
 
+#[forbid(unsafe_code)]
 pub(crate) mod limits;
 #[cfg(feature = "rdma")]
 pub mod rdma;
+#[forbid(unsafe_code)]
 pub mod tcp;
 
 use crate::bdev::BdevCompletion;

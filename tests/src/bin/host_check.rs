@@ -12,6 +12,8 @@
 //! controller's MDTS), pipelined I/O on two queues, Flush, orderly shutdown. Prints one
 //! `CHECK <name> ok|FAILED ...` line per check and exits 1 if any failed.
 
+#![forbid(unsafe_code)]
+
 use nvmf::host::{Controller, HostConfig, HostTransport};
 use nvmf::spec::discovery::DiscoveryLogEntry;
 use nvmf_test_support::pattern;

@@ -261,10 +261,10 @@ impl BdevChannel for NvmeChannel {
                                 copied.fetch_add(cmd.len as u64, Ordering::Relaxed);
                             }
                         }
-                        (Kind::CompareByRead, Some(d), Some(b)) => {
-                            if compare_mismatch(b, cmd.off, cmd.len, d) && io.status == BdevStatus::Success {
-                                io.status = BdevStatus::CompareMismatch;
-                            }
+                        (Kind::CompareByRead, Some(d), Some(b))
+                            if compare_mismatch(b, cmd.off, cmd.len, d) && io.status == BdevStatus::Success =>
+                        {
+                            io.status = BdevStatus::CompareMismatch;
                         }
                         _ => {}
                     },

@@ -19,10 +19,14 @@
 //! data is copied out of the receive buffer so that it can be re-posted at once. Registering
 //! memory per I/O is avoided on purpose.
 
+#[forbid(unsafe_code)]
 mod cm;
 // The host client (`host/rdma.rs`) uses the work-request and keyed-SGL types and the verbs layer.
+#[forbid(unsafe_code)]
 pub(crate) mod conn;
+#[forbid(unsafe_code)]
 mod group;
+#[forbid(unsafe_code)]
 pub mod private;
 #[allow(unsafe_code)]
 pub(crate) mod verbs;
