@@ -34,9 +34,12 @@ out=$(x nvme id-ctrl -H "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl 
 out=$(x nvme fw-log "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme fw-log /dev/$ctrl"; }
 echo "$out"
 echo "$out" | grep -Eq "^afi *: *0x1" || fail "fw-log: slot 1 is not active"
-out=$(x nvme effects-log "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme effects-log /dev/$ctrl"; }
-echo "$out" | grep -E "^(ACS|IOCS)"
-echo "$out" | grep -q "^IOCS1 " || fail "effects-log does not list Write (IOCS1)"
+out=$(x nvme effects-log "/dev/$ctrl" --csi=0 2>&1) || { echo "$out"; fail "nvme effects-log /dev/$ctrl"; }
+echo "$out"
+# Write (I/O opcode 01h): IOCS[1] at byte 1024 + 4 of the raw log must have CSUPP (bit 0).
+eff=$(nvme get-log "/dev/$ctrl" --log-id=5 --log-len=4096 --raw-binary 2>/dev/null | od -An -tx4 -j 1028 -N 4 | tr -d ' ')
+echo "effects log IOCS1 (Write): 0x$eff"
+[ -n "$eff" ] && [ $((0x$eff & 1)) = 1 ] || fail "effects-log does not list Write (IOCS1 CSUPP)"
 out=$(x nvme supported-log-pages "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme supported-log-pages /dev/$ctrl"; }
 echo "$out"
 for sel in 0 1 2 3; do

@@ -5,6 +5,9 @@ need_bins nvmf_tgt
 NQN=nqn.2016-06.io.nvmf-rs:resv
 ADDR=127.0.0.1
 PORT=4420
+# Host B connects through a second listener: nvme-cli (2.4) refuses a second connection to the
+# same address, port and subsystem even under another host NQN.
+PORT_B=4421
 IA=aaaaaaaa-1111-2222-3333-444444444444
 IB=bbbbbbbb-1111-2222-3333-444444444444
 HA=nqn.2014-08.org.nvmexpress:uuid:$IA
@@ -23,7 +26,9 @@ tgt_setup() {
   must rpc bdev_malloc_create --name Malloc0 --num_blocks 32768 --block_size 512
   must rpc nvmf_create_subsystem --nqn "$NQN" --allow_any_host true --str serial_number NVMFRSRESV00001
   must rpc nvmf_subsystem_add_ns --nqn "$NQN" --namespace "{\"bdev_name\":\"Malloc0\",\"nsid\":1,\"ptpl_file\":\"$PTPL\"}"
-  must rpc nvmf_subsystem_add_listener --nqn "$NQN" --json "{\"listen_address\":{\"trtype\":\"TCP\",\"adrfam\":\"IPv4\",\"traddr\":\"$ADDR\",\"trsvcid\":\"$PORT\"}}"
+  for p in "$PORT" "$PORT_B"; do
+    must rpc nvmf_subsystem_add_listener --nqn "$NQN" --json "{\"listen_address\":{\"trtype\":\"TCP\",\"adrfam\":\"IPv4\",\"traddr\":\"$ADDR\",\"trsvcid\":\"$p\"}}"
+  done
 }
 
 # The controller of host NQN $1 on $NQN. Commands go to its character device /dev/nvmeN with
@@ -39,7 +44,7 @@ ctrl_of() {
 
 connect_both() {
   must nvme connect -t tcp -a "$ADDR" -s "$PORT" -n "$NQN" --hostnqn="$HA" --hostid="$IA"
-  must nvme connect -t tcp -a "$ADDR" -s "$PORT" -n "$NQN" --hostnqn="$HB" --hostid="$IB"
+  must nvme connect -t tcp -a "$ADDR" -s "$PORT_B" -n "$NQN" --hostnqn="$HB" --hostid="$IB"
   A=$(ctrl_of "$HA") || fail "no controller for host A"
   B=$(ctrl_of "$HB") || fail "no controller for host B"
   wait_ns_blk "$A" 1 20 >/dev/null || fail "namespace 1 of $A did not appear"
