@@ -294,8 +294,6 @@ pub(crate) struct RdmaConn {
     waiting: VecDeque<u16>,
     /// Send-queue work requests not yet completed.
     pub posted: usize,
-    /// Bdev I/Os not yet completed.
-    pub outstanding: usize,
     /// When `close` ran.
     closed_at: Option<std::time::Instant>,
 }
@@ -327,7 +325,6 @@ impl RdmaConn {
             free: (0..MAX_SLOTS as u16).rev().collect(),
             waiting: VecDeque::with_capacity(MAX_SLOTS),
             posted: 0,
-            outstanding: 0,
             closed_at: None,
         }
     }
@@ -365,7 +362,7 @@ impl RdmaConn {
     pub fn abandon_stuck_work_requests(&mut self, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> bool {
         let stuck = self.state == ConnState::Closed
             && self.posted > 0
-            && self.outstanding == 0
+            && self.q.outstanding() == 0
             && self.closed_at.is_some_and(|t| ctx.now.saturating_duration_since(t) >= FLUSH_TIMEOUT);
         if !stuck {
             return false;
@@ -389,7 +386,7 @@ impl RdmaConn {
     }
 
     pub fn is_drained(&self) -> bool {
-        self.state == ConnState::Closed && self.posted == 0 && self.outstanding == 0
+        self.state == ConnState::Closed && self.posted == 0 && self.q.outstanding() == 0
     }
 
     /// Free a request and everything it holds.
@@ -439,19 +436,15 @@ impl RdmaConn {
             return self.fail("capsule shorter than an SQE");
         }
         // In flight: the Connect before the queue is connected, then at most SQSIZE.
-        let limit = if self.q.is_connected() { (self.q.sqsize as usize).max(1) } else { 1 };
-        if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
+        if !self.q.can_accept(MAX_SLOTS - self.free.len()) {
             return self.fail("host exceeded its queue depth");
         }
         let Some(slot) = self.free.pop() else { return self.fail("host exceeded its queue depth") };
         let mut sqe_bytes = [0u8; SQE_SIZE];
         res.mem.read(off, &mut sqe_bytes);
-        let sqhd = self.q.consume_sqe();
-        let connected = self.q.is_connected();
         let r = &mut self.reqs[slot as usize];
         r.sqe = Sqe::read_from_bytes(&sqe_bytes).unwrap_or_default();
-        r.cqe = Cqe::default();
-        r.cqe.sqhd.set(sqhd);
+        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
         r.buf = None;
         r.keyed = Keyed::default();
         r.units.clear();
@@ -461,10 +454,9 @@ impl RdmaConn {
         r.direct = false;
         r.dir = direction(&r.sqe);
         r.st = ReqState::Executing;
-        let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
-        if !connected && !is_connect {
+        if let Err(status) = admitted {
             r.dir = Dir::None;
-            return self.fail_req(slot, Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr(), ctx, res);
+            return self.fail_req(slot, status, ctx, res);
         }
         let plan = plan_data(&r.sqe.sgl1(), r.dir, len - SQE_SIZE, self.limits.icd_max, self.limits.max_io);
         match plan {
@@ -578,7 +570,7 @@ impl RdmaConn {
                 };
                 if r.dir == Dir::CtrlToHost {
                     // Pool buffers hold earlier data: zero all but reads the bdev fills.
-                    if !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
+                    if !self.q.bdev_fills_buffer(&r.sqe) {
                         b.as_mut_slice().fill(0);
                     }
                 } else {
@@ -691,11 +683,8 @@ impl RdmaConn {
         r.executed = true;
         match self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag }) {
             Exec::Complete => self.complete(slot, ctx, res),
-            Exec::Pending => self.outstanding += 1,
-            Exec::Parked => {
-                r.st = ReqState::Parked;
-                self.q.aer_slots.push(slot);
-            }
+            Exec::Pending => {}
+            Exec::Parked => r.st = ReqState::Parked,
             Exec::CompleteThenClose => {
                 self.complete(slot, ctx, res);
                 self.fail("host disconnected");
@@ -705,22 +694,13 @@ impl RdmaConn {
 
     /// A bdev I/O of this connection finished.
     pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
-        self.outstanding = self.outstanding.saturating_sub(1);
         let Some(r) = self.reqs.get_mut(slot as usize) else {
-            if let Some(b) = done.buf {
-                ctx.bufs.put(b);
-            }
-            return;
+            return self.q.bdev_complete_unknown(ctx, done);
         };
-        if let Some(b) = done.buf {
-            if let Some(old) = r.buf.replace(b) {
-                ctx.bufs.put(old);
-            }
-        }
+        self.q.bdev_complete(ctx, done, &mut r.buf, &mut r.cqe);
         if self.state != ConnState::Ready {
             return self.release(slot, ctx, res);
         }
-        crate::cmd::io::set_bdev_completion(&mut r.cqe, done.status);
         self.complete(slot, ctx, res);
     }
 
@@ -729,15 +709,9 @@ impl RdmaConn {
         if self.state != ConnState::Ready {
             return self.release(slot, ctx, res);
         }
-        let flow_disabled = self.q.sq_flow_disabled;
-        let qid = self.q.qid;
         let r = &mut self.reqs[slot as usize];
         r.executed = true;
-        r.cqe.cid.set(r.sqe.cid.get());
-        r.cqe.sqid.set(qid);
-        if flow_disabled {
-            r.cqe.sqhd.set(0xffff);
-        }
+        self.q.finish_cqe(&r.sqe, &mut r.cqe);
         let has_data = r.cqe.status().is_success() && r.dir == Dir::CtrlToHost && r.keyed.len > 0 && r.buf.is_some();
         let lkey = match r.buf.as_ref().and_then(IoBuf::dma) {
             Some(d) if has_data => res.mem.dma_lkey(d),

@@ -8,7 +8,7 @@ use super::send::{SendQueue, ZERO_COPY_MIN};
 use super::TcpTransportOpts;
 use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
-use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
+use crate::queue::{Admitted, Cmd, Exec, NvmeQueue, QueueEvent, CONNECT_DATA_LEN};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
 use crate::spec::tcp::{
     dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq,
@@ -24,8 +24,6 @@ use zerocopy::FromBytes;
 
 /// Most commands in flight on one connection (the largest SQ size a host may ask for).
 const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
-/// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
-const CONNECT_DATA_LEN: u32 = core::mem::size_of::<crate::spec::fabrics::ConnectData>() as u32;
 /// Read payloads straight into the request buffer when at least this much is outstanding.
 const DIRECT_READ_MIN: usize = 4096;
 
@@ -171,8 +169,6 @@ pub(crate) struct TcpConn {
     /// once, often together with the last data: from then on a short read no longer means
     /// "drained until the next edge", so reads go on until they return 0 or the error.
     pub peer_closed: bool,
-    /// Bdev I/Os not yet completed: the connection is kept until they drain.
-    pub outstanding: usize,
 }
 
 impl TcpConn {
@@ -228,12 +224,16 @@ impl TcpConn {
             readable: true,
             writable: true,
             peer_closed: false,
-            outstanding: 0,
         }
     }
 
     pub fn is_closed(&self) -> bool {
         self.state == ConnState::Closed
+    }
+
+    /// Closed, and no bdev I/O of it is still outstanding: it can be dropped.
+    pub fn is_drained(&self) -> bool {
+        self.is_closed() && self.q.outstanding() == 0
     }
 
     /// Queue a TermReq for `hdr` (the offending header bytes) and start closing.
@@ -327,7 +327,7 @@ impl TcpConn {
         };
         // Pool buffers hold earlier I/O's data: anything but a read that the bdev fills
         // completely is zeroed so a short answer never leaks it.
-        if dir == Dir::CtrlToHost && !(self.q.qid != 0 && self.reqs[slot as usize].sqe.opcode == 0x02) {
+        if dir == Dir::CtrlToHost && !self.q.bdev_fills_buffer(&self.reqs[slot as usize].sqe) {
             buf.zero();
         }
         let r = &mut self.reqs[slot as usize];
@@ -675,8 +675,7 @@ impl TcpConn {
                 }
                 // In flight: one command (the Connect) before the queue is connected, then at
                 // most SQSIZE; a host that exceeds it has broken the protocol.
-                let limit = if self.q.is_connected() { self.q.sqsize as usize } else { 1 };
-                if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
+                if !self.q.can_accept(MAX_SLOTS - self.free.len()) {
                     return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
                 }
                 let Ok((cap, _)) = CapsuleCmdHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
@@ -691,7 +690,6 @@ impl TcpConn {
                 let r = &mut self.reqs[slot as usize];
                 r.state = ReqState::CapsuleData;
                 r.sqe = cap.sqe;
-                r.cqe = Cqe::default();
                 r.buf = buf;
                 r.h2c_done = 0;
                 r.digest_error = false;
@@ -766,20 +764,21 @@ impl TcpConn {
 
     /// A command capsule (with any in-capsule data) has arrived: work out the data transfer.
     fn capsule_received(&mut self, slot: u16, ctx: &mut GroupCtx) {
-        let sqhd = self.q.consume_sqe();
         let r = &mut self.reqs[slot as usize];
-        r.cqe.sqhd.set(sqhd);
+        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
         if r.digest_error {
             self.fail_req(slot, Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR), ctx);
             return;
         }
         r.dir = direction(&r.sqe);
-        let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
-        if !self.q.is_connected() && !is_connect {
-            // Nothing but Connect before the queue is connected: no buffers, no R2T.
-            r.dir = Dir::None;
-            return self.fail_req(slot, Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr(), ctx);
-        }
+        let is_connect = match admitted {
+            Ok(a) => a == Admitted::Connect,
+            Err(status) => {
+                // Nothing but Connect before the queue is connected: no buffers, no R2T.
+                r.dir = Dir::None;
+                return self.fail_req(slot, status, ctx);
+            }
+        };
         let sgl = r.sqe.sgl1();
         let len = sgl.length.get();
         let in_capsule = r.buf.as_ref().map_or(0, |b| b.len());
@@ -859,11 +858,8 @@ impl TcpConn {
         let res = self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag });
         match res {
             Exec::Complete => self.complete(slot, ctx),
-            Exec::Pending => self.outstanding += 1,
-            Exec::Parked => {
-                r.state = ReqState::Parked;
-                self.q.aer_slots.push(slot);
-            }
+            Exec::Pending => {}
+            Exec::Parked => r.state = ReqState::Parked,
             Exec::CompleteThenClose => {
                 self.complete(slot, ctx);
                 self.fail(Fatal::Close("host disconnected"), &[]);
@@ -871,7 +867,7 @@ impl TcpConn {
         }
         if !self.budget.has_host() {
             // Connected: from now on count its buffers against its controller's limit too.
-            if let Some(c) = self.q.ctrl.as_ref() {
+            if let Some(c) = self.q.controller() {
                 self.budget.join_host(ctx.target.host_data.counter(c), self.max_data_per_ctrlr);
             }
         }
@@ -879,16 +875,10 @@ impl TcpConn {
 
     /// A bdev I/O of this connection finished.
     pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx) {
-        self.outstanding = self.outstanding.saturating_sub(1);
         let Some(r) = self.reqs.get_mut(slot as usize) else {
-            if let Some(b) = done.buf {
-                ctx.bufs.put(b);
-            }
-            return;
+            return self.q.bdev_complete_unknown(ctx, done);
         };
-        if let Some(b) = done.buf {
-            r.buf = Some(b);
-        }
+        self.q.bdev_complete(ctx, done, &mut r.buf, &mut r.cqe);
         if self.state == ConnState::Closed {
             if let Some(b) = r.buf.take() {
                 ctx.bufs.put(b);
@@ -897,7 +887,6 @@ impl TcpConn {
             r.state = ReqState::Free;
             return;
         }
-        crate::cmd::io::set_bdev_completion(&mut r.cqe, done.status);
         self.complete(slot, ctx);
     }
 
@@ -907,11 +896,7 @@ impl TcpConn {
         self.tx.reclaim(&mut ctx.bufs);
         let r = &mut self.reqs[slot as usize];
         let cid = r.sqe.cid.get();
-        r.cqe.cid.set(cid);
-        r.cqe.sqid.set(self.q.qid);
-        if self.q.sq_flow_disabled {
-            r.cqe.sqhd.set(0xffff);
-        }
+        self.q.finish_cqe(&r.sqe, &mut r.cqe);
         let ok = r.cqe.status().is_success();
         let data_len = match (&r.buf, r.dir) {
             (Some(b), Dir::CtrlToHost) if ok && r.xfer_len > 0 => Some((r.xfer_len as usize).min(b.len())),
@@ -920,7 +905,7 @@ impl TcpConn {
         let mut need_resp = true;
         if let Some(len) = data_len {
             let use_success =
-                self.c2h_success && self.q.sq_flow_disabled && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
+                self.c2h_success && self.q.sq_flow_disabled() && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
             let (hdgst, ddgst, hpda) = (self.hdgst, self.ddgst, self.hpda);
             match r.buf.take() {
                 // Large payloads leave straight from the buffer (writev in `flush`), which goes
