@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One command as a transport hands it to the NVMe layer.
-pub(crate) struct Cmd<'a> {
+pub struct Cmd<'a> {
     pub sqe: &'a Sqe,
     /// Data buffer: host-to-controller data already received, or a buffer of the transfer
     /// length to fill for controller-to-host commands. I/O moves it into the bdev.
     pub buf: &'a mut Option<IoBuf>,
-    /// Completion to fill (CID, SQID and SQHD are set by the transport).
+    /// Completion to fill ([`NvmeQueue::begin`] set SQHD; [`NvmeQueue::finish_cqe`] sets CID and SQID).
     pub cqe: &'a mut Cqe,
     /// Bdev tag routing the completion back to this request.
     pub tag: u64,
@@ -35,7 +35,7 @@ pub(crate) struct Cmd<'a> {
 
 /// What happened to a command.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Exec {
+pub enum Exec {
     /// `cqe` holds the completion; send it now.
     Complete,
     /// Submitted to a bdev; the completion comes through the poll group.
@@ -47,7 +47,7 @@ pub(crate) enum Exec {
 }
 
 /// Something a queue must act on between commands.
-pub(crate) enum QueueEvent {
+pub enum QueueEvent {
     /// Complete the parked AER in `slot` with DW0.
     Aen { slot: u16, dw0: u32 },
     /// Close this connection, for the reason given.
@@ -98,14 +98,14 @@ pub(crate) struct Connected {
 
 /// A command [`NvmeQueue::begin`] let in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Admitted {
+pub enum Admitted {
     /// A Fabrics Connect (its data is exactly `CONNECT_DATA_LEN` bytes).
     Connect,
     /// Any other command on a connected queue.
     Command,
 }
 
-pub(crate) struct NvmeQueue {
+pub struct NvmeQueue {
     qid: u16,
     /// SQ size in entries (from Connect SQSIZE + 1); 0 before Connect.
     sqsize: u16,
@@ -125,7 +125,7 @@ pub(crate) struct NvmeQueue {
 }
 
 /// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
-pub(crate) const CONNECT_DATA_LEN: u32 = core::mem::size_of::<crate::spec::fabrics::ConnectData>() as u32;
+pub const CONNECT_DATA_LEN: u32 = core::mem::size_of::<crate::spec::fabrics::ConnectData>() as u32;
 
 impl NvmeQueue {
     pub fn new(listener: TransportAddr) -> Self {
@@ -262,7 +262,7 @@ impl NvmeQueue {
 
     /// The host must still authenticate this queue: everything but AUTH_Send/Receive and
     /// Disconnect fails with Authentication Required.
-    pub fn auth_pending(&self) -> bool {
+    pub(crate) fn auth_pending(&self) -> bool {
         self.auth.as_ref().is_some_and(|a| !a.authenticated)
     }
 
@@ -315,20 +315,20 @@ impl NvmeQueue {
 
     /// The namespace `nsid` as this queue currently sees it. Reads one atomic in the common
     /// case; refreshes the cached table (taking the subsystem lock) only after a change.
-    pub fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
+    pub(crate) fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
         self.namespace_ref(ctrl, nsid).cloned()
     }
 
     /// [`NvmeQueue::namespace`] without taking a reference count (the I/O path).
     #[inline]
-    pub fn namespace_ref(&mut self, ctrl: &Controller, nsid: u32) -> Option<&Arc<Namespace>> {
+    pub(crate) fn namespace_ref(&mut self, ctrl: &Controller, nsid: u32) -> Option<&Arc<Namespace>> {
         self.ns_cache.refresh(ctrl);
         self.ns_cache.table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.as_ref()
     }
 
     /// Every namespace slot as this queue currently sees it (index = NSID - 1): the namespaces
     /// visible to the controller's host.
-    pub fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
+    pub(crate) fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
         self.ns_cache.refresh(ctrl);
         self.ns_cache.table.clone().unwrap_or_default()
     }
@@ -344,7 +344,7 @@ impl NvmeQueue {
 
     /// A DMA buffer lent by the namespace's bdev channel for command `sqe`'s data, or `None`
     /// (not direct mode, or none free).
-    pub fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
+    pub(crate) fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         let ctrl = self.ctrl.as_ref()?;
         self.ns_cache.refresh(ctrl);
         // The common case first: no namespace of the subsystem lends buffers.

@@ -20,6 +20,7 @@
 //! "units" of the poll group's arena and copied to and from the heap `IoBuf`s the other bdevs
 //! take (not registered memory; registering per I/O is avoided on purpose).
 
+use super::wr::{send_wr_id, Keyed, Wr, KEYED_SUBTYPE_ADDRESS, KEYED_SUBTYPE_INVALIDATE, SQE_SIZE};
 use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
@@ -31,37 +32,9 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// Most commands one queue may have in flight.
 pub(crate) const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
-/// Size of a command capsule's SQE.
-pub(crate) const SQE_SIZE: usize = 64;
-/// Keyed SGL Data Block subtypes (RDMA Transport Spec Figure 3).
-pub(crate) const KEYED_SUBTYPE_ADDRESS: u8 = 0x0;
-pub(crate) const KEYED_SUBTYPE_INVALIDATE: u8 = 0xF;
-/// Send-queue work request IDs carry this bit; receive IDs (SRQ buffer indexes) do not.
-pub(crate) const WR_SEND: u64 = 1 << 63;
 /// How long a closed connection waits for its flushed work requests before it gives up on
 /// them (a removed device or a broken provider may never report them).
 pub(crate) const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub(crate) fn send_wr_id(conn: u32, slot: u16) -> u64 {
-    WR_SEND | (conn as u64) << 16 | slot as u64
-}
-pub(crate) fn split_send_wr_id(id: u64) -> (u32, u16) {
-    (((id & !WR_SEND) >> 16) as u32, id as u16)
-}
-
-/// A send-queue work request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wr<'a> {
-    /// RDMA READ `len` bytes from the host's `remote`/`rkey` into local memory.
-    Read { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
-    /// RDMA WRITE `len` bytes of local memory to the host's `remote`/`rkey`.
-    Write { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
-    /// SEND of a small buffer inline (the 16-byte response capsule); with Invalidate when
-    /// `inv_rkey` is set.
-    SendInline { data: &'a [u8], inv_rkey: Option<u32> },
-    /// SEND from registered memory (host side: command capsules).
-    Send { local: u64, len: u32, lkey: u32 },
-}
 
 /// Stands in for a QP that was destroyed: posts nothing.
 struct NoQp;
@@ -118,38 +91,6 @@ impl UnitPool {
 pub(crate) struct ConnResources<'a> {
     pub mem: &'a mut dyn LocalMem,
     pub units: &'a mut UnitPool,
-}
-
-/// A keyed SGL data block: host memory reachable by RDMA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct Keyed {
-    pub addr: u64,
-    pub len: u32,
-    pub key: u32,
-    pub invalidate: bool,
-}
-
-impl Keyed {
-    /// Decode a Keyed SGL Data Block descriptor (Base 2.0 Figure 119): address in bytes 7:0,
-    /// a 3-byte length in bytes 10:8, the key in bytes 14:11.
-    pub fn decode(sgl: &SglDescriptor) -> Keyed {
-        let b = sgl.as_bytes();
-        Keyed {
-            addr: u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8])),
-            len: u32::from_le_bytes([b[8], b[9], b[10], 0]),
-            key: u32::from_le_bytes(b[11..15].try_into().unwrap_or([0; 4])),
-            invalidate: sgl.subtype() == KEYED_SUBTYPE_INVALIDATE,
-        }
-    }
-    pub fn encode(addr: u64, len: u32, key: u32, invalidate: bool) -> SglDescriptor {
-        let mut b = [0u8; 16];
-        b[0..8].copy_from_slice(&addr.to_le_bytes());
-        b[8..11].copy_from_slice(&len.to_le_bytes()[..3]);
-        b[11..15].copy_from_slice(&key.to_le_bytes());
-        let sub = if invalidate { KEYED_SUBTYPE_INVALIDATE } else { KEYED_SUBTYPE_ADDRESS };
-        b[15] = sgl_type::KEYED_DATA_BLOCK << 4 | sub;
-        SglDescriptor::read_from_bytes(&b).unwrap_or_default()
-    }
 }
 
 /// How a command's data moves, or the status that fails it.
@@ -800,6 +741,7 @@ impl RdmaConn {
 pub(crate) mod tests {
     use super::*;
     use crate::spec::{Cqe, Sqe};
+    use crate::transport::rdma::wr::{split_send_wr_id, WR_SEND};
 
     #[test]
     fn wr_ids_round_trip() {

@@ -3,6 +3,7 @@
 //! completed), and the send buffer. Nothing here panics on network input: every length is
 //! checked, and a malformed PDU ends in a C2HTermReq and closes only this connection.
 
+use super::pdu_rx::{self, H2cExpect, Refusal, RxParams};
 use super::pdu_tx;
 use super::send::{SendQueue, ZERO_COPY_MIN};
 use super::TcpTransportOpts;
@@ -11,8 +12,7 @@ use crate::poll_group::GroupCtx;
 use crate::queue::{Admitted, Cmd, Exec, NvmeQueue, QueueEvent, CONNECT_DATA_LEN};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
 use crate::spec::tcp::{
-    dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq,
-    DIGEST_LEN,
+    dgst, digest_append, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq, DIGEST_LEN,
 };
 use crate::spec::{Cqe, GenericStatus, Sqe, Status};
 use crate::transport::limits::{ConnSlot, DataBudget};
@@ -571,80 +571,34 @@ impl TcpConn {
             return Ok(0);
         }
         let head = self.rx_head;
-        let term = |fes, fei, len| Err((Fatal::TermReq { fes, fei }, len));
+        let term = |r: Refusal, len| Err((Fatal::TermReq { fes: r.fes, fei: r.fei }, len));
         let Ok((ch, _)) = CommonHeader::read_from_prefix(&self.rx[head..self.rx_tail]) else { return Ok(0) };
-        let plen = ch.plen.get() as usize;
         let hdr_show = avail.min(128).min(ch.hlen.max(8) as usize);
-        // Only host-to-controller PDU types are valid here.
-        let Some(hlen) = expected_hlen(ch.pdu_type) else { return term(fes::INVALID_PDU_HEADER_FIELD, 0, hdr_show) };
-        match ch.pdu_type {
-            pdu_type::IC_REQ | pdu_type::H2C_TERM_REQ | pdu_type::CAPSULE_CMD | pdu_type::H2C_DATA => {}
-            _ => return term(fes::INVALID_PDU_HEADER_FIELD, 0, hdr_show),
-        }
-        if ch.hlen != hlen {
-            return term(fes::INVALID_PDU_HEADER_FIELD, 2, hdr_show);
-        }
-        let is_ic = ch.pdu_type == pdu_type::IC_REQ;
-        let is_term = ch.pdu_type == pdu_type::H2C_TERM_REQ;
-        if (self.state == ConnState::AwaitIcReq) != is_ic && !is_term {
-            return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
-        }
-        // ICReq and TermReq never carry digests; the others carry a header digest when negotiated.
-        let hd = if is_ic || is_term {
-            0
-        } else if self.hdgst {
-            DIGEST_LEN
-        } else {
-            0
+        let params = RxParams {
+            awaiting_icreq: self.state == ConnState::AwaitIcReq,
+            hdgst: self.hdgst,
+            max_plen: (self.max_io as usize).max(self.icd_size as usize) + 512,
         };
-        if !is_ic && !is_term && ((ch.flags & pdu_flags::HDGSTF != 0) != self.hdgst) {
-            return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
-        }
-        let hlen = hlen as usize;
-        if plen < hlen + hd || plen > (self.max_io as usize).max(self.icd_size as usize) + 512 {
-            return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
-        }
-        if avail < hlen + hd {
+        let h = match pdu_rx::check_common(&ch, &params) {
+            Ok(h) => h,
+            Err(r) => return term(r, hdr_show),
+        };
+        if avail < h.len() {
             return Ok(0);
         }
-        let hdr_show = hlen.min(128);
-        if hd > 0 {
-            let want = digest(&self.rx[head..head + hlen]);
-            let got = u32::from_le_bytes(self.rx[head + hlen..head + hlen + 4].try_into().unwrap_or([0; 4]));
-            if want != got {
-                return term(fes::HEADER_DIGEST_ERROR, 0, hdr_show);
-            }
-        }
-        // Payload geometry: [pad][data][data digest]
-        let has_data = plen > hlen + hd;
-        let (pad, data_len) = if has_data {
-            let pdo = ch.pdo as usize;
-            let dd = if ch.flags & pdu_flags::DDGSTF != 0 { DIGEST_LEN } else { 0 };
-            if (ch.flags & pdu_flags::DDGSTF != 0) != self.ddgst && !is_term {
-                return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
-            }
-            if is_term {
-                (0, plen - hlen)
-            } else {
-                if pdo < hlen + hd || pdo > plen - dd || pdo - (hlen + hd) > 128 {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 3, hdr_show);
-                }
-                (pdo - hlen - hd, plen - pdo - dd)
-            }
-        } else {
-            (0, 0)
+        let hdr_show = h.hlen.min(128);
+        let checked = pdu_rx::check_header_digest(&h, &self.rx[head..head + h.len()])
+            .and_then(|()| pdu_rx::payload(&ch, &h, self.ddgst));
+        let pl = match checked {
+            Ok(p) => p,
+            Err(r) => return term(r, hdr_show),
         };
+        let (hlen, hd, plen) = (h.hlen, h.hd, h.plen);
         match ch.pdu_type {
             pdu_type::IC_REQ => {
-                if plen != 128 {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
-                }
                 let Ok((ic, _)) = ICReq::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
-                if ic.pfv.get() != 0 {
-                    return term(fes::UNSUPPORTED_PARAMETER, 8, hdr_show);
-                }
-                if ic.hpda > 31 {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 10, hdr_show);
+                if let Err(r) = pdu_rx::check_icreq(&h, &ic) {
+                    return term(r, hdr_show);
                 }
                 let allowed = if self.allow_digests { dgst::HEADER | dgst::DATA } else { 0 };
                 let d = ic.dgst & allowed;
@@ -666,21 +620,18 @@ impl TcpConn {
                 Err((Fatal::Close("host terminated the connection"), 0))
             }
             pdu_type::CAPSULE_CMD => {
-                if has_data && data_len == 0 {
-                    // PLEN claims bytes beyond the header but carries no data.
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
+                if let Err(r) = pdu_rx::check_capsule(&pl, self.icd_size as usize) {
+                    return term(r, hdr_show);
                 }
-                if data_len > self.icd_size as usize {
-                    return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 0, hdr_show);
-                }
+                let data_len = pl.data_len;
                 // In flight: one command (the Connect) before the queue is connected, then at
                 // most SQSIZE; a host that exceeds it has broken the protocol.
                 if !self.q.can_accept(MAX_SLOTS - self.free.len()) {
-                    return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
+                    return term(Refusal { fes: fes::PDU_SEQUENCE_ERROR, fei: 0 }, hdr_show);
                 }
                 let Ok((cap, _)) = CapsuleCmdHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
                 let Some(slot) = self.free.pop() else {
-                    return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
+                    return term(Refusal { fes: fes::PDU_SEQUENCE_ERROR, fei: 0 }, hdr_show);
                 };
                 // In-capsule data never waits for the pool (bounded by the queue depth times
                 // in_capsule_data_size): the stream behind it may hold the data that frees buffers.
@@ -696,7 +647,7 @@ impl TcpConn {
                 self.rx_head += hlen + hd;
                 if data_len > 0 {
                     self.rx_crc = 0;
-                    self.rx_state = Rx::Payload { slot, pad, pos: 0, left: data_len, h2c: false, last: true };
+                    self.rx_state = Rx::Payload { slot, pad: pl.pad, pos: 0, left: data_len, h2c: false, last: true };
                 } else {
                     self.capsule_received(slot, ctx);
                 }
@@ -706,31 +657,23 @@ impl TcpConn {
                 // H2CData
                 let Ok((d, _)) = DataHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
                 let slot = d.ttag.get();
-                let datao = d.datao.get();
-                let datal = d.datal.get();
                 let Some(r) = self.reqs.get(slot as usize).filter(|r| r.state == ReqState::AwaitingH2C) else {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 10, hdr_show);
+                    return term(Refusal { fes: fes::INVALID_PDU_HEADER_FIELD, fei: 10 }, hdr_show);
                 };
-                if r.sqe.cid.get() != d.cccid.get() {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 8, hdr_show);
-                }
-                if datal > self.maxh2cdata {
-                    return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 16, hdr_show);
-                }
-                if datao != r.h2c_done || (datao as u64 + datal as u64) > r.xfer_len as u64 || datal == 0 {
-                    return term(fes::DATA_TRANSFER_OUT_OF_RANGE, 12, hdr_show);
-                }
-                if data_len != datal as usize {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
-                }
-                // One R2T covers the whole transfer, so LAST_PDU marks its final bytes.
-                if ch.flags & pdu_flags::LAST_PDU != 0 && datao + datal != r.xfer_len {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
+                let expect = H2cExpect {
+                    cid: r.sqe.cid.get(),
+                    done: r.h2c_done,
+                    xfer_len: r.xfer_len,
+                    max_h2c_data: self.maxh2cdata,
+                };
+                if let Err(r) = pdu_rx::check_h2c_data(&ch, &d, &pl, &expect) {
+                    return term(r, hdr_show);
                 }
                 self.rx_head += hlen + hd;
                 self.rx_crc = 0;
                 let last = ch.flags & pdu_flags::LAST_PDU != 0;
-                self.rx_state = Rx::Payload { slot, pad, pos: datao as usize, left: data_len, h2c: true, last };
+                let (pos, left) = (d.datao.get() as usize, pl.data_len);
+                self.rx_state = Rx::Payload { slot, pad: pl.pad, pos, left, h2c: true, last };
                 Ok(1)
             }
         }
