@@ -125,6 +125,7 @@ impl IoQpair {
         self.sq.push(&sqe);
     }
 
+    #[cfg(any(test, feature = "dma-guard"))]
     fn list_page(&self, cid: u16) -> &DmaRegion {
         &self.prp_lists[cid as usize]
     }

@@ -93,13 +93,13 @@ fn is_root() -> bool {
 #[test]
 fn no_iommu_translation_matches_pagemap() {
     if !is_root() {
-        eprintln!("skipped: physical addresses need root");
+        nvmf_test_support::skip("physical addresses need root");
         return;
     }
     let mapper = match PagemapMapper::new() {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("skipped: {e}");
+            nvmf_test_support::skip(&format!("no pagemap: {e}"));
             return;
         }
     };

@@ -315,7 +315,7 @@ fn hugepage_backed_io_when_hugepages_are_reserved() {
     let ctrl = match Controller::new_emulated(&emu, opts) {
         Ok(c) => c,
         Err(Error::NoHugepages { .. }) => {
-            eprintln!("skipped: no hugepages reserved");
+            nvmf_test_support::skip("no hugepages reserved");
             return;
         }
         Err(e) => panic!("{e}"),

@@ -26,11 +26,13 @@ mod error;
 #[forbid(unsafe_code)]
 mod fanout;
 #[forbid(unsafe_code)]
+pub mod group_ctx;
+#[forbid(unsafe_code)]
 pub mod host;
 #[forbid(unsafe_code)]
 pub mod poll_group;
 #[forbid(unsafe_code)]
-mod queue;
+pub mod queue;
 #[forbid(unsafe_code)]
 pub mod referral;
 #[forbid(unsafe_code)]

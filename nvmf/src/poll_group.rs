@@ -2,133 +2,15 @@
 //! io_handler). A poll group owns its bdev channels and buffer pool, so nothing on its I/O
 //! path is shared with other threads.
 
-use crate::bdev::{BdevChannel, BdevCompletion, BufPool};
-use crate::subsystem::Namespace;
+pub use crate::group_ctx::GroupCtx;
 use crate::target::{Qpair, TargetShared};
 use crate::transport::{split_tag, TransportPollGroup};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Buffers a poll group may hold at once (they grow to the largest I/O seen, 1 MiB at most).
-pub(crate) const MAX_BUFFERS: usize = 4096;
 /// While busy, the clock is read (and timers checked) once per this many polls; an idle poll
 /// always reads it. Keep-alive and event timers have millisecond granularity.
 const CLOCK_EVERY: u64 = 32;
-/// Idle pool buffers are looked at once per this period: those unused all through it are freed
-/// down to the watermark.
-const BUF_TRIM_PERIOD: Duration = Duration::from_secs(1);
-/// Idle pool memory kept by default (a transport may set its own: `buf_pool_watermark`).
-pub(crate) const DEFAULT_BUF_WATERMARK: usize = 64 << 20;
-
-struct ChannelEntry {
-    uid: u64,
-    ns: Arc<Namespace>,
-    chan: Box<dyn BdevChannel>,
-    stats: Arc<crate::bdev::iostat::ChannelIoStats>,
-}
-
-/// Per-poll-group state shared by all transports in the group.
-pub struct GroupCtx {
-    pub(crate) target: Arc<TargetShared>,
-    pub(crate) bufs: BufPool,
-    /// Idle pool memory kept when trimming (bytes).
-    pub(crate) buf_watermark: usize,
-    last_trim: Instant,
-    /// Time of the current poll: read on every idle poll and every `CLOCK_EVERY` busy polls.
-    pub(crate) now: Instant,
-    /// `now` was refreshed for this poll: run the timer checks (keep-alive, events, teardown).
-    pub(crate) tick: bool,
-    channels: Vec<ChannelEntry>,
-    completions: Vec<BdevCompletion>,
-    /// Flushes spanning several namespaces (Flush NSID FFFFFFFFh, shutdown).
-    pub(crate) fanouts: crate::fanout::Fanouts,
-    /// Index of the transport being polled (for bdev tags).
-    pub(crate) transport_index: u8,
-    /// Commands waiting for work run off the poll group (DH-HMAC-CHAP).
-    pub(crate) deferred: crate::deferred::Deferred,
-}
-
-impl GroupCtx {
-    pub(crate) fn new(target: Arc<TargetShared>) -> Self {
-        GroupCtx {
-            target,
-            bufs: BufPool::new(MAX_BUFFERS),
-            buf_watermark: DEFAULT_BUF_WATERMARK,
-            last_trim: Instant::now(),
-            now: Instant::now(),
-            tick: true,
-            channels: Vec::new(),
-            completions: Vec::with_capacity(1024),
-            fanouts: Default::default(),
-            transport_index: 0,
-            deferred: Default::default(),
-        }
-    }
-
-    /// This group's channel on `ns`, opened on first use.
-    pub(crate) fn channel(&mut self, ns: &Arc<Namespace>) -> Option<&mut Box<dyn BdevChannel>> {
-        self.channel_and_stats(ns).map(|(c, _)| c)
-    }
-
-    /// [`GroupCtx::channel`] and this group's I/O counters on `ns` (the I/O path).
-    #[inline]
-    pub(crate) fn channel_and_stats(
-        &mut self,
-        ns: &Arc<Namespace>,
-    ) -> Option<(&mut Box<dyn BdevChannel>, &crate::bdev::iostat::ChannelIoStats)> {
-        let idx = match self.channels.iter().position(|c| c.uid == ns.uid) {
-            Some(i) => i,
-            None => self.open_channel(ns)?,
-        };
-        let e = &mut self.channels[idx];
-        Some((&mut e.chan, &*e.stats))
-    }
-
-    #[cold]
-    fn open_channel(&mut self, ns: &Arc<Namespace>) -> Option<usize> {
-        match ns.bdev.open_channel() {
-            Ok(chan) => {
-                let stats = ns.iostats.register();
-                self.channels.push(ChannelEntry { uid: ns.uid, ns: ns.clone(), chan, stats });
-                Some(self.channels.len() - 1)
-            }
-            Err(e) => {
-                log::error!("open channel on bdev {}: {e}", ns.bdev.name());
-                None
-            }
-        }
-    }
-
-    /// Buffers currently lent out (for leak checks).
-    pub fn buffers_in_use(&self) -> usize {
-        self.bufs.in_use()
-    }
-
-    /// On a timer tick: free pool buffers left unused for a whole period above the watermark.
-    fn trim_buffers(&mut self) {
-        if self.now.duration_since(self.last_trim) >= BUF_TRIM_PERIOD {
-            self.last_trim = self.now;
-            let freed = self.bufs.trim(self.buf_watermark);
-            if freed > 0 {
-                log::debug!("buffer pool: freed {} KiB of idle buffers", freed >> 10);
-            }
-        }
-    }
-
-    /// Poll every channel with I/O outstanding; finished I/Os are appended to `out`.
-    pub(crate) fn poll_channels(&mut self, out: &mut Vec<BdevCompletion>) {
-        for c in self.channels.iter_mut() {
-            if c.chan.outstanding() > 0 {
-                c.chan.poll(out);
-            }
-        }
-    }
-
-    /// Close channels of namespaces that were removed once their I/O has drained.
-    fn reap_channels(&mut self) {
-        self.channels.retain(|c| Arc::strong_count(&c.ns) > 1 || c.chan.outstanding() > 0);
-    }
-}
 
 /// A set of connections polled by one thread.
 pub struct PollGroup {

@@ -1,8 +1,17 @@
 //! Transport-independent state of one NVMe queue (a `Qpair`'s NVMe side): which controller it
-//! belongs to, its queue ID and size, SQ head, the cached namespace table, pending AERs. Every
-//! transport drives its connections through `NvmeQueue::execute`.
+//! belongs to, its queue ID and size, SQ head, the cached namespace table, pending AERs, the
+//! bdev I/Os in flight. It owns the request lifecycle every transport shares; a transport only
+//! moves bytes (PDUs, work requests), finds buffers and transfers data:
+//!
+//! ```text
+//!  capsule in ─► can_accept(in_flight)? ─► begin(sqe, cqe) ─┬─ Err(status): complete with it
+//!                                                          └─ Ok: move data ─► execute(ctx, cmd)
+//!  execute ─┬─ Complete / CompleteThenClose ─► finish_cqe ─► send (then close)
+//!           ├─ Pending (bdev) ─► bdev_complete(ctx, done, buf, cqe) ─► finish_cqe ─► send
+//!           └─ Parked (AER) ─► poll_event() → QueueEvent::Aen { slot, dw0 } ─► finish_cqe ─► send
+//! ```
 
-use crate::bdev::IoBuf;
+use crate::bdev::{BdevCompletion, IoBuf};
 use crate::ctrlr::{Controller, MAX_AERS};
 use crate::poll_group::GroupCtx;
 use crate::spec::{Cqe, Sqe, Status};
@@ -13,12 +22,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One command as a transport hands it to the NVMe layer.
-pub(crate) struct Cmd<'a> {
+pub struct Cmd<'a> {
     pub sqe: &'a Sqe,
     /// Data buffer: host-to-controller data already received, or a buffer of the transfer
     /// length to fill for controller-to-host commands. I/O moves it into the bdev.
     pub buf: &'a mut Option<IoBuf>,
-    /// Completion to fill (CID, SQID and SQHD are set by the transport).
+    /// Completion to fill ([`NvmeQueue::begin`] set SQHD; [`NvmeQueue::finish_cqe`] sets CID and SQID).
     pub cqe: &'a mut Cqe,
     /// Bdev tag routing the completion back to this request.
     pub tag: u64,
@@ -26,7 +35,7 @@ pub(crate) struct Cmd<'a> {
 
 /// What happened to a command.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Exec {
+pub enum Exec {
     /// `cqe` holds the completion; send it now.
     Complete,
     /// Submitted to a bdev; the completion comes through the poll group.
@@ -38,7 +47,7 @@ pub(crate) enum Exec {
 }
 
 /// Something a queue must act on between commands.
-pub(crate) enum QueueEvent {
+pub enum QueueEvent {
     /// Complete the parked AER in `slot` with DW0.
     Aen { slot: u16, dw0: u32 },
     /// Close this connection, for the reason given.
@@ -75,22 +84,48 @@ impl NsCache {
     }
 }
 
-pub(crate) struct NvmeQueue {
+/// What a successful Connect sets on its queue (`NvmeQueue::connected`).
+pub(crate) struct Connected {
     pub qid: u16,
-    /// SQ size in entries (from Connect SQSIZE + 1); 0 before Connect.
+    /// SQ size in entries (Connect SQSIZE + 1).
     pub sqsize: u16,
-    pub sqhd: u16,
-    /// The host disabled SQ flow control (Connect CATTR bit 2).
     pub sq_flow_disabled: bool,
-    pub ctrl: Option<Arc<Controller>>,
+    pub ctrl: Arc<Controller>,
+    /// The controller's reset epoch when an I/O queue connected (0 for the admin queue).
     pub reset_epoch: u32,
-    pub listener: TransportAddr,
-    ns_cache: NsCache,
-    /// Slots of parked Asynchronous Event Requests (admin queue only).
-    pub aer_slots: Vec<u16>,
-    /// DH-HMAC-CHAP state when this queue's host must authenticate (set at Connect).
     pub auth: Option<Box<crate::cmd::auth::QueueAuth>>,
 }
+
+/// A command [`NvmeQueue::begin`] let in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// A Fabrics Connect (its data is exactly `CONNECT_DATA_LEN` bytes).
+    Connect,
+    /// Any other command on a connected queue.
+    Command,
+}
+
+pub struct NvmeQueue {
+    qid: u16,
+    /// SQ size in entries (from Connect SQSIZE + 1); 0 before Connect.
+    sqsize: u16,
+    sqhd: u16,
+    /// The host disabled SQ flow control (Connect CATTR bit 2).
+    sq_flow_disabled: bool,
+    ctrl: Option<Arc<Controller>>,
+    reset_epoch: u32,
+    listener: TransportAddr,
+    ns_cache: NsCache,
+    /// Slots of parked Asynchronous Event Requests (admin queue only).
+    aer_slots: Vec<u16>,
+    /// DH-HMAC-CHAP state when this queue's host must authenticate (set at Connect).
+    auth: Option<Box<crate::cmd::auth::QueueAuth>>,
+    /// Commands submitted to a bdev and not yet completed (`Exec::Pending`).
+    outstanding: usize,
+}
+
+/// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
+pub const CONNECT_DATA_LEN: u32 = core::mem::size_of::<crate::spec::fabrics::ConnectData>() as u32;
 
 impl NvmeQueue {
     pub fn new(listener: TransportAddr) -> Self {
@@ -105,12 +140,129 @@ impl NvmeQueue {
             ns_cache: NsCache { generation: u64::MAX, table: None, lenders: false },
             aer_slots: Vec::with_capacity(MAX_AERS),
             auth: None,
+            outstanding: 0,
         }
+    }
+
+    /// Queue ID (0: admin queue; meaningful once connected).
+    pub fn qid(&self) -> u16 {
+        self.qid
+    }
+
+    /// The controller this queue belongs to, once connected.
+    pub fn controller(&self) -> Option<&Arc<Controller>> {
+        self.ctrl.as_ref()
+    }
+
+    /// The listener the connection came in on.
+    pub fn listener(&self) -> &TransportAddr {
+        &self.listener
+    }
+
+    /// The host disabled SQ flow control at Connect (completions carry SQHD FFFFh).
+    pub fn sq_flow_disabled(&self) -> bool {
+        self.sq_flow_disabled
+    }
+
+    /// Bdev I/Os of this queue not yet completed: a closed connection is kept until they drain.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Whether a new command may be taken while `in_flight` commands of this queue are (the
+    /// transport's requests not yet freed): the Connect alone before the queue is connected,
+    /// then at most SQSIZE. A host that sends more has broken the protocol: close.
+    #[inline]
+    pub fn can_accept(&self, in_flight: usize) -> bool {
+        let limit = if self.ctrl.is_some() { (self.sqsize as usize).max(1) } else { 1 };
+        in_flight < limit.min(crate::ctrlr::MAX_QUEUE_DEPTH as usize)
+    }
+
+    /// A command was taken off the wire: reset its completion, advance the SQ head (SQHD goes
+    /// into `cqe`) and check it may run. `Err(status)`: complete it with that status at once,
+    /// moving no data (nothing but Connect before the queue is connected).
+    #[inline]
+    pub fn begin(&mut self, sqe: &Sqe, cqe: &mut Cqe) -> Result<Admitted, Status> {
+        *cqe = Cqe::default();
+        let sqhd = self.consume_sqe();
+        cqe.sqhd.set(sqhd);
+        let connect = sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8
+            && sqe.fctype() == crate::spec::FabricsType::Connect as u8;
+        if connect {
+            Ok(Admitted::Connect)
+        } else if self.ctrl.is_some() {
+            Ok(Admitted::Command)
+        } else {
+            Err(Status::generic(crate::spec::GenericStatus::COMMAND_SEQUENCE_ERROR).dnr())
+        }
+    }
+
+    /// The bdev overwrites the whole data buffer of `sqe` (an I/O Read): a pool buffer for it
+    /// need not be zeroed first. Every other controller-to-host buffer must be, so a short
+    /// answer never leaks earlier data.
+    #[inline]
+    pub fn bdev_fills_buffer(&self, sqe: &Sqe) -> bool {
+        self.qid != 0 && sqe.opcode == crate::spec::NvmOpcode::Read as u8
+    }
+
+    /// Fill in what every completion carries: CID, SQID, and SQHD FFFFh when SQ flow control is
+    /// disabled (otherwise the SQHD [`NvmeQueue::begin`] set stays).
+    #[inline]
+    pub fn finish_cqe(&self, sqe: &Sqe, cqe: &mut Cqe) {
+        cqe.cid.set(sqe.cid.get());
+        cqe.sqid.set(self.qid);
+        if self.sq_flow_disabled {
+            cqe.sqhd.set(0xffff);
+        }
+    }
+
+    /// A bdev I/O of this queue finished: its buffer goes back into the request (`buf`; a buffer
+    /// the request still held returns to the pool) and its status into `cqe`. The transport
+    /// then completes the request, or frees it when the connection is closed.
+    #[inline]
+    pub fn bdev_complete(&mut self, ctx: &mut GroupCtx, done: BdevCompletion, buf: &mut Option<IoBuf>, cqe: &mut Cqe) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if let Some(b) = done.buf {
+            if let Some(old) = buf.replace(b) {
+                ctx.bufs.put(old);
+            }
+        }
+        crate::cmd::io::set_bdev_completion(cqe, done.status);
+    }
+
+    /// A bdev completion whose request the transport does not know: count it and return its
+    /// buffer.
+    #[cold]
+    pub fn bdev_complete_unknown(&mut self, ctx: &mut GroupCtx, done: BdevCompletion) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if let Some(b) = done.buf {
+            ctx.bufs.put(b);
+        }
+    }
+
+    /// Connect succeeded: this queue now belongs to `c.ctrl`.
+    pub(crate) fn connected(&mut self, c: Connected) {
+        self.qid = c.qid;
+        self.sqsize = c.sqsize;
+        self.sq_flow_disabled = c.sq_flow_disabled;
+        self.reset_epoch = c.reset_epoch;
+        self.auth = c.auth;
+        self.ctrl = Some(c.ctrl);
+    }
+
+    /// Asynchronous Event Requests parked on this queue.
+    pub(crate) fn parked_aers(&self) -> usize {
+        self.aer_slots.len()
+    }
+
+    /// DH-HMAC-CHAP state of this queue, when its host must authenticate.
+    pub(crate) fn auth_mut(&mut self) -> Option<&mut crate::cmd::auth::QueueAuth> {
+        self.auth.as_deref_mut()
     }
 
     /// The host must still authenticate this queue: everything but AUTH_Send/Receive and
     /// Disconnect fails with Authentication Required.
-    pub fn auth_pending(&self) -> bool {
+    pub(crate) fn auth_pending(&self) -> bool {
         self.auth.as_ref().is_some_and(|a| !a.authenticated)
     }
 
@@ -119,15 +271,29 @@ impl NvmeQueue {
     }
 
     /// Advance the SQ head for a command taken off the queue; returns SQHD for its completion.
-    pub fn consume_sqe(&mut self) -> u16 {
+    fn consume_sqe(&mut self) -> u16 {
         if self.sqsize > 0 {
             self.sqhd = (self.sqhd + 1) % self.sqsize;
         }
         self.sqhd
     }
 
-    /// Execute one command.
+    /// Execute one command (`begin` let it in, its data is in `cmd.buf`). `Pending` counts it
+    /// as outstanding until [`NvmeQueue::bdev_complete`]; `Parked` keeps its slot (the slot part
+    /// of `cmd.tag`) for a later `QueueEvent::Aen`.
+    #[inline]
     pub fn execute(&mut self, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
+        let tag = cmd.tag;
+        let res = self.dispatch(ctx, cmd);
+        match res {
+            Exec::Pending => self.outstanding += 1,
+            Exec::Parked => self.aer_slots.push(crate::transport::split_tag(tag).2),
+            Exec::Complete | Exec::CompleteThenClose => {}
+        }
+        res
+    }
+
+    fn dispatch(&mut self, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
         cmd.cqe.set_status(Status::SUCCESS);
         if cmd.sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8 {
             return crate::cmd::fabrics::execute(self, ctx, cmd);
@@ -149,20 +315,20 @@ impl NvmeQueue {
 
     /// The namespace `nsid` as this queue currently sees it. Reads one atomic in the common
     /// case; refreshes the cached table (taking the subsystem lock) only after a change.
-    pub fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
+    pub(crate) fn namespace(&mut self, ctrl: &Controller, nsid: u32) -> Option<Arc<Namespace>> {
         self.namespace_ref(ctrl, nsid).cloned()
     }
 
     /// [`NvmeQueue::namespace`] without taking a reference count (the I/O path).
     #[inline]
-    pub fn namespace_ref(&mut self, ctrl: &Controller, nsid: u32) -> Option<&Arc<Namespace>> {
+    pub(crate) fn namespace_ref(&mut self, ctrl: &Controller, nsid: u32) -> Option<&Arc<Namespace>> {
         self.ns_cache.refresh(ctrl);
         self.ns_cache.table.as_ref()?.get((nsid as usize).wrapping_sub(1))?.as_ref()
     }
 
     /// Every namespace slot as this queue currently sees it (index = NSID - 1): the namespaces
     /// visible to the controller's host.
-    pub fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
+    pub(crate) fn ns_table(&mut self, ctrl: &Controller) -> NsTable {
         self.ns_cache.refresh(ctrl);
         self.ns_cache.table.clone().unwrap_or_default()
     }
@@ -178,7 +344,7 @@ impl NvmeQueue {
 
     /// A DMA buffer lent by the namespace's bdev channel for command `sqe`'s data, or `None`
     /// (not direct mode, or none free).
-    pub fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
+    pub(crate) fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         let ctrl = self.ctrl.as_ref()?;
         self.ns_cache.refresh(ctrl);
         // The common case first: no namespace of the subsystem lends buffers.

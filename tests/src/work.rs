@@ -25,8 +25,10 @@ impl WorkThread {
             .name("test-work".into())
             .spawn(move || {
                 for job in rx {
-                    job();
+                    // Counted before it runs: its result (a completion the host waits for) can
+                    // reach the host before anything after `job()` here.
                     counter.fetch_add(1, Ordering::Relaxed);
+                    job();
                 }
             })
             .expect("spawn");
@@ -39,7 +41,7 @@ impl WorkThread {
         })
     }
 
-    /// Jobs run so far.
+    /// Jobs started so far (each one's result comes after it is counted).
     pub fn ran(&self) -> usize {
         self.ran.load(Ordering::Relaxed)
     }

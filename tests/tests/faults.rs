@@ -519,7 +519,9 @@ fn file_bdev_on_a_full_filesystem_returns_capacity_exceeded_and_keeps_serving() 
     let fs = match SmallFs::mount() {
         Ok(fs) => fs,
         Err(e) => {
-            eprintln!("SKIPPED: a full filesystem needs a small tmpfs, which this host cannot mount (needs root): {e}");
+            nvmf_test_support::skip(&format!(
+                "a full filesystem needs a small tmpfs, which this host cannot mount (needs root): {e}"
+            ));
             return;
         }
     };

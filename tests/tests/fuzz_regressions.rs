@@ -109,6 +109,8 @@ struct Recorder {
     log: Capture,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The threads recording each host's bytes: each ends at that host's EOF.
+    readers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl Recorder {
@@ -119,6 +121,8 @@ impl Recorder {
         let log: Capture = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (log2, stop2) = (log.clone(), stop.clone());
+        let readers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let readers2 = readers.clone();
         let thread = std::thread::spawn(move || {
             let mut n = 0;
             while !stop2.load(Ordering::Relaxed) {
@@ -133,7 +137,8 @@ impl Recorder {
                 let (mut t_rd, mut h_wr) = (tgt, host);
                 let (log3, idx) = (log2.clone(), n);
                 n += 1;
-                std::thread::spawn(move || {
+                // Pushed before any byte is forwarded, so before the host sees a response.
+                readers2.lock().unwrap().push(std::thread::spawn(move || {
                     let mut buf = vec![0u8; 1 << 20];
                     while let Ok(k) = h_rd.read(&mut buf) {
                         if k == 0 {
@@ -146,18 +151,23 @@ impl Recorder {
                         }
                     }
                     let _ = t_wr.shutdown(Shutdown::Write);
-                });
+                }));
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut t_rd, &mut h_wr);
                     let _ = h_wr.shutdown(Shutdown::Write);
                 });
             }
         });
-        Recorder { addr, log, stop, thread: Some(thread) }
+        Recorder { addr, log, stop, thread: Some(thread), readers }
     }
 
-    /// The capture as a `tcp_pdu_stream` input: `[connection][len][bytes]` segments.
+    /// The capture as a `tcp_pdu_stream` input: `[connection][len][bytes]` segments. Waits
+    /// until every host connection reached EOF, so the capture holds each host's last bytes.
     fn segments(&self) -> Vec<u8> {
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap());
+        for r in readers {
+            r.join().expect("recording thread");
+        }
         let mut out = Vec::new();
         for (conn, bytes) in self.log.lock().unwrap().iter() {
             for chunk in bytes.chunks(0xffff) {
@@ -194,8 +204,6 @@ fn capture(cfg: HostConfig, session: impl FnOnce(SocketAddr, &HostConfig)) -> Ve
     let t = fuzz_shaped_target();
     let rec = Recorder::start(t.addr);
     session(rec.addr, &cfg);
-    // Let the proxy threads see the hosts' last bytes and EOF.
-    std::thread::sleep(Duration::from_millis(100));
     rec.segments()
 }
 

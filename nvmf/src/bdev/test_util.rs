@@ -1,7 +1,8 @@
 //! Helpers shared by the bdev unit tests: [`run`] and [`read`] for synchronous channels (malloc,
 //! null, file), [`run_polled`], [`read_polled`] and [`wait`] for asynchronous ones (NVMe). The
 //! data pattern comes from the `nvmf-test-support` crate.
-#![allow(dead_code)] // the asynchronous helpers serve the NVMe bdev's tests
+// The asynchronous helpers serve the NVMe bdev's tests, which need direct mode.
+#![cfg_attr(not(feature = "direct"), allow(dead_code))]
 
 use super::{BdevChannel, BdevCompletion, BdevIo, BdevOp, BdevStatus, IoBuf};
 use std::time::{Duration, Instant};

@@ -28,7 +28,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
             Exec::Complete
         }
         Some(AdminOpcode::AsyncEventRequest) => {
-            if q.aer_slots.len() >= MAX_AERS {
+            if q.parked_aers() >= MAX_AERS {
                 cmd.cqe.set_status(
                     Status::command_specific(CommandSpecificStatus::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED).dnr(),
                 );

@@ -348,9 +348,9 @@ fn check_fields(cmd: &mut Cmd<'_>) -> Option<u32> {
 /// AUTH_Send (fabrics 05h): a message from the host.
 pub(crate) fn send(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
     let Some(tl) = check_fields(&mut cmd) else { return Exec::Complete };
-    let Some(ctrl) = q.ctrl.clone() else { return Exec::Complete };
-    let qid = q.qid;
-    let Some(auth) = q.auth.as_mut() else {
+    let Some(ctrl) = q.controller().cloned() else { return Exec::Complete };
+    let qid = q.qid();
+    let Some(auth) = q.auth_mut() else {
         // No key for this host: the controller does not authenticate it.
         cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return Exec::Complete;
@@ -429,9 +429,9 @@ pub(crate) fn send(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> E
 /// AUTH_Receive (fabrics 06h): the controller's next message.
 pub(crate) fn receive(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
     let Some(al) = check_fields(&mut cmd) else { return Exec::Complete };
-    let Some(ctrl) = q.ctrl.clone() else { return Exec::Complete };
-    let qid = q.qid;
-    let Some(auth) = q.auth.as_mut() else {
+    let Some(ctrl) = q.controller().cloned() else { return Exec::Complete };
+    let qid = q.qid();
+    let Some(auth) = q.auth_mut() else {
         cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
         return Exec::Complete;
     };

@@ -4,7 +4,7 @@
 use crate::ctrlr::{CcChange, Controller, MAX_ADMIN_QUEUE_DEPTH, MAX_QUEUE_DEPTH, NVME_VERSION};
 use crate::fanout::FanoutDone;
 use crate::poll_group::GroupCtx;
-use crate::queue::{Cmd, Exec, NvmeQueue};
+use crate::queue::{Cmd, Connected, Exec, NvmeQueue};
 use crate::spec::fabrics::{
     connect_invalid_param_dw0, connect_ipo, ConnectCmd, ConnectData, PropertyCmd, CNTLID_DYNAMIC,
 };
@@ -29,8 +29,8 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
             cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::AUTH_REQUIRED).dnr());
             Exec::Complete
         }
-        Some(FabricsType::PropertyGet) if q.qid == 0 => property_get(q, cmd),
-        Some(FabricsType::PropertySet) if q.qid == 0 => property_set(q, ctx, cmd),
+        Some(FabricsType::PropertyGet) if q.qid() == 0 => property_get(q, cmd),
+        Some(FabricsType::PropertySet) if q.qid() == 0 => property_set(q, ctx, cmd),
         _ => {
             cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_OPCODE).dnr());
             Exec::Complete
@@ -67,8 +67,8 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         log::info!("connect from {hostnqn}: subsystem {subnqn:?} not found");
         return invalid_param(&mut cmd, true, connect_ipo::SUBNQN);
     };
-    if !subsys.listening_on(&q.listener) {
-        log::info!("connect from {hostnqn}: {subnqn} does not listen on {}", q.listener);
+    if !subsys.listening_on(q.listener()) {
+        log::info!("connect from {hostnqn}: {subnqn} does not listen on {}", q.listener());
         return invalid_param(&mut cmd, true, connect_ipo::SUBNQN);
     }
     if !subsys.host_allowed(&hostnqn) {
@@ -81,6 +81,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         return invalid_param(&mut cmd, false, connect_ipo::SQSIZE);
     }
     let cntlid = data.cntlid.get();
+    let mut reset_epoch = 0;
     let ctrl = if c.qid == 0 {
         if cntlid != CNTLID_DYNAMIC {
             return invalid_param(&mut cmd, true, connect_ipo::CNTLID);
@@ -89,7 +90,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         let kato = c.kato;
         let keys = if subsys.is_discovery() { None } else { subsys.host_keys(&hostnqn) };
         let Some(ctrl) = subsys.register_controller(|id| {
-            Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, q.listener.clone(), keys, kato, now)
+            Controller::new(id, subsys.clone(), hostnqn.clone(), data.hostid, q.listener().clone(), keys, kato, now)
         }) else {
             cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::CONNECT_CONTROLLER_BUSY));
             return Exec::Complete;
@@ -100,7 +101,7 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
             ctrl.cntlid,
             subsys.nqn,
             c.kato,
-            q.listener
+            q.listener()
         );
         ctrl
     } else {
@@ -117,27 +118,32 @@ fn connect(q: &mut NvmeQueue, ctx: &mut GroupCtx, mut cmd: Cmd<'_>) -> Exec {
         if !ctrl.claim_io_queue(c.qid) {
             return invalid_param(&mut cmd, false, connect_ipo::QID);
         }
-        q.reset_epoch = ctrl.reset_epoch();
+        reset_epoch = ctrl.reset_epoch();
         ctrl
     };
-    q.qid = c.qid;
-    q.sqsize = c.sqsize + 1;
-    q.sq_flow_disabled = c.cattr & CATTR_DISABLE_SQ_FLOW != 0;
+    let mut auth = None;
     let mut dw0 = ctrl.cntlid as u32;
     // A controller that authenticated keeps authenticating its queues, with the host's current
     // keys (nvmf_subsystem_set_keys may have replaced them since the admin Connect).
     if let Some(keys) = ctrl.host_keys.clone().map(|k| ctrl.subsys.host_keys(&ctrl.hostnqn).unwrap_or(k)) {
         // The host must authenticate this queue before anything else (AUTHREQ.ATR).
-        q.auth = Some(Box::new(super::auth::QueueAuth::new(keys)));
+        auth = Some(Box::new(super::auth::QueueAuth::new(keys)));
         dw0 |= crate::auth::messages::CONNECT_AUTHREQ_ATR;
     }
     cmd.cqe.dw0.set(dw0);
-    q.ctrl = Some(ctrl);
+    q.connected(Connected {
+        qid: c.qid,
+        sqsize: c.sqsize + 1,
+        sq_flow_disabled: c.cattr & CATTR_DISABLE_SQ_FLOW != 0,
+        ctrl,
+        reset_epoch,
+        auth,
+    });
     Exec::Complete
 }
 
 fn property_get(q: &mut NvmeQueue, cmd: Cmd<'_>) -> Exec {
-    let Some(ctrl) = q.ctrl.as_ref() else { return Exec::Complete };
+    let Some(ctrl) = q.controller() else { return Exec::Complete };
     let p = PropertyCmd::parse(cmd.sqe);
     let value: u64 = match (p.offset, p.eight_bytes) {
         (reg::CAP, true) => Controller::cap().0,
@@ -157,7 +163,7 @@ fn property_get(q: &mut NvmeQueue, cmd: Cmd<'_>) -> Exec {
 }
 
 fn property_set(q: &mut NvmeQueue, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
-    let Some(ctrl) = q.ctrl.as_ref() else { return Exec::Complete };
+    let Some(ctrl) = q.controller() else { return Exec::Complete };
     let p = PropertyCmd::parse(cmd.sqe);
     match (p.offset, p.eight_bytes) {
         (reg::CC, false) => match ctrl.set_cc(Cc(p.value as u32)) {

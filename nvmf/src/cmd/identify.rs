@@ -29,7 +29,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, cmd: Cmd<'_>) -> Exe
     match cns {
         cns::CONTROLLER => {
             let mut id = identify_controller(ctrl);
-            if q.listener.trtype == crate::transport::TransportType::Rdma {
+            if q.listener().trtype == crate::transport::TransportType::Rdma {
                 // SGLS bit 2: Keyed SGL Data Block descriptors (mandatory for NVMe/RDMA; the
                 // Linux nvme-rdma host refuses a controller without it).
                 id.sgls.set(id.sgls.get() | 1 << 2);

@@ -60,6 +60,8 @@ pub mod trtype {
 pub mod adrfam {
     pub const IPV4: u8 = 1;
     pub const IPV6: u8 = 2;
+    /// Intra-host transport (the loopback transport).
+    pub const INTRA_HOST: u8 = 254;
 }
 /// SUBTYPE values.
 pub mod subtype {

@@ -1,9 +1,13 @@
 //! The transport abstraction (like SPDK's `spdk_nvmf_transport_ops`): a transport listens on
 //! addresses, accepts connections, and drives them inside a poll group. TCP is the first
-//! implementation; RDMA plugs into the same traits.
+//! implementation; RDMA plugs into the same traits, and so does the in-process loopback
+//! transport (`loopback`), which uses only the public API (`GroupCtx`, `queue::NvmeQueue`) that a
+//! transport outside this crate would.
 
 #[forbid(unsafe_code)]
 pub(crate) mod limits;
+#[forbid(unsafe_code)]
+pub mod loopback;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 #[forbid(unsafe_code)]
@@ -19,6 +23,8 @@ use std::fmt;
 pub enum TransportType {
     Rdma,
     Tcp,
+    /// In-process loopback (TRTYPE FEh, intra-host): [`loopback`].
+    Loop,
 }
 
 impl TransportType {
@@ -26,12 +32,14 @@ impl TransportType {
         match self {
             TransportType::Rdma => crate::spec::discovery::trtype::RDMA,
             TransportType::Tcp => crate::spec::discovery::trtype::TCP,
+            TransportType::Loop => crate::spec::discovery::trtype::LOOP,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             TransportType::Rdma => "RDMA",
             TransportType::Tcp => "TCP",
+            TransportType::Loop => "LOOP",
         }
     }
 }
@@ -53,9 +61,15 @@ impl TransportAddr {
     pub fn rdma(traddr: &str, port: u16) -> Self {
         TransportAddr { trtype: TransportType::Rdma, traddr: traddr.to_string(), trsvcid: port.to_string() }
     }
+    /// A loopback address: `name` identifies the listener within the process.
+    pub fn loopback(name: &str) -> Self {
+        TransportAddr { trtype: TransportType::Loop, traddr: name.to_string(), trsvcid: String::new() }
+    }
     /// ADRFAM for the discovery log.
     pub fn adrfam(&self) -> u8 {
-        if self.traddr.contains(':') {
+        if self.trtype == TransportType::Loop {
+            crate::spec::discovery::adrfam::INTRA_HOST
+        } else if self.traddr.contains(':') {
             crate::spec::discovery::adrfam::IPV6
         } else {
             crate::spec::discovery::adrfam::IPV4
@@ -120,13 +134,13 @@ pub trait TransportPollGroup: Send {
 /// Data direction of a command from its opcode's low two bits (NVMe Base 2.0 Figure 89; fabrics
 /// commands use FCTYPE's), shared by the transports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
+pub enum Dir {
     None,
     HostToCtrl,
     CtrlToHost,
 }
 
-pub(crate) fn direction(sqe: &crate::spec::Sqe) -> Dir {
+pub fn direction(sqe: &crate::spec::Sqe) -> Dir {
     let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
     match bits & 3 {
         1 => Dir::HostToCtrl,

@@ -1,9 +1,8 @@
 use super::*;
-use crate::bdev::test_util::dsm;
+use crate::bdev::test_util::{dsm, read_polled, run_polled as run, wait};
 use crate::spec::{CommandSpecificStatus, GenericStatus, MediaStatus, Sqe, Status};
 use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
 use nvme_driver::ControllerOptions;
-use std::time::{Duration, Instant};
 
 const BS: u32 = 512;
 const BLOCKS: u64 = 8192;
@@ -24,33 +23,11 @@ fn small() -> NvmeBdevOpts {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
-}
-
-/// Poll until `n` completions arrived (bounded).
-fn wait(ch: &mut dyn BdevChannel, n: usize) -> Vec<BdevCompletion> {
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while out.len() < n {
-        ch.poll(&mut out);
-        assert!(start.elapsed() < Duration::from_secs(10), "only {} of {n} completions", out.len());
-    }
-    out
-}
-
-fn run(ch: &mut dyn BdevChannel, op: BdevOp, off: u64, nb: u64, buf: Option<IoBuf>) -> BdevCompletion {
-    ch.submit(BdevIo { op, offset_blocks: off, num_blocks: nb, buf, fua: false, tag: 0x77 });
-    let mut out = wait(ch, 1);
-    assert_eq!(ch.outstanding(), 0);
-    let c = out.pop().unwrap();
-    assert_eq!(c.tag, 0x77);
-    c
+    nvmf_test_support::pattern(seed as u64, 0, len)
 }
 
 fn read(ch: &mut dyn BdevChannel, off: u64, nb: u64) -> Vec<u8> {
-    let c = run(ch, BdevOp::Read, off, nb, Some(IoBuf::from(vec![0x5a; nb as usize * BS as usize])));
-    assert_eq!(c.status, BdevStatus::Success);
-    c.buf.unwrap().as_slice().to_vec()
+    read_polled(ch, off, nb, BS)
 }
 
 fn disk(emu: &EmulatedController, off: u64, len: usize) -> Vec<u8> {

@@ -20,6 +20,7 @@
 //! "units" of the poll group's arena and copied to and from the heap `IoBuf`s the other bdevs
 //! take (not registered memory; registering per I/O is avoided on purpose).
 
+use super::wr::{send_wr_id, Keyed, Wr, KEYED_SUBTYPE_ADDRESS, KEYED_SUBTYPE_INVALIDATE, SQE_SIZE};
 use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
 use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
@@ -31,37 +32,9 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// Most commands one queue may have in flight.
 pub(crate) const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
-/// Size of a command capsule's SQE.
-pub(crate) const SQE_SIZE: usize = 64;
-/// Keyed SGL Data Block subtypes (RDMA Transport Spec Figure 3).
-pub(crate) const KEYED_SUBTYPE_ADDRESS: u8 = 0x0;
-pub(crate) const KEYED_SUBTYPE_INVALIDATE: u8 = 0xF;
-/// Send-queue work request IDs carry this bit; receive IDs (SRQ buffer indexes) do not.
-pub(crate) const WR_SEND: u64 = 1 << 63;
 /// How long a closed connection waits for its flushed work requests before it gives up on
 /// them (a removed device or a broken provider may never report them).
 pub(crate) const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub(crate) fn send_wr_id(conn: u32, slot: u16) -> u64 {
-    WR_SEND | (conn as u64) << 16 | slot as u64
-}
-pub(crate) fn split_send_wr_id(id: u64) -> (u32, u16) {
-    (((id & !WR_SEND) >> 16) as u32, id as u16)
-}
-
-/// A send-queue work request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wr<'a> {
-    /// RDMA READ `len` bytes from the host's `remote`/`rkey` into local memory.
-    Read { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
-    /// RDMA WRITE `len` bytes of local memory to the host's `remote`/`rkey`.
-    Write { local: u64, len: u32, lkey: u32, remote: u64, rkey: u32 },
-    /// SEND of a small buffer inline (the 16-byte response capsule); with Invalidate when
-    /// `inv_rkey` is set.
-    SendInline { data: &'a [u8], inv_rkey: Option<u32> },
-    /// SEND from registered memory (host side: command capsules).
-    Send { local: u64, len: u32, lkey: u32 },
-}
 
 /// Stands in for a QP that was destroyed: posts nothing.
 struct NoQp;
@@ -118,38 +91,6 @@ impl UnitPool {
 pub(crate) struct ConnResources<'a> {
     pub mem: &'a mut dyn LocalMem,
     pub units: &'a mut UnitPool,
-}
-
-/// A keyed SGL data block: host memory reachable by RDMA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct Keyed {
-    pub addr: u64,
-    pub len: u32,
-    pub key: u32,
-    pub invalidate: bool,
-}
-
-impl Keyed {
-    /// Decode a Keyed SGL Data Block descriptor (Base 2.0 Figure 119): address in bytes 7:0,
-    /// a 3-byte length in bytes 10:8, the key in bytes 14:11.
-    pub fn decode(sgl: &SglDescriptor) -> Keyed {
-        let b = sgl.as_bytes();
-        Keyed {
-            addr: u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8])),
-            len: u32::from_le_bytes([b[8], b[9], b[10], 0]),
-            key: u32::from_le_bytes(b[11..15].try_into().unwrap_or([0; 4])),
-            invalidate: sgl.subtype() == KEYED_SUBTYPE_INVALIDATE,
-        }
-    }
-    pub fn encode(addr: u64, len: u32, key: u32, invalidate: bool) -> SglDescriptor {
-        let mut b = [0u8; 16];
-        b[0..8].copy_from_slice(&addr.to_le_bytes());
-        b[8..11].copy_from_slice(&len.to_le_bytes()[..3]);
-        b[11..15].copy_from_slice(&key.to_le_bytes());
-        let sub = if invalidate { KEYED_SUBTYPE_INVALIDATE } else { KEYED_SUBTYPE_ADDRESS };
-        b[15] = sgl_type::KEYED_DATA_BLOCK << 4 | sub;
-        SglDescriptor::read_from_bytes(&b).unwrap_or_default()
-    }
 }
 
 /// How a command's data moves, or the status that fails it.
@@ -294,8 +235,6 @@ pub(crate) struct RdmaConn {
     waiting: VecDeque<u16>,
     /// Send-queue work requests not yet completed.
     pub posted: usize,
-    /// Bdev I/Os not yet completed.
-    pub outstanding: usize,
     /// When `close` ran.
     closed_at: Option<std::time::Instant>,
 }
@@ -327,7 +266,6 @@ impl RdmaConn {
             free: (0..MAX_SLOTS as u16).rev().collect(),
             waiting: VecDeque::with_capacity(MAX_SLOTS),
             posted: 0,
-            outstanding: 0,
             closed_at: None,
         }
     }
@@ -365,7 +303,7 @@ impl RdmaConn {
     pub fn abandon_stuck_work_requests(&mut self, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) -> bool {
         let stuck = self.state == ConnState::Closed
             && self.posted > 0
-            && self.outstanding == 0
+            && self.q.outstanding() == 0
             && self.closed_at.is_some_and(|t| ctx.now.saturating_duration_since(t) >= FLUSH_TIMEOUT);
         if !stuck {
             return false;
@@ -389,7 +327,7 @@ impl RdmaConn {
     }
 
     pub fn is_drained(&self) -> bool {
-        self.state == ConnState::Closed && self.posted == 0 && self.outstanding == 0
+        self.state == ConnState::Closed && self.posted == 0 && self.q.outstanding() == 0
     }
 
     /// Free a request and everything it holds.
@@ -439,19 +377,15 @@ impl RdmaConn {
             return self.fail("capsule shorter than an SQE");
         }
         // In flight: the Connect before the queue is connected, then at most SQSIZE.
-        let limit = if self.q.is_connected() { (self.q.sqsize as usize).max(1) } else { 1 };
-        if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
+        if !self.q.can_accept(MAX_SLOTS - self.free.len()) {
             return self.fail("host exceeded its queue depth");
         }
         let Some(slot) = self.free.pop() else { return self.fail("host exceeded its queue depth") };
         let mut sqe_bytes = [0u8; SQE_SIZE];
         res.mem.read(off, &mut sqe_bytes);
-        let sqhd = self.q.consume_sqe();
-        let connected = self.q.is_connected();
         let r = &mut self.reqs[slot as usize];
         r.sqe = Sqe::read_from_bytes(&sqe_bytes).unwrap_or_default();
-        r.cqe = Cqe::default();
-        r.cqe.sqhd.set(sqhd);
+        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
         r.buf = None;
         r.keyed = Keyed::default();
         r.units.clear();
@@ -461,10 +395,9 @@ impl RdmaConn {
         r.direct = false;
         r.dir = direction(&r.sqe);
         r.st = ReqState::Executing;
-        let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
-        if !connected && !is_connect {
+        if let Err(status) = admitted {
             r.dir = Dir::None;
-            return self.fail_req(slot, Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr(), ctx, res);
+            return self.fail_req(slot, status, ctx, res);
         }
         let plan = plan_data(&r.sqe.sgl1(), r.dir, len - SQE_SIZE, self.limits.icd_max, self.limits.max_io);
         match plan {
@@ -578,7 +511,7 @@ impl RdmaConn {
                 };
                 if r.dir == Dir::CtrlToHost {
                     // Pool buffers hold earlier data: zero all but reads the bdev fills.
-                    if !(self.q.qid != 0 && r.sqe.opcode == 0x02) {
+                    if !self.q.bdev_fills_buffer(&r.sqe) {
                         b.as_mut_slice().fill(0);
                     }
                 } else {
@@ -691,11 +624,8 @@ impl RdmaConn {
         r.executed = true;
         match self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag }) {
             Exec::Complete => self.complete(slot, ctx, res),
-            Exec::Pending => self.outstanding += 1,
-            Exec::Parked => {
-                r.st = ReqState::Parked;
-                self.q.aer_slots.push(slot);
-            }
+            Exec::Pending => {}
+            Exec::Parked => r.st = ReqState::Parked,
             Exec::CompleteThenClose => {
                 self.complete(slot, ctx, res);
                 self.fail("host disconnected");
@@ -705,22 +635,13 @@ impl RdmaConn {
 
     /// A bdev I/O of this connection finished.
     pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx, res: &mut ConnResources<'_>) {
-        self.outstanding = self.outstanding.saturating_sub(1);
         let Some(r) = self.reqs.get_mut(slot as usize) else {
-            if let Some(b) = done.buf {
-                ctx.bufs.put(b);
-            }
-            return;
+            return self.q.bdev_complete_unknown(ctx, done);
         };
-        if let Some(b) = done.buf {
-            if let Some(old) = r.buf.replace(b) {
-                ctx.bufs.put(old);
-            }
-        }
+        self.q.bdev_complete(ctx, done, &mut r.buf, &mut r.cqe);
         if self.state != ConnState::Ready {
             return self.release(slot, ctx, res);
         }
-        crate::cmd::io::set_bdev_completion(&mut r.cqe, done.status);
         self.complete(slot, ctx, res);
     }
 
@@ -729,15 +650,9 @@ impl RdmaConn {
         if self.state != ConnState::Ready {
             return self.release(slot, ctx, res);
         }
-        let flow_disabled = self.q.sq_flow_disabled;
-        let qid = self.q.qid;
         let r = &mut self.reqs[slot as usize];
         r.executed = true;
-        r.cqe.cid.set(r.sqe.cid.get());
-        r.cqe.sqid.set(qid);
-        if flow_disabled {
-            r.cqe.sqhd.set(0xffff);
-        }
+        self.q.finish_cqe(&r.sqe, &mut r.cqe);
         let has_data = r.cqe.status().is_success() && r.dir == Dir::CtrlToHost && r.keyed.len > 0 && r.buf.is_some();
         let lkey = match r.buf.as_ref().and_then(IoBuf::dma) {
             Some(d) if has_data => res.mem.dma_lkey(d),
@@ -826,6 +741,7 @@ impl RdmaConn {
 pub(crate) mod tests {
     use super::*;
     use crate::spec::{Cqe, Sqe};
+    use crate::transport::rdma::wr::{split_send_wr_id, WR_SEND};
 
     #[test]
     fn wr_ids_round_trip() {

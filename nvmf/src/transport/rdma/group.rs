@@ -10,12 +10,10 @@
 //! memory the NVMe device does.
 
 use super::cm::RdmaNewConn;
-use super::conn::{
-    split_send_wr_id, ConnLimits, ConnResources, ConnState, LocalMem, RdmaConn, SendQueue, UnitPool, Wr, SQE_SIZE,
-    WR_SEND,
-};
+use super::conn::{ConnLimits, ConnResources, ConnState, LocalMem, RdmaConn, SendQueue, UnitPool};
 use super::private;
 use super::verbs::{self, Arena, CmEventKind, CmId, Cq, Device, DmaMr, EventChannel, Pd, QpCaps, Srq, Wc};
+use super::wr::{split_send_wr_id, Wr, SQE_SIZE, WR_SEND};
 use super::RdmaTransportOpts;
 use crate::bdev::BdevCompletion;
 use crate::poll_group::GroupCtx;

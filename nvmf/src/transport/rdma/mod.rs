@@ -21,7 +21,6 @@
 
 #[forbid(unsafe_code)]
 mod cm;
-// The host client (`host/rdma.rs`) uses the work-request and keyed-SGL types and the verbs layer.
 #[forbid(unsafe_code)]
 pub(crate) mod conn;
 #[forbid(unsafe_code)]
@@ -30,6 +29,8 @@ mod group;
 pub mod private;
 #[allow(unsafe_code)]
 pub(crate) mod verbs;
+#[forbid(unsafe_code)]
+pub(crate) mod wr;
 
 use super::{Transport, TransportAddr, TransportListener, TransportPollGroup, TransportType};
 use crate::{Error, Result};

@@ -6,7 +6,7 @@
 //! Ownership: each wrapper frees its object on drop. Callers drop QPs (inside `CmId`) before
 //! the CQ/SRQ/PD/memory they use; the poll group's field order guarantees that.
 
-use super::conn::Wr;
+use super::wr::Wr;
 use rdma_sys::*;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

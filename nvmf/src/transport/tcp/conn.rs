@@ -3,16 +3,16 @@
 //! completed), and the send buffer. Nothing here panics on network input: every length is
 //! checked, and a malformed PDU ends in a C2HTermReq and closes only this connection.
 
+use super::pdu_rx::{self, H2cExpect, Refusal, RxParams};
 use super::pdu_tx;
 use super::send::{SendQueue, ZERO_COPY_MIN};
 use super::TcpTransportOpts;
 use crate::bdev::{BdevCompletion, IoBuf};
 use crate::poll_group::GroupCtx;
-use crate::queue::{Cmd, Exec, NvmeQueue, QueueEvent};
+use crate::queue::{Admitted, Cmd, Exec, NvmeQueue, QueueEvent, CONNECT_DATA_LEN};
 use crate::spec::sqe::{sgl_subtype, sgl_type};
 use crate::spec::tcp::{
-    dgst, digest, digest_append, expected_hlen, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq,
-    DIGEST_LEN,
+    dgst, digest_append, fes, pdu_flags, pdu_type, CapsuleCmdHdr, CommonHeader, DataHdr, ICReq, DIGEST_LEN,
 };
 use crate::spec::{Cqe, GenericStatus, Sqe, Status};
 use crate::transport::limits::{ConnSlot, DataBudget};
@@ -24,8 +24,6 @@ use zerocopy::FromBytes;
 
 /// Most commands in flight on one connection (the largest SQ size a host may ask for).
 const MAX_SLOTS: usize = crate::ctrlr::MAX_QUEUE_DEPTH as usize;
-/// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
-const CONNECT_DATA_LEN: u32 = core::mem::size_of::<crate::spec::fabrics::ConnectData>() as u32;
 /// Read payloads straight into the request buffer when at least this much is outstanding.
 const DIRECT_READ_MIN: usize = 4096;
 
@@ -171,8 +169,6 @@ pub(crate) struct TcpConn {
     /// once, often together with the last data: from then on a short read no longer means
     /// "drained until the next edge", so reads go on until they return 0 or the error.
     pub peer_closed: bool,
-    /// Bdev I/Os not yet completed: the connection is kept until they drain.
-    pub outstanding: usize,
 }
 
 impl TcpConn {
@@ -228,12 +224,16 @@ impl TcpConn {
             readable: true,
             writable: true,
             peer_closed: false,
-            outstanding: 0,
         }
     }
 
     pub fn is_closed(&self) -> bool {
         self.state == ConnState::Closed
+    }
+
+    /// Closed, and no bdev I/O of it is still outstanding: it can be dropped.
+    pub fn is_drained(&self) -> bool {
+        self.is_closed() && self.q.outstanding() == 0
     }
 
     /// Queue a TermReq for `hdr` (the offending header bytes) and start closing.
@@ -327,7 +327,7 @@ impl TcpConn {
         };
         // Pool buffers hold earlier I/O's data: anything but a read that the bdev fills
         // completely is zeroed so a short answer never leaks it.
-        if dir == Dir::CtrlToHost && !(self.q.qid != 0 && self.reqs[slot as usize].sqe.opcode == 0x02) {
+        if dir == Dir::CtrlToHost && !self.q.bdev_fills_buffer(&self.reqs[slot as usize].sqe) {
             buf.zero();
         }
         let r = &mut self.reqs[slot as usize];
@@ -571,80 +571,34 @@ impl TcpConn {
             return Ok(0);
         }
         let head = self.rx_head;
-        let term = |fes, fei, len| Err((Fatal::TermReq { fes, fei }, len));
+        let term = |r: Refusal, len| Err((Fatal::TermReq { fes: r.fes, fei: r.fei }, len));
         let Ok((ch, _)) = CommonHeader::read_from_prefix(&self.rx[head..self.rx_tail]) else { return Ok(0) };
-        let plen = ch.plen.get() as usize;
         let hdr_show = avail.min(128).min(ch.hlen.max(8) as usize);
-        // Only host-to-controller PDU types are valid here.
-        let Some(hlen) = expected_hlen(ch.pdu_type) else { return term(fes::INVALID_PDU_HEADER_FIELD, 0, hdr_show) };
-        match ch.pdu_type {
-            pdu_type::IC_REQ | pdu_type::H2C_TERM_REQ | pdu_type::CAPSULE_CMD | pdu_type::H2C_DATA => {}
-            _ => return term(fes::INVALID_PDU_HEADER_FIELD, 0, hdr_show),
-        }
-        if ch.hlen != hlen {
-            return term(fes::INVALID_PDU_HEADER_FIELD, 2, hdr_show);
-        }
-        let is_ic = ch.pdu_type == pdu_type::IC_REQ;
-        let is_term = ch.pdu_type == pdu_type::H2C_TERM_REQ;
-        if (self.state == ConnState::AwaitIcReq) != is_ic && !is_term {
-            return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
-        }
-        // ICReq and TermReq never carry digests; the others carry a header digest when negotiated.
-        let hd = if is_ic || is_term {
-            0
-        } else if self.hdgst {
-            DIGEST_LEN
-        } else {
-            0
+        let params = RxParams {
+            awaiting_icreq: self.state == ConnState::AwaitIcReq,
+            hdgst: self.hdgst,
+            max_plen: (self.max_io as usize).max(self.icd_size as usize) + 512,
         };
-        if !is_ic && !is_term && ((ch.flags & pdu_flags::HDGSTF != 0) != self.hdgst) {
-            return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
-        }
-        let hlen = hlen as usize;
-        if plen < hlen + hd || plen > (self.max_io as usize).max(self.icd_size as usize) + 512 {
-            return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
-        }
-        if avail < hlen + hd {
+        let h = match pdu_rx::check_common(&ch, &params) {
+            Ok(h) => h,
+            Err(r) => return term(r, hdr_show),
+        };
+        if avail < h.len() {
             return Ok(0);
         }
-        let hdr_show = hlen.min(128);
-        if hd > 0 {
-            let want = digest(&self.rx[head..head + hlen]);
-            let got = u32::from_le_bytes(self.rx[head + hlen..head + hlen + 4].try_into().unwrap_or([0; 4]));
-            if want != got {
-                return term(fes::HEADER_DIGEST_ERROR, 0, hdr_show);
-            }
-        }
-        // Payload geometry: [pad][data][data digest]
-        let has_data = plen > hlen + hd;
-        let (pad, data_len) = if has_data {
-            let pdo = ch.pdo as usize;
-            let dd = if ch.flags & pdu_flags::DDGSTF != 0 { DIGEST_LEN } else { 0 };
-            if (ch.flags & pdu_flags::DDGSTF != 0) != self.ddgst && !is_term {
-                return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
-            }
-            if is_term {
-                (0, plen - hlen)
-            } else {
-                if pdo < hlen + hd || pdo > plen - dd || pdo - (hlen + hd) > 128 {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 3, hdr_show);
-                }
-                (pdo - hlen - hd, plen - pdo - dd)
-            }
-        } else {
-            (0, 0)
+        let hdr_show = h.hlen.min(128);
+        let checked = pdu_rx::check_header_digest(&h, &self.rx[head..head + h.len()])
+            .and_then(|()| pdu_rx::payload(&ch, &h, self.ddgst));
+        let pl = match checked {
+            Ok(p) => p,
+            Err(r) => return term(r, hdr_show),
         };
+        let (hlen, hd, plen) = (h.hlen, h.hd, h.plen);
         match ch.pdu_type {
             pdu_type::IC_REQ => {
-                if plen != 128 {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
-                }
                 let Ok((ic, _)) = ICReq::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
-                if ic.pfv.get() != 0 {
-                    return term(fes::UNSUPPORTED_PARAMETER, 8, hdr_show);
-                }
-                if ic.hpda > 31 {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 10, hdr_show);
+                if let Err(r) = pdu_rx::check_icreq(&h, &ic) {
+                    return term(r, hdr_show);
                 }
                 let allowed = if self.allow_digests { dgst::HEADER | dgst::DATA } else { 0 };
                 let d = ic.dgst & allowed;
@@ -666,22 +620,18 @@ impl TcpConn {
                 Err((Fatal::Close("host terminated the connection"), 0))
             }
             pdu_type::CAPSULE_CMD => {
-                if has_data && data_len == 0 {
-                    // PLEN claims bytes beyond the header but carries no data.
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
+                if let Err(r) = pdu_rx::check_capsule(&pl, self.icd_size as usize) {
+                    return term(r, hdr_show);
                 }
-                if data_len > self.icd_size as usize {
-                    return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 0, hdr_show);
-                }
+                let data_len = pl.data_len;
                 // In flight: one command (the Connect) before the queue is connected, then at
                 // most SQSIZE; a host that exceeds it has broken the protocol.
-                let limit = if self.q.is_connected() { self.q.sqsize as usize } else { 1 };
-                if MAX_SLOTS - self.free.len() >= limit.min(MAX_SLOTS) {
-                    return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
+                if !self.q.can_accept(MAX_SLOTS - self.free.len()) {
+                    return term(Refusal { fes: fes::PDU_SEQUENCE_ERROR, fei: 0 }, hdr_show);
                 }
                 let Ok((cap, _)) = CapsuleCmdHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
                 let Some(slot) = self.free.pop() else {
-                    return term(fes::PDU_SEQUENCE_ERROR, 0, hdr_show);
+                    return term(Refusal { fes: fes::PDU_SEQUENCE_ERROR, fei: 0 }, hdr_show);
                 };
                 // In-capsule data never waits for the pool (bounded by the queue depth times
                 // in_capsule_data_size): the stream behind it may hold the data that frees buffers.
@@ -691,14 +641,13 @@ impl TcpConn {
                 let r = &mut self.reqs[slot as usize];
                 r.state = ReqState::CapsuleData;
                 r.sqe = cap.sqe;
-                r.cqe = Cqe::default();
                 r.buf = buf;
                 r.h2c_done = 0;
                 r.digest_error = false;
                 self.rx_head += hlen + hd;
                 if data_len > 0 {
                     self.rx_crc = 0;
-                    self.rx_state = Rx::Payload { slot, pad, pos: 0, left: data_len, h2c: false, last: true };
+                    self.rx_state = Rx::Payload { slot, pad: pl.pad, pos: 0, left: data_len, h2c: false, last: true };
                 } else {
                     self.capsule_received(slot, ctx);
                 }
@@ -708,31 +657,23 @@ impl TcpConn {
                 // H2CData
                 let Ok((d, _)) = DataHdr::read_from_prefix(&self.rx[head..]) else { return Ok(0) };
                 let slot = d.ttag.get();
-                let datao = d.datao.get();
-                let datal = d.datal.get();
                 let Some(r) = self.reqs.get(slot as usize).filter(|r| r.state == ReqState::AwaitingH2C) else {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 10, hdr_show);
+                    return term(Refusal { fes: fes::INVALID_PDU_HEADER_FIELD, fei: 10 }, hdr_show);
                 };
-                if r.sqe.cid.get() != d.cccid.get() {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 8, hdr_show);
-                }
-                if datal > self.maxh2cdata {
-                    return term(fes::DATA_TRANSFER_LIMIT_EXCEEDED, 16, hdr_show);
-                }
-                if datao != r.h2c_done || (datao as u64 + datal as u64) > r.xfer_len as u64 || datal == 0 {
-                    return term(fes::DATA_TRANSFER_OUT_OF_RANGE, 12, hdr_show);
-                }
-                if data_len != datal as usize {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 4, hdr_show);
-                }
-                // One R2T covers the whole transfer, so LAST_PDU marks its final bytes.
-                if ch.flags & pdu_flags::LAST_PDU != 0 && datao + datal != r.xfer_len {
-                    return term(fes::INVALID_PDU_HEADER_FIELD, 1, hdr_show);
+                let expect = H2cExpect {
+                    cid: r.sqe.cid.get(),
+                    done: r.h2c_done,
+                    xfer_len: r.xfer_len,
+                    max_h2c_data: self.maxh2cdata,
+                };
+                if let Err(r) = pdu_rx::check_h2c_data(&ch, &d, &pl, &expect) {
+                    return term(r, hdr_show);
                 }
                 self.rx_head += hlen + hd;
                 self.rx_crc = 0;
                 let last = ch.flags & pdu_flags::LAST_PDU != 0;
-                self.rx_state = Rx::Payload { slot, pad, pos: datao as usize, left: data_len, h2c: true, last };
+                let (pos, left) = (d.datao.get() as usize, pl.data_len);
+                self.rx_state = Rx::Payload { slot, pad: pl.pad, pos, left, h2c: true, last };
                 Ok(1)
             }
         }
@@ -766,20 +707,21 @@ impl TcpConn {
 
     /// A command capsule (with any in-capsule data) has arrived: work out the data transfer.
     fn capsule_received(&mut self, slot: u16, ctx: &mut GroupCtx) {
-        let sqhd = self.q.consume_sqe();
         let r = &mut self.reqs[slot as usize];
-        r.cqe.sqhd.set(sqhd);
+        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
         if r.digest_error {
             self.fail_req(slot, Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR), ctx);
             return;
         }
         r.dir = direction(&r.sqe);
-        let is_connect = r.sqe.opcode == 0x7f && r.sqe.fctype() == crate::spec::FabricsType::Connect as u8;
-        if !self.q.is_connected() && !is_connect {
-            // Nothing but Connect before the queue is connected: no buffers, no R2T.
-            r.dir = Dir::None;
-            return self.fail_req(slot, Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr(), ctx);
-        }
+        let is_connect = match admitted {
+            Ok(a) => a == Admitted::Connect,
+            Err(status) => {
+                // Nothing but Connect before the queue is connected: no buffers, no R2T.
+                r.dir = Dir::None;
+                return self.fail_req(slot, status, ctx);
+            }
+        };
         let sgl = r.sqe.sgl1();
         let len = sgl.length.get();
         let in_capsule = r.buf.as_ref().map_or(0, |b| b.len());
@@ -859,11 +801,8 @@ impl TcpConn {
         let res = self.q.execute(ctx, Cmd { sqe: &r.sqe, buf: &mut r.buf, cqe: &mut r.cqe, tag });
         match res {
             Exec::Complete => self.complete(slot, ctx),
-            Exec::Pending => self.outstanding += 1,
-            Exec::Parked => {
-                r.state = ReqState::Parked;
-                self.q.aer_slots.push(slot);
-            }
+            Exec::Pending => {}
+            Exec::Parked => r.state = ReqState::Parked,
             Exec::CompleteThenClose => {
                 self.complete(slot, ctx);
                 self.fail(Fatal::Close("host disconnected"), &[]);
@@ -871,7 +810,7 @@ impl TcpConn {
         }
         if !self.budget.has_host() {
             // Connected: from now on count its buffers against its controller's limit too.
-            if let Some(c) = self.q.ctrl.as_ref() {
+            if let Some(c) = self.q.controller() {
                 self.budget.join_host(ctx.target.host_data.counter(c), self.max_data_per_ctrlr);
             }
         }
@@ -879,16 +818,10 @@ impl TcpConn {
 
     /// A bdev I/O of this connection finished.
     pub fn bdev_complete(&mut self, slot: u16, done: BdevCompletion, ctx: &mut GroupCtx) {
-        self.outstanding = self.outstanding.saturating_sub(1);
         let Some(r) = self.reqs.get_mut(slot as usize) else {
-            if let Some(b) = done.buf {
-                ctx.bufs.put(b);
-            }
-            return;
+            return self.q.bdev_complete_unknown(ctx, done);
         };
-        if let Some(b) = done.buf {
-            r.buf = Some(b);
-        }
+        self.q.bdev_complete(ctx, done, &mut r.buf, &mut r.cqe);
         if self.state == ConnState::Closed {
             if let Some(b) = r.buf.take() {
                 ctx.bufs.put(b);
@@ -897,7 +830,6 @@ impl TcpConn {
             r.state = ReqState::Free;
             return;
         }
-        crate::cmd::io::set_bdev_completion(&mut r.cqe, done.status);
         self.complete(slot, ctx);
     }
 
@@ -907,11 +839,7 @@ impl TcpConn {
         self.tx.reclaim(&mut ctx.bufs);
         let r = &mut self.reqs[slot as usize];
         let cid = r.sqe.cid.get();
-        r.cqe.cid.set(cid);
-        r.cqe.sqid.set(self.q.qid);
-        if self.q.sq_flow_disabled {
-            r.cqe.sqhd.set(0xffff);
-        }
+        self.q.finish_cqe(&r.sqe, &mut r.cqe);
         let ok = r.cqe.status().is_success();
         let data_len = match (&r.buf, r.dir) {
             (Some(b), Dir::CtrlToHost) if ok && r.xfer_len > 0 => Some((r.xfer_len as usize).min(b.len())),
@@ -920,7 +848,7 @@ impl TcpConn {
         let mut need_resp = true;
         if let Some(len) = data_len {
             let use_success =
-                self.c2h_success && self.q.sq_flow_disabled && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
+                self.c2h_success && self.q.sq_flow_disabled() && r.cqe.dw0.get() == 0 && r.cqe.dw1.get() == 0;
             let (hdgst, ddgst, hpda) = (self.hdgst, self.ddgst, self.hpda);
             match r.buf.take() {
                 // Large payloads leave straight from the buffer (writev in `flush`), which goes

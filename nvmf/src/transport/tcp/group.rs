@@ -132,7 +132,7 @@ impl TransportPollGroup for TcpPollGroup {
                     c.close(ctx);
                 }
             }
-            if c.is_closed() && c.outstanding == 0 {
+            if c.is_drained() {
                 dead.push(i);
             }
         }

@@ -3,6 +3,7 @@
 
 mod conn;
 mod group;
+mod pdu_rx;
 mod pdu_tx;
 mod send;
 
@@ -74,8 +75,8 @@ impl Default for TcpTransportOpts {
             send_timeout_ms: 30_000,
             max_connections_per_listener: 4096,
             max_connections: 16384,
-            buf_pool_size: crate::poll_group::MAX_BUFFERS,
-            buf_pool_watermark: crate::poll_group::DEFAULT_BUF_WATERMARK,
+            buf_pool_size: crate::group_ctx::MAX_BUFFERS,
+            buf_pool_watermark: crate::group_ctx::DEFAULT_BUF_WATERMARK,
         }
     }
 }
