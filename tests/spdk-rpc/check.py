@@ -259,6 +259,34 @@ def visibility_and_referrals(t):
     check(saved == want[:2], "save_config writes the referrals")
 
 
+def ana(t, port):
+    """ANA reporting, namespace ANA groups and listener states through rpc.py; save_config keeps them."""
+    nqn = "nqn.2016-06.io.spdk:ana1"
+    t.ok("bdev_malloc_create", "-b", "Malloc7", "8", "512")
+    t.ok("bdev_malloc_create", "-b", "Malloc6", "8", "512")
+    t.ok("nvmf_create_subsystem", nqn, "-a", "-r", "-m", "4")
+    t.ok("nvmf_subsystem_add_ns", nqn, "Malloc7")
+    t.ok("nvmf_subsystem_add_ns", nqn, "Malloc6", "--anagrpid", "3")
+    t.fails(-32602, "ANA reporting", "nvmf_subsystem_add_listener", NQN, "-t", "tcp", "-a", "127.0.0.1", "-s", str(port), "-n", "inaccessible")
+    t.ok("nvmf_subsystem_add_listener", nqn, "-t", "tcp", "-a", "127.0.0.1", "-s", str(port), "-n", "non_optimized")
+    check(t.ok("nvmf_subsystem_listener_set_ana_state", nqn, "-n", "inaccessible", "-t", "tcp", "-a", "127.0.0.1",
+               "-s", str(port), "-g", "3") == "", "nvmf_subsystem_listener_set_ana_state succeeds silently")
+    ls = t.ok("nvmf_subsystem_get_listeners", nqn)
+    states = [g["ana_state"] for g in ls[0]["ana_states"]] if isinstance(ls, list) and ls else []
+    check(states == ["non_optimized", "non_optimized", "inaccessible", "non_optimized"],
+          f"nvmf_subsystem_get_listeners shows each group's state: {states}")
+    t.fails(-32602, "ANA", "nvmf_subsystem_listener_set_ana_state", NQN, "-n", "optimized", "-t", "tcp", "-a", "127.0.0.1", "-s", str(port))
+    nvmf = [s for s in t.ok("save_config")["subsystems"] if s["subsystem"] == "nvmf"][0]["config"]
+    mine = [c for c in nvmf if c["params"].get("nqn") == nqn]
+    created = [c["params"] for c in mine if c["method"] == "nvmf_create_subsystem"]
+    check(bool(created) and created[0].get("ana_reporting") is True, "save_config writes ana_reporting")
+    groups = [c["params"]["namespace"]["anagrpid"] for c in mine if c["method"] == "nvmf_subsystem_add_ns"]
+    check(groups == [1, 3], f"save_config writes each namespace's anagrpid: {groups}")
+    sets = [(c["params"]["anagrpid"], c["params"]["ana_state"]) for c in mine if c["method"] == "nvmf_subsystem_listener_set_ana_state"]
+    check(sets == [(1, "non_optimized"), (2, "non_optimized"), (3, "inaccessible"), (4, "non_optimized")],
+          f"save_config writes the listener's non-optimized states: {sets}")
+
+
 def save_and_restart(bindir, work, t, port):
     """rpc.py's save_config (framework_get_subsystems + framework_get_config) -> restart -> same."""
     first = t.ok("save_config")
@@ -280,6 +308,7 @@ NESTED = {
     "nvmf_subsystem_add_ns": ("namespace", {"bdev_name", "ptpl_file", "nsid", "nguid", "eui64", "uuid", "anagrpid", "no_auto_visible"}),
     "nvmf_subsystem_add_listener": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
     "nvmf_subsystem_remove_listener": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
+    "nvmf_subsystem_listener_set_ana_state": ("listen_address", {"trtype", "traddr", "trsvcid", "adrfam"}),
     "nvmf_discovery_add_referral": ("address", {"trtype", "traddr", "trsvcid", "adrfam"}),
     "nvmf_discovery_remove_referral": ("address", {"trtype", "traddr", "trsvcid", "adrfam"}),
 }
@@ -401,6 +430,7 @@ def main():
         bad_arguments(t)
         keyring_and_hosts(t, work)
         visibility_and_referrals(t)
+        ana(t, port)
         t = save_and_restart(a.bin, work, t, port)
         t.stop()
         startup_and_logs(a.bin, work, os.path.join(work, "saved.json"))

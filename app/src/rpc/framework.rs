@@ -4,6 +4,7 @@ use super::bdev::bdev_uuid;
 use super::nvmf::{listen_address_json, transport_infos, transport_json, TICK_RATE};
 use super::{format_uuid, hex_upper, parse_params, RpcError};
 use crate::state::{AppState, BdevKind};
+use nvmf::ana::AnaState;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -169,11 +170,19 @@ fn nvmf_config(state: &AppState) -> Vec<Value> {
                 "model_number": s.model,
                 "allow_any_host": s.allow_any_host(),
                 "max_namespaces": s.max_namespaces,
+                "ana_reporting": s.ana_reporting,
             }}));
         }
         for l in s.listeners() {
             nvmf.push(json!({"method": "nvmf_subsystem_add_listener", "params": {
                 "nqn": s.nqn, "listen_address": listen_address_json(&l)}}));
+            // ANA states other than the default (optimized), group by group.
+            let groups = if s.ana_reporting { s.ana_states(&l).unwrap_or_default() } else { Vec::new() };
+            for (i, st) in groups.iter().enumerate().filter(|(_, st)| **st != AnaState::Optimized) {
+                nvmf.push(json!({"method": "nvmf_subsystem_listener_set_ana_state", "params": {
+                    "nqn": s.nqn, "listen_address": listen_address_json(&l),
+                    "ana_state": st.name(), "anagrpid": i + 1}}));
+            }
         }
         if s.is_discovery() {
             continue;
@@ -191,6 +200,7 @@ fn nvmf_config(state: &AppState) -> Vec<Value> {
                 "eui64": hex_upper(&ns.eui64),
                 "uuid": format_uuid(&ns.uuid),
                 "no_auto_visible": !ns.auto_visible,
+                "anagrpid": ns.anagrpid,
             }});
             // Only when on: configs stay loadable by SPDK, which does not know it.
             if ns.passthru_io {

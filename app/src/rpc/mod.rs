@@ -59,6 +59,7 @@ const METHODS: &[(&str, Handler)] = &[
     ("nvmf_discovery_remove_referral", nvmf_referral::remove_referral),
     ("nvmf_discovery_get_referrals", nvmf_referral::get_referrals),
     ("nvmf_subsystem_add_listener", nvmf::add_listener),
+    ("nvmf_subsystem_listener_set_ana_state", nvmf::listener_set_ana_state),
     ("nvmf_subsystem_remove_listener", nvmf::remove_listener),
     ("nvmf_subsystem_add_host", nvmf::add_host),
     ("nvmf_subsystem_remove_host", nvmf::remove_host),

@@ -5,6 +5,7 @@ use super::{
     format_uuid, hex_upper, opt_string_or_number, parse_hex, parse_params, parse_uuid, string_or_number, RpcError,
 };
 use crate::state::{AppState, TransportInfo, TransportLimits};
+use nvmf::ana::AnaState;
 use nvmf::subsystem::MAX_NAMESPACES;
 use nvmf::{NamespaceConfig, SubsystemConfig, TcpTransport, TcpTransportOpts, TransportAddr, TransportType};
 use serde::Deserialize;
@@ -321,9 +322,6 @@ pub fn create_subsystem(state: &mut AppState, params: Option<Value>) -> Result<V
     if p.max_namespaces > MAX_NAMESPACES {
         return Err(RpcError::invalid_params(format!("max_namespaces {} exceeds {MAX_NAMESPACES}", p.max_namespaces)));
     }
-    if p.ana_reporting {
-        return Err(RpcError::invalid_params("ana_reporting is not supported"));
-    }
     if p.min_cntlid.unwrap_or(MIN_CNTLID) != MIN_CNTLID || p.max_cntlid.unwrap_or(MAX_CNTLID) != MAX_CNTLID {
         return Err(RpcError::invalid_params(format!(
             "min_cntlid/max_cntlid other than {MIN_CNTLID}/{MAX_CNTLID} are not supported"
@@ -333,6 +331,7 @@ pub fn create_subsystem(state: &mut AppState, params: Option<Value>) -> Result<V
     cfg.serial = serial;
     cfg.model = model;
     cfg.allow_any_host = p.allow_any_host;
+    cfg.ana_reporting = p.ana_reporting;
     if p.max_namespaces != 0 {
         cfg.max_namespaces = p.max_namespaces;
     }
@@ -398,8 +397,8 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
             ns.bdev_name
         )));
     }
-    if ns.anagrpid.is_some_and(|g| g > 1) {
-        return Err(RpcError::invalid_params("anagrpid > 1 is not supported"));
+    if ns.anagrpid.is_some_and(|g| g == 0 || g > sub.max_namespaces) {
+        return Err(RpcError::invalid_params(format!("anagrpid must be 1..={} (max_namespaces)", sub.max_namespaces)));
     }
     if ns.nsid > sub.max_namespaces {
         return Err(RpcError::invalid_params(format!(
@@ -418,6 +417,7 @@ pub fn add_ns(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcE
     cfg.passthru_io = ns.passthru_io;
     cfg.auto_visible = !ns.no_auto_visible;
     cfg.ptpl_file = ns.ptpl_file.as_ref().map(std::path::PathBuf::from);
+    cfg.anagrpid = ns.anagrpid;
     if let Some(g) = &ns.nguid {
         cfg.nguid = parse_hex::<16>(g, "NGUID")?;
     }
@@ -550,8 +550,15 @@ pub fn add_listener(state: &mut AppState, params: Option<Value>) -> Result<Value
     let p: ListenerParams = parse_params(params)?;
     let sub = any_subsystem(state, &p.nqn)?;
     let mut addr = transport_addr(&p.listen_address)?;
-    if p.secure_channel || p.ana_state.is_some() || p.anagrpid.is_some() {
-        return Err(RpcError::invalid_params("secure_channel, ana_state and anagrpid are not supported"));
+    if p.secure_channel {
+        return Err(RpcError::invalid_params("secure_channel is not supported"));
+    }
+    let ana = p.ana_state.as_deref().map(parse_ana_state).transpose()?;
+    if ana.is_some() && !sub.ana_reporting {
+        return Err(RpcError::invalid_params(format!("{} does not have ANA reporting (--ana-reporting)", p.nqn)));
+    }
+    if p.anagrpid.is_some_and(|g| g == 0 || g > sub.max_namespaces) {
+        return Err(RpcError::invalid_params(format!("anagrpid must be 1..={}", sub.max_namespaces)));
     }
     if !state.target.transports().iter().any(|t| t.trtype() == addr.trtype) {
         return Err(RpcError::invalid_params(format!(
@@ -583,7 +590,44 @@ pub fn add_listener(state: &mut AppState, params: Option<Value>) -> Result<Value
         }
         return Err(e.into());
     }
+    if let Some(st) = ana {
+        sub.set_ana_state(&addr, p.anagrpid, st)?;
+    }
     log::info!("{} listening on {addr}", p.nqn);
+    Ok(json!(true))
+}
+
+fn parse_ana_state(s: &str) -> Result<AnaState, RpcError> {
+    AnaState::parse(s).ok_or_else(|| {
+        RpcError::invalid_params(format!(
+            "Invalid ana_state {s:?}: optimized, non_optimized, inaccessible, persistent_loss or change"
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnaStateParams {
+    nqn: String,
+    listen_address: ListenAddress,
+    ana_state: String,
+    anagrpid: Option<u32>,
+    #[allow(dead_code)]
+    tgt_name: Option<String>,
+}
+
+/// SPDK's `nvmf_subsystem_listener_set_ana_state`: the listener's state for one ANA group
+/// (`anagrpid`) or for all of them.
+pub fn listener_set_ana_state(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
+    let p: AnaStateParams = parse_params(params)?;
+    let sub = nvm_subsystem(state, &p.nqn)?;
+    let addr = transport_addr(&p.listen_address)?;
+    let st = parse_ana_state(&p.ana_state)?;
+    sub.set_ana_state(&addr, p.anagrpid, st)?;
+    match p.anagrpid {
+        Some(g) => log::info!("{}: listener {addr}: ANA group {g} is {}", p.nqn, st.name()),
+        None => log::info!("{}: listener {addr}: every ANA group is {}", p.nqn, st.name()),
+    }
     Ok(json!(true))
 }
 

@@ -37,14 +37,25 @@ pub fn get_qpairs(state: &mut AppState, params: Option<Value>) -> Result<Value, 
     Ok(Value::Array(out))
 }
 
-/// `[{address, ana_states}]` of the subsystem's listeners (one ANA group, optimized).
+/// `[{address, ana_states}]` of the subsystem's listeners: each ANA group's state when the
+/// subsystem has ANA reporting (as SPDK lists them), otherwise the one optimized group.
 pub fn get_listeners(state: &mut AppState, params: Option<Value>) -> Result<Value, RpcError> {
     let p: NqnParams = parse_params(params)?;
     let sub = any_subsystem(state, &p.nqn)?;
     Ok(Value::Array(
         sub.listeners()
             .iter()
-            .map(|l| json!({"address": listen_address_json(l), "ana_states": [{"ana_group": 1, "ana_state": "optimized"}]}))
+            .map(|l| {
+                let states: Vec<Value> = match sub.ana_states(l) {
+                    Some(groups) if sub.ana_reporting => groups
+                        .iter()
+                        .enumerate()
+                        .map(|(i, st)| json!({"ana_group": i + 1, "ana_state": st.name()}))
+                        .collect(),
+                    _ => vec![json!({"ana_group": 1, "ana_state": "optimized"})],
+                };
+                json!({"address": listen_address_json(l), "ana_states": states})
+            })
             .collect(),
     ))
 }

@@ -1033,3 +1033,79 @@ fn discovery_referral_methods() {
     assert_eq!(ok(&mut st, "nvmf_discovery_get_referrals", Value::Null).as_array().unwrap().len(), 1);
     fails(&mut st, "nvmf_discovery_remove_referral", json!({"address": addr}), INVALID_PARAMS);
 }
+
+#[test]
+fn ana_methods() {
+    let mut st = state();
+    ok(&mut st, "nvmf_create_transport", json!({"trtype": "TCP"}));
+    ok(&mut st, "bdev_malloc_create", json!({"name": "Malloc0", "num_blocks": 2048, "block_size": 512}));
+    ok(&mut st, "bdev_malloc_create", json!({"name": "Malloc1", "num_blocks": 2048, "block_size": 512}));
+    ok(
+        &mut st,
+        "nvmf_create_subsystem",
+        json!({"nqn": NQN, "allow_any_host": true, "ana_reporting": true, "max_namespaces": 4}),
+    );
+    ok(&mut st, "nvmf_create_subsystem", json!({"nqn": "nqn.2016-06.io.spdk:plain"}));
+    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc0"}}));
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_ns",
+        json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "anagrpid": 5}}),
+        INVALID_PARAMS,
+    );
+    ok(&mut st, "nvmf_subsystem_add_ns", json!({"nqn": NQN, "namespace": {"bdev_name": "Malloc1", "anagrpid": 2}}));
+    let la = json!({"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": "0"});
+    // An ANA state on a listener of a subsystem without ANA reporting, or an unknown state.
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": "nqn.2016-06.io.spdk:plain", "listen_address": la, "ana_state": "inaccessible"}),
+        INVALID_PARAMS,
+    );
+    fails(
+        &mut st,
+        "nvmf_subsystem_add_listener",
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "sleepy"}),
+        INVALID_PARAMS,
+    );
+    ok(&mut st, "nvmf_subsystem_add_listener", json!({"nqn": NQN, "listen_address": la, "ana_state": "non_optimized"}));
+    let port = st.target.listen_addrs()[0].trsvcid.clone();
+    let la = json!({"trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": port});
+    let states = |st: &mut AppState| -> Vec<String> {
+        let l = ok(st, "nvmf_subsystem_get_listeners", json!({"nqn": NQN}));
+        l[0]["ana_states"].as_array().unwrap().iter().map(|g| g["ana_state"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(states(&mut st), ["non_optimized"; 4], "add_listener's state applies to every group");
+    ok(
+        &mut st,
+        "nvmf_subsystem_listener_set_ana_state",
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "inaccessible", "anagrpid": 2, "tgt_name": null}),
+    );
+    assert_eq!(states(&mut st), ["non_optimized", "inaccessible", "non_optimized", "non_optimized"]);
+    ok(
+        &mut st,
+        "nvmf_subsystem_listener_set_ana_state",
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "optimized"}),
+    );
+    ok(
+        &mut st,
+        "nvmf_subsystem_listener_set_ana_state",
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "persistent_loss", "anagrpid": 2}),
+    );
+    for bad in [
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "inaccessible", "anagrpid": 0}),
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "inaccessible", "anagrpid": 5}),
+        json!({"nqn": NQN, "listen_address": la, "ana_state": "bogus"}),
+        json!({"nqn": "nqn.2016-06.io.spdk:plain", "listen_address": la, "ana_state": "optimized"}),
+        json!({"nqn": NQN, "listen_address": {"trtype": "TCP", "traddr": "127.0.0.1", "trsvcid": "1"}, "ana_state": "optimized"}),
+        json!({"nqn": NQN, "ana_state": "optimized"}),
+    ] {
+        fails(&mut st, "nvmf_subsystem_listener_set_ana_state", bad, INVALID_PARAMS);
+    }
+    // save_config keeps ANA reporting, each namespace's group and the non-default states.
+    let cfg = framework::config_document(&st).to_string();
+    assert!(cfg.contains(r#""ana_reporting":true"#), "{cfg}");
+    assert!(cfg.contains(r#""anagrpid":2,"bdev_name":"Malloc1""#), "{cfg}");
+    assert!(cfg.contains(r#""method":"nvmf_subsystem_listener_set_ana_state""#), "{cfg}");
+    assert!(cfg.contains(r#""ana_state":"persistent_loss""#), "{cfg}");
+}
