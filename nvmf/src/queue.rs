@@ -186,9 +186,12 @@ impl NvmeQueue {
         *cqe = Cqe::default();
         let sqhd = self.consume_sqe();
         cqe.sqhd.set(sqhd);
-        let connect = sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8
-            && sqe.fctype() == crate::spec::FabricsType::Connect as u8;
-        if connect {
+        let fabrics = sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8;
+        // The I/O path: a connected queue and no fabrics command.
+        if !fabrics && self.ctrl.is_some() {
+            return Ok(Admitted::Command);
+        }
+        if fabrics && sqe.fctype() == crate::spec::FabricsType::Connect as u8 {
             Ok(Admitted::Connect)
         } else if self.ctrl.is_some() {
             Ok(Admitted::Command)
@@ -293,6 +296,7 @@ impl NvmeQueue {
         res
     }
 
+    #[inline(always)]
     fn dispatch(&mut self, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
         cmd.cqe.set_status(Status::SUCCESS);
         if cmd.sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8 {
@@ -344,13 +348,18 @@ impl NvmeQueue {
 
     /// A DMA buffer lent by the namespace's bdev channel for command `sqe`'s data, or `None`
     /// (not direct mode, or none free).
+    #[inline]
     pub(crate) fn lent_buf(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         let ctrl = self.ctrl.as_ref()?;
         self.ns_cache.refresh(ctrl);
-        // The common case first: no namespace of the subsystem lends buffers.
+        // The common case first (inlined): no namespace of the subsystem lends buffers.
         if !self.ns_cache.lenders {
             return None;
         }
+        self.lent_buf_from_channel(ctx, sqe, len)
+    }
+
+    fn lent_buf_from_channel(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, len: usize) -> Option<IoBuf> {
         // Dataset Management ranges are read by the target, not moved by the device.
         if self.qid != 0 && sqe.opcode != crate::spec::NvmOpcode::DatasetManagement as u8 && !self.auth_pending() {
             let ns =

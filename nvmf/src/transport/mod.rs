@@ -141,7 +141,7 @@ pub enum Dir {
 }
 
 pub fn direction(sqe: &crate::spec::Sqe) -> Dir {
-    let bits = if sqe.opcode == 0x7f { sqe.fctype() } else { sqe.opcode };
+    let bits = if sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8 { sqe.fctype() } else { sqe.opcode };
     match bits & 3 {
         1 => Dir::HostToCtrl,
         2 => Dir::CtrlToHost,

@@ -39,6 +39,7 @@ pub(crate) struct Header {
 
 impl Header {
     /// Bytes needed before the header (and its digest) can be checked further.
+    #[inline]
     pub fn len(&self) -> usize {
         self.hlen + self.hd
     }
@@ -55,6 +56,7 @@ pub(crate) struct Payload {
 
 /// The common-header checks: a host-to-controller type, its fixed HLEN, the PDU sequence
 /// (ICReq first), the header digest flag as negotiated, and PLEN within bounds.
+#[inline]
 pub(crate) fn check_common(ch: &CommonHeader, p: &RxParams) -> Result<Header, Refusal> {
     let Some(hlen) = expected_hlen(ch.pdu_type) else { return Err(refuse(fes::INVALID_PDU_HEADER_FIELD, 0)) };
     match ch.pdu_type {
@@ -84,6 +86,7 @@ pub(crate) fn check_common(ch: &CommonHeader, p: &RxParams) -> Result<Header, Re
 }
 
 /// The header digest (`bytes` holds the header and its digest).
+#[inline]
 pub(crate) fn check_header_digest(h: &Header, bytes: &[u8]) -> Result<(), Refusal> {
     if h.hd == 0 {
         return Ok(());
@@ -100,6 +103,7 @@ pub(crate) fn check_header_digest(h: &Header, bytes: &[u8]) -> Result<(), Refusa
 
 /// Where the data lies: PDO within the PDU and at most 128 bytes of padding, the data digest
 /// flag as negotiated. A TermReq's payload is the offending header, with no padding.
+#[inline]
 pub(crate) fn payload(ch: &CommonHeader, h: &Header, ddgst: bool) -> Result<Payload, Refusal> {
     if h.plen <= h.len() {
         return Ok(Payload { present: false, pad: 0, data_len: 0 });
@@ -135,6 +139,7 @@ pub(crate) fn check_icreq(h: &Header, ic: &ICReq) -> Result<(), Refusal> {
 }
 
 /// A CapsuleCmd's in-capsule data: none claimed but absent, at most `icd_size` bytes.
+#[inline]
 pub(crate) fn check_capsule(p: &Payload, icd_size: usize) -> Result<(), Refusal> {
     if p.present && p.data_len == 0 {
         // PLEN claims bytes beyond the header but carries no data.
@@ -160,6 +165,7 @@ pub(crate) struct H2cExpect {
 }
 
 /// An H2CData PDU for a request waiting for it (the caller found that request by TTAG).
+#[inline]
 pub(crate) fn check_h2c_data(ch: &CommonHeader, d: &DataHdr, p: &Payload, e: &H2cExpect) -> Result<(), Refusal> {
     let (datao, datal) = (d.datao.get(), d.datal.get());
     if e.cid != d.cccid.get() {
