@@ -27,6 +27,8 @@ pub(crate) mod conn;
 mod group;
 #[forbid(unsafe_code)]
 pub mod private;
+#[forbid(unsafe_code)]
+mod sgl;
 #[allow(unsafe_code)]
 pub(crate) mod verbs;
 #[forbid(unsafe_code)]
