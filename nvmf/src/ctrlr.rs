@@ -63,6 +63,11 @@ pub(crate) struct EventState {
     pub ana_change_pending: bool,
     /// Masked until the host reads the ANA log page 0Ch.
     pub ana_change_masked: bool,
+    /// The discovery log changed since this (discovery) controller's host last read it or was
+    /// told (Discovery Log Page Change notice, NVMe-oF 1.1 section 5.3).
+    pub disc_change_pending: bool,
+    /// Masked until the host reads the discovery log page 70h.
+    pub disc_change_masked: bool,
 }
 
 /// Reservation notices a controller keeps unread (a host that never reads the log cannot grow it).
@@ -105,6 +110,9 @@ pub struct Controller {
     pub(crate) reservation_mask: AtomicU32,
     /// The ANA state of each group through this controller's listener.
     pub(crate) ana: crate::ana::AnaView,
+    /// The discovery generation counter (GENCTR) this discovery controller's host last saw:
+    /// at Connect, in a discovery log page it read, or in an event.
+    pub(crate) disc_genctr_seen: AtomicU64,
     /// Set by the control path when `events` has something for the admin queue.
     pub(crate) event_flag: AtomicBool,
     pub(crate) events: Mutex<EventState>,
@@ -124,6 +132,7 @@ impl Controller {
     ) -> Self {
         let kato_ms = if kato_ms == 0 && subsys.is_discovery() { DISCOVERY_DEFAULT_KATO_MS } else { kato_ms };
         let groups = subsys.max_namespaces as usize;
+        let genctr = subsys.discovery_genctr();
         Controller {
             cntlid,
             subsys,
@@ -145,6 +154,7 @@ impl Controller {
             temp_thresholds: AtomicU32::new(WARNING_TEMPERATURE_K as u32),
             reservation_mask: AtomicU32::new(0),
             ana: crate::ana::AnaView::new(&vec![crate::ana::AnaState::Optimized; groups]),
+            disc_genctr_seen: AtomicU64::new(genctr),
             event_flag: AtomicBool::new(false),
             events: Mutex::new(EventState::default()),
         }
@@ -155,6 +165,26 @@ impl Controller {
     #[inline]
     pub fn ana_state(&self, anagrpid: u32) -> crate::ana::AnaState {
         self.ana.get(anagrpid)
+    }
+
+    /// On a timer tick of a discovery controller's admin queue: if the discovery log changed
+    /// since its host last saw it, raise the Discovery Log Page Change event (one atomic load
+    /// otherwise).
+    pub(crate) fn check_discovery_change(&self) {
+        let now = self.subsys.discovery_genctr();
+        if self.disc_genctr_seen.swap(now, Ordering::AcqRel) != now {
+            self.events.lock().unwrap_or_else(|e| e.into_inner()).disc_change_pending = true;
+            self.event_flag.store(true, Ordering::Release);
+        }
+    }
+
+    /// The host read the discovery log page with generation counter `genctr` (without Retain
+    /// Asynchronous Event): the change event is unmasked, and pending only for later changes.
+    pub(crate) fn discovery_log_read(&self, genctr: u64) {
+        self.disc_genctr_seen.store(genctr, Ordering::Release);
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        ev.disc_change_masked = false;
+        ev.disc_change_pending = false;
     }
 
     /// An ANA state of this controller's listener changed: raise the ANA Change event.

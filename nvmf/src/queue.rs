@@ -394,6 +394,9 @@ impl NvmeQueue {
             ctrl.fail();
             return Some(QueueEvent::Close("keep-alive timeout"));
         }
+        if ctrl.subsys.is_discovery() {
+            ctrl.check_discovery_change();
+        }
         if ctrl.event_flag.load(Ordering::Acquire) && !self.aer_slots.is_empty() {
             if let Some(dw0) = crate::cmd::admin::take_event(ctrl) {
                 let slot = self.aer_slots.remove(0);

@@ -284,6 +284,11 @@ impl Subsystem {
         self.discovery_genctr.fetch_add(1, Ordering::Release);
     }
 
+    /// The target's discovery generation counter (GENCTR), shared by every subsystem.
+    pub(crate) fn discovery_genctr(&self) -> u64 {
+        self.discovery_genctr.load(Ordering::Acquire)
+    }
+
     pub fn is_discovery(&self) -> bool {
         self.kind == SubsystemKind::Discovery || self.nqn == DISCOVERY_NQN
     }

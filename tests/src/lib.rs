@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod fuzz;
 pub mod fuzz_passthru;
+pub mod loopback;
 pub mod work;
 
 pub use nvmf_test_support::{fill_pattern, pattern};

@@ -49,8 +49,8 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     }
 }
 
-/// The next asynchronous event for a parked AER, if one is pending and enabled: Namespace
-/// Asymmetric Namespace Access Change (AEC bit 11), Namespace Attribute Changed (AEC bit 8),
+/// The next asynchronous event for a parked AER, if one is pending and enabled: Discovery Log
+/// Page Change (AEC bit 31, discovery controllers), Asymmetric Namespace Access Change (AEC bit 11), Namespace Attribute Changed (AEC bit 8),
 /// then Reservation Log Page Available (I/O Command Set specific
 /// event 0; masked per notice type by the Reservation Notification Mask feature instead).
 pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
@@ -60,7 +60,17 @@ pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     let resv_ready = |ev: &EventState| !ev.reservation_notices.is_empty() && !ev.reservation_masked;
     let ana_enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::ANA_CHANGE_NOTICES != 0;
     let ana_ready = |ev: &EventState| ev.ana_change_pending && !ev.ana_change_masked && ana_enabled;
-    let result = if ana_ready(&ev) {
+    let disc_enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::DISCOVERY_LOG_CHANGE_NOTICES != 0;
+    let disc_ready = |ev: &EventState| ev.disc_change_pending && !ev.disc_change_masked && disc_enabled;
+    let result = if disc_ready(&ev) {
+        // Only discovery controllers raise it: the host reads the log page again.
+        ev.disc_change_pending = false;
+        ev.disc_change_masked = true;
+        Some(
+            AsyncEvent::new(async_event_type::NOTICE, async_event_notice::DISCOVERY_LOG_CHANGE, lid::DISCOVERY)
+                .to_dw0(),
+        )
+    } else if ana_ready(&ev) {
         // Multipath hosts act on this one first: it moves their I/O to another path.
         ev.ana_change_pending = false;
         ev.ana_change_masked = true;
@@ -80,7 +90,7 @@ pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     };
     // Nothing more deliverable now (delivered, masked or disabled): clear the flag; reading a
     // log page or changing the configuration sets it again.
-    let more = ns_ready(&ev) || resv_ready(&ev) || ana_ready(&ev);
+    let more = ns_ready(&ev) || resv_ready(&ev) || ana_ready(&ev) || disc_ready(&ev);
     ctrl.event_flag.store(more, Ordering::Release);
     result
 }

@@ -4,7 +4,7 @@
 //! only what the log page lists (the target implements the view, see `target.rs`).
 
 use crate::referral::Referral;
-use crate::spec::discovery::{subtype, treq, DiscoveryLogEntry, DiscoveryLogHeader};
+use crate::spec::discovery::{eflags, rdma_tsas, subtype, treq, DiscoveryLogEntry, DiscoveryLogHeader};
 use crate::spec::fabrics::DISCOVERY_NQN;
 use crate::spec::put_str;
 use crate::subsystem::Subsystem;
@@ -30,14 +30,27 @@ fn entry(addr: &TransportAddr, nqn: &str, kind: u8, portid: u16) -> DiscoveryLog
     e.trtype = addr.trtype.trtype();
     e.adrfam = addr.adrfam();
     e.subtype = kind;
-    e.treq = treq::SECURE_CHANNEL_NOT_REQUIRED;
+    // No secure channel needed; a host may disable SQ flow control (Connect CATTR bit 2).
+    e.treq = treq::SECURE_CHANNEL_NOT_REQUIRED | treq::DISABLE_SQFLOW;
     e.portid.set(portid);
     e.cntlid.set(0xffff);
     e.asqsz.set(crate::ctrlr::MAX_ADMIN_QUEUE_DEPTH);
+    if kind == subtype::CURRENT_DISCOVERY {
+        // This discovery controller keeps persistent connections and reports log changes
+        // (EPCSD); the entry repeats what the host already knows (DUPRETINFO).
+        e.eflags.set(eflags::DUPRETINFO | eflags::EPCSD);
+    }
     put_str(&mut e.trsvcid, &addr.trsvcid, b' ');
     put_str(&mut e.subnqn, nqn, 0);
     put_str(&mut e.traddr, &addr.traddr, b' ');
-    // TSAS for TCP: SECTYPE 0 (no security); for RDMA the zeroes mean RDMA_QPTYPE/PRTYPE defaults.
+    if addr.trtype == crate::transport::TransportType::Rdma {
+        // TSAS for RDMA (NVMe/RDMA 1.0b Figure 6): reliable connected QPs, no provider
+        // type, the RDMA_CM connection management.
+        e.tsas[0] = rdma_tsas::QPTYPE_RELIABLE_CONNECTED;
+        e.tsas[1] = rdma_tsas::PRTYPE_NOT_SPECIFIED;
+        e.tsas[2] = rdma_tsas::CMS_RDMA_CM;
+    }
+    // TSAS for TCP: SECTYPE 0 (no security), all zeroes.
     e
 }
 
@@ -59,9 +72,8 @@ pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str) -> Vec<u8> {
     for r in target.referrals() {
         let kind = if r.is_discovery() { subtype::DISCOVERY_REFERRAL } else { subtype::NVME };
         let mut e = entry(&r.addr, &r.subnqn, kind, 0);
-        if r.secure_channel {
-            e.treq = treq::SECURE_CHANNEL_REQUIRED;
-        }
+        // Another target's port: its secure-channel need as configured, nothing else claimed.
+        e.treq = if r.secure_channel { treq::SECURE_CHANNEL_REQUIRED } else { treq::SECURE_CHANNEL_NOT_REQUIRED };
         entries.push(e);
     }
     let mut hdr = DiscoveryLogHeader::new_zeroed();
@@ -73,6 +85,11 @@ pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str) -> Vec<u8> {
         page.extend_from_slice(e.as_bytes());
     }
     page
+}
+
+/// GENCTR of a page [`build_log`] made.
+pub(crate) fn genctr_of(page: &[u8]) -> u64 {
+    page.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 #[cfg(test)]

@@ -151,6 +151,8 @@ pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
     if sub.is_discovery() {
         id.cntrltype = cntrltype::DISCOVERY;
         id.mdts = 0;
+        // OAES bit 31: Discovery Log Page Change notices (persistent discovery connections).
+        id.oaes.set(1 << 31);
     } else {
         id.cntrltype = cntrltype::IO;
         // CMIC bit 1: the subsystem may have several controllers.

@@ -85,7 +85,13 @@ pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
     let page: Vec<u8> = match args.lid {
         lid::SUPPORTED_LOG_PAGES => SupportedLogPages::with(&supported).as_bytes().to_vec(),
         lid::ANA => ana_log(ctrl, args.lsp & ANA_LSP_RGO != 0, args.rae),
-        lid::DISCOVERY => super::discovery::build_log(&*ctx.target, &ctrl.hostnqn),
+        lid::DISCOVERY => {
+            let page = super::discovery::build_log(&*ctx.target, &ctrl.hostnqn);
+            if !args.rae {
+                ctrl.discovery_log_read(super::discovery::genctr_of(&page));
+            }
+            page
+        }
         // One entry (Identify ELPE 0), never filled: errors are reported in each completion.
         lid::ERROR => vec![0; 64],
         lid::SMART => smart_log().as_bytes().to_vec(),

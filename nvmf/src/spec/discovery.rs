@@ -78,6 +78,24 @@ pub mod treq {
     pub const SECURE_CHANNEL_NOT_REQUIRED: u8 = 0x02;
     pub const DISABLE_SQFLOW: u8 = 0x04;
 }
+/// EFLAGS bits (NVMe-oF 1.1a / TP 8013, 8014).
+pub mod eflags {
+    /// Duplicate Returned Information: the entry describes what the host already knows.
+    pub const DUPRETINFO: u16 = 1 << 0;
+    /// Explicit Persistent Connection Support for Discovery.
+    pub const EPCSD: u16 = 1 << 1;
+    /// No CDC Connectivity.
+    pub const NCC: u16 = 1 << 2;
+}
+/// Transport Specific Address Subtype for RDMA (NVMe/RDMA 1.0b Figure 6): bytes 0-2.
+pub mod rdma_tsas {
+    /// RDMA_QPTYPE: reliable connected.
+    pub const QPTYPE_RELIABLE_CONNECTED: u8 = 1;
+    /// RDMA_PRTYPE: no provider specified.
+    pub const PRTYPE_NOT_SPECIFIED: u8 = 1;
+    /// RDMA_CMS: the RDMA_CM (RDMA_IP_CM).
+    pub const CMS_RDMA_CM: u8 = 1;
+}
 
 #[cfg(test)]
 mod tests {
