@@ -310,6 +310,12 @@ impl NvmeQueue {
             cmd.cqe.set_status(Status::command_specific(crate::spec::CommandSpecificStatus::AUTH_REQUIRED).dnr());
             return Exec::Complete;
         }
+        if cmd.sqe.fuse() != 0 {
+            // Identify FUSES is 0 (no fused operation): a FUSE value is refused, never ignored,
+            // so a host never takes a lone command for half of an atomic pair.
+            cmd.cqe.set_status(Status::generic(crate::spec::GenericStatus::INVALID_FIELD).dnr());
+            return Exec::Complete;
+        }
         if self.qid == 0 {
             crate::cmd::admin::execute(self, &ctrl, ctx, cmd)
         } else {
