@@ -234,3 +234,30 @@ fn a_reservation_command_without_its_data_is_refused() {
     let cqe = register(&mut a.q, 9, rrega::REGISTER, 0, 0, 1);
     assert_eq!(cqe.status().sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
 }
+
+#[test]
+fn reservations_arbitrate_a_direct_mode_namespace_too() {
+    use nvme_driver::emulator::{EmulatedController, EmulatorConfig};
+    use nvme_driver::{Controller as PcieController, ControllerOptions};
+    use nvmf::bdev::{Bdev, NvmeBdev};
+    let emu = EmulatedController::new(EmulatorConfig { namespaces: vec![(512, 2048)], ..Default::default() });
+    let ctrl = Arc::new(PcieController::new_emulated(&emu, ControllerOptions::default()).expect("bring-up"));
+    let bdev: Arc<dyn Bdev> = Arc::new(NvmeBdev::new("Nvme0n1", ctrl, 1).expect("bdev"));
+    let t = TestTarget::start(TargetSpec { bdevs: vec![bdev], ..Default::default() });
+    let (mut a, mut b) = (connect(&t, 0xa), connect(&t, 0xb));
+    ok(register(&mut a.q, 1, rrega::REGISTER, 0, 0, 0xaaaa), "A registers");
+    ok(register(&mut b.q, 1, rrega::REGISTER, 0, 0, 0xbbbb), "B registers");
+    ok(acquire(&mut a.q, 1, racqa::ACQUIRE, T::WriteExclusive, 0xaaaa, 0), "A acquires");
+    let disk = |emu: &EmulatedController| {
+        let mut v = vec![0u8; 512];
+        assert!(emu.read_disk(1, 0, &mut v));
+        v
+    };
+    // The target refuses the non-holder's write: the device never sees it.
+    assert_eq!(write_status(&mut b.q, 1), CONFLICT);
+    assert_eq!(disk(&emu), vec![0u8; 512], "B's write did not reach the device");
+    assert_eq!(write_status(&mut a.q, 1), OK);
+    assert_eq!(disk(&emu), vec![0x5a; 512], "the holder's write did");
+    let (hdr, _) = report(&mut b.q, 1);
+    assert_eq!((hdr.rtype, hdr.regctl.get()), (T::WriteExclusive as u8, 2), "the target keeps the state");
+}
