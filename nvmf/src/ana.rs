@@ -50,8 +50,9 @@ impl AnaState {
         match self {
             Self::Optimized | Self::NonOptimized => None,
             Self::Inaccessible => Some(Status::path(PathStatus::ASYMMETRIC_ACCESS_INACCESSIBLE)),
-            // Not retryable on this path; the host fails over (Base 2.0 section 8.1.3.4).
-            Self::PersistentLoss => Some(Status::path(PathStatus::ASYMMETRIC_ACCESS_PERSISTENT_LOSS).dnr()),
+            // Not retryable on this path, but on another one (Base 2.0 section 8.1.3.4): no DNR,
+            // which would stop a multipath host from failing over (Linux checks DNR first).
+            Self::PersistentLoss => Some(Status::path(PathStatus::ASYMMETRIC_ACCESS_PERSISTENT_LOSS)),
             Self::Change => Some(Status::path(PathStatus::ASYMMETRIC_ACCESS_TRANSITION)),
         }
     }
@@ -108,7 +109,8 @@ mod tests {
         assert!(AnaState::Optimized.io_refusal().is_none() && AnaState::NonOptimized.io_refusal().is_none());
         let s = AnaState::Inaccessible.io_refusal().unwrap();
         assert_eq!((s.sct(), s.sc(), s.is_dnr()), (StatusCodeType::Path as u8, 0x02, false));
-        assert!(AnaState::PersistentLoss.io_refusal().unwrap().is_dnr());
+        let s = AnaState::PersistentLoss.io_refusal().unwrap();
+        assert_eq!((s.sc(), s.is_dnr()), (0x01, false), "no DNR: the host fails over to another path");
     }
 
     #[test]

@@ -478,7 +478,17 @@ impl Subsystem {
         }
         let ptpl = cfg.ptpl_file.map(|p| crate::reservation::ptpl::PtplFile::new(p, ids.2));
         let restored = match &ptpl {
-            Some(f) => f.load()?,
+            // The file is read without the subsystem lock, which Connect and the poll groups'
+            // namespace-table reloads take; the NSID is checked again afterwards.
+            Some(f) => {
+                drop(st);
+                let r = f.load()?;
+                st = self.lock();
+                if st.namespaces.get(nsid as usize - 1).is_some_and(|e| e.is_some()) {
+                    return Err(Error::NsidInUse(nsid));
+                }
+                r
+            }
             None => Default::default(),
         };
         let ns = Arc::new(Namespace {

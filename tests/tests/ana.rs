@@ -67,12 +67,16 @@ fn ana_log(c: &mut Controller, rgo: bool) -> (AnaLogHeader, Vec<(AnaGroupDescrip
 }
 
 fn read_status(c: &mut Controller, nsid: u32) -> (u8, u8) {
+    let s = read_full_status(c, nsid);
+    (s.sct(), s.sc())
+}
+
+fn read_full_status(c: &mut Controller, nsid: u32) -> nvmf::spec::Status {
     let mut q = c.connect_io_queue(1).expect("io queue");
     let mut sqe = Sqe { opcode: 0x02, flags: 0x40, ..Default::default() };
     sqe.nsid.set(nsid);
     let mut buf = vec![0u8; 512];
-    let s = q.raw(sqe, None, Some(&mut buf)).expect("read").status();
-    (s.sct(), s.sc())
+    q.raw(sqe, None, Some(&mut buf)).expect("read").status()
 }
 
 #[test]
@@ -116,7 +120,11 @@ fn identify_log_event_and_io_follow_the_listener_state() {
     assert_eq!(ana_log(&mut c2, false).1[0].0.state, 1);
     assert_eq!(read_status(&mut c2, 1), (0, GenericStatus::SUCCESS));
 
-    // Persistent loss does not retry on this path (DNR), change asks to retry later.
+    // Persistent loss: not on this path, but without DNR, so a multipath host fails over
+    // (Linux checks DNR before path errors); change asks to retry later.
+    sub.set_ana_state(&l1, None, AnaState::PersistentLoss).expect("set all groups");
+    let s = read_full_status(&mut c1, 2);
+    assert_eq!((s.sct(), s.sc(), s.is_dnr()), (StatusCodeType::Path as u8, 0x01, false), "ANA Persistent Loss");
     sub.set_ana_state(&l1, None, AnaState::Change).expect("set all groups");
     assert_eq!(read_status(&mut c1, 2), (StatusCodeType::Path as u8, 0x03), "ANA Transition");
     // Back to optimized: I/O works again.

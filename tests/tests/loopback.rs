@@ -127,3 +127,32 @@ fn fused_bits_are_refused_not_ignored() {
     // Nothing was written: block 0 still reads as zeroes.
     assert_eq!(b.run(&io, loop_io_sqe(0x02, 20, 0, 1), &[]).data, vec![0u8; LOOP_BS]);
 }
+
+#[test]
+fn oversized_transfers_and_a_host_that_never_reads_completions_are_bounded() {
+    let mut b = LoopBed::new();
+    let h = b.open();
+    // Before Connect and after: a 1 GiB read is refused without a buffer being allocated.
+    let mut big = loop_io_sqe(0x02, 1, 0, 1);
+    big.set_sgl1(nvmf::spec::sqe::SglDescriptor::transport(1 << 30));
+    assert_eq!(b.run(&h, big, &[]).cqe.status().sc(), GenericStatus::COMMAND_SEQUENCE_ERROR);
+    let cntlid = b.connect_admin(&h);
+    let io = b.open();
+    assert!(b.connect(&io, 1, cntlid).status().is_success());
+    assert_eq!(b.run(&io, big, &[]).cqe.status().sc(), GenericStatus::DATA_SGL_LENGTH_INVALID);
+    assert_eq!(b.group.buffers_in_use(), 0);
+    assert!(b.group.buffer_bytes_idle() < 1 << 20, "no 1 GiB buffer was made for it");
+    // Submissions are bounded; completions not taken stop the host's commands.
+    let mut n = 0;
+    while io.submit(loop_io_sqe(0x00, 100, 0, 1), &[]).is_ok() {
+        n += 1;
+        assert!(n <= 128, "submit never refused");
+    }
+    assert_eq!(n, 128, "at most 128 submissions wait");
+    b.idle(&io, 200);
+    let mut done = 0;
+    while io.take_completion().is_some() {
+        done += 1;
+    }
+    assert!((1..=128).contains(&done), "{done} completions");
+}

@@ -554,6 +554,9 @@ pub fn add_listener(state: &mut AppState, params: Option<Value>) -> Result<Value
         return Err(RpcError::invalid_params("secure_channel is not supported"));
     }
     let ana = p.ana_state.as_deref().map(parse_ana_state).transpose()?;
+    if p.anagrpid.is_some() && ana.is_none() {
+        return Err(RpcError::invalid_params("anagrpid needs ana_state"));
+    }
     if ana.is_some() && !sub.ana_reporting {
         return Err(RpcError::invalid_params(format!("{} does not have ANA reporting (--ana-reporting)", p.nqn)));
     }

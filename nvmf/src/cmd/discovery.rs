@@ -8,7 +8,7 @@ use crate::spec::discovery::{eflags, rdma_tsas, subtype, treq, DiscoveryLogEntry
 use crate::spec::fabrics::DISCOVERY_NQN;
 use crate::spec::put_str;
 use crate::subsystem::Subsystem;
-use crate::transport::TransportAddr;
+use crate::transport::{TransportAddr, TransportType};
 use std::sync::Arc;
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -57,14 +57,16 @@ fn entry(addr: &TransportAddr, nqn: &str, kind: u8, portid: u16) -> DiscoveryLog
 /// Build the whole log page for `hostnqn`: the discovery subsystem's own listeners, every NVM
 /// subsystem listener the host may use, then the referrals (SUBTYPE 1 for another discovery
 /// service, 2 for an NVM subsystem elsewhere, as SPDK; PORTID 0, as SPDK).
-pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str) -> Vec<u8> {
+pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str, requester: TransportType) -> Vec<u8> {
     let listeners = target.listener_addrs();
+    // In-process (loopback) ports mean nothing to a host on the network.
+    let reachable = |a: &TransportAddr| a.trtype != TransportType::Loop || requester == TransportType::Loop;
     let mut entries = Vec::new();
-    for (i, l) in listeners.iter().enumerate() {
+    for (i, l) in listeners.iter().enumerate().filter(|(_, l)| reachable(l)) {
         entries.push(entry(l, DISCOVERY_NQN, subtype::CURRENT_DISCOVERY, i as u16));
     }
     for sub in target.subsystems_visible_to(hostnqn) {
-        for addr in sub.listeners() {
+        for addr in sub.listeners().into_iter().filter(|a| reachable(a)) {
             let portid = listeners.iter().position(|l| addr.matches(l) || l.matches(&addr)).unwrap_or(0) as u16;
             entries.push(entry(&addr, &sub.nqn, subtype::NVME, portid));
         }
@@ -102,7 +104,11 @@ mod tests {
 
     impl DiscoveryView for Fixed {
         fn listener_addrs(&self) -> Vec<TransportAddr> {
-            vec![TransportAddr::tcp("10.0.0.1", 4420), TransportAddr::tcp("10.0.0.2", 4420)]
+            vec![
+                TransportAddr::tcp("10.0.0.1", 4420),
+                TransportAddr::loopback("loop0"),
+                TransportAddr::tcp("10.0.0.2", 4420),
+            ]
         }
         fn subsystems_visible_to(&self, _hostnqn: &str) -> Vec<Arc<Subsystem>> {
             Vec::new()
@@ -117,7 +123,7 @@ mod tests {
 
     #[test]
     fn log_page_is_built_from_the_view_alone() {
-        let page = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host");
+        let page = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host", TransportType::Tcp);
         let (hdr, rest) = DiscoveryLogHeader::read_from_prefix(&page).unwrap();
         assert_eq!(hdr.genctr.get(), 7);
         assert_eq!(hdr.numrec.get(), 3);
@@ -129,9 +135,14 @@ mod tests {
             .collect();
         assert_eq!(e.len(), 3);
         assert_eq!((e[0].subtype, e[0].portid.get()), (subtype::CURRENT_DISCOVERY, 0));
-        assert_eq!((e[1].subtype, e[1].portid.get()), (subtype::CURRENT_DISCOVERY, 1));
+        // The loopback port (PORTID 1) is not listed to a TCP host.
+        assert_eq!((e[1].subtype, e[1].portid.get()), (subtype::CURRENT_DISCOVERY, 2));
         assert_eq!(&e[1].traddr[..8], b"10.0.0.2");
         assert_eq!(e[2].subtype, subtype::DISCOVERY_REFERRAL);
         assert_eq!(&e[2].trsvcid[..4], b"8009");
+        // A loopback host sees every port.
+        let page = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host", TransportType::Loop);
+        let (hdr, _) = DiscoveryLogHeader::read_from_prefix(&page).unwrap();
+        assert_eq!(hdr.numrec.get(), 4);
     }
 }

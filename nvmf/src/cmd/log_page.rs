@@ -77,6 +77,12 @@ pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
         cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
         return Exec::Complete;
     }
+    // Offset Type 1 (an index into a list, Base 2.0 section 5.16) is for pages this target
+    // does not have.
+    if args.ot {
+        cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_FIELD).dnr());
+        return Exec::Complete;
+    }
     let supported = supported_pages(ctrl);
     if !supported.contains(&args.lid) {
         cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::INVALID_LOG_PAGE).dnr());
@@ -86,7 +92,7 @@ pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
         lid::SUPPORTED_LOG_PAGES => SupportedLogPages::with(&supported).as_bytes().to_vec(),
         lid::ANA => ana_log(ctrl, args.lsp & ANA_LSP_RGO != 0, args.rae),
         lid::DISCOVERY => {
-            let page = super::discovery::build_log(&*ctx.target, &ctrl.hostnqn);
+            let page = super::discovery::build_log(&*ctx.target, &ctrl.hostnqn, ctrl.listener.trtype);
             if !args.rae {
                 ctrl.discovery_log_read(super::discovery::genctr_of(&page));
             }
@@ -219,11 +225,11 @@ fn changed_ns_list(ctrl: &Controller, rae: bool) -> ChangedNsList {
     let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
     let list = ChangedNsList::from_nsids(ev.changed_ns.iter().copied());
     if !rae {
+        // The list read covers every change so far (it is taken under the same lock): no
+        // second event for them.
         ev.changed_ns.clear();
         ev.ns_change_masked = false;
-        if ev.ns_change_pending {
-            ctrl.event_flag.store(true, Ordering::Release);
-        }
+        ev.ns_change_pending = false;
     }
     list
 }

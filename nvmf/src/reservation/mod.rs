@@ -149,6 +149,8 @@ impl ReservationState {
             _ => return Err(invalid_field()),
         };
         let current = self.registrant(host).copied();
+        let generation_before = self.generation;
+        let ptpl_before = self.ptpl_activated;
         match action {
             rrega::REGISTER => match current {
                 // Registering again with the same key is not an error.
@@ -195,7 +197,8 @@ impl ReservationState {
         if let Some(p) = ptpl {
             self.ptpl_activated = p;
         }
-        fx.changed = true;
+        // A repeated Register with the same key changes nothing: no PTPL file write for it.
+        fx.changed = self.generation != generation_before || self.ptpl_activated != ptpl_before;
         Ok(fx)
     }
 
@@ -205,7 +208,8 @@ impl ReservationState {
         }
         if self.registrants.len() >= MAX_REGISTRANTS {
             log::warn!("reservation: registrant table full ({MAX_REGISTRANTS} hosts); refusing a registration");
-            return Err(Status::generic(GenericStatus::INTERNAL_ERROR));
+            // DNR: retrying cannot help until a registrant leaves.
+            return Err(Status::generic(GenericStatus::INTERNAL_ERROR).dnr());
         }
         self.registrants.push(Registrant { hostid: *host, rkey: nrkey });
         self.generation = self.generation.wrapping_add(1);

@@ -36,8 +36,13 @@ fn register_unregister_replace() {
         GenericStatus::INVALID_FIELD,
         "NRKEY 0"
     );
-    st.register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)
+    let fx = st
+        .register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)
         .unwrap();
+    assert!(fx.changed, "a new registrant changes the state");
+    let again =
+        st.register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false);
+    assert!(!again.unwrap().changed, "the same key again changes nothing (no PTPL write)");
     assert_eq!(st.generation, 1);
     // The same key again: success, no change of key; another key: conflict.
     st.register(&A, Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 1 }, false)

@@ -8,8 +8,10 @@
 //! lifecycle (admission, SQHD, completion fields, AER parking, bdev completions) lives in the
 //! queue, and this file only moves commands, data and completions between the two ends.
 //!
-//! Each connection is a pair of bounded queues behind one mutex, taken once per poll per
-//! connection; the loopback transport is for testing and embedding, not a data path.
+//! Each connection is a pair of queues behind one mutex, taken once per poll per connection:
+//! at most `MAX_SLOTS` submissions wait (`submit` answers `QueueFull`), and a host with that
+//! many completions not taken gets no new command started. The loopback transport is for
+//! testing and embedding, not a data path.
 
 use super::{direction, Dir, Transport, TransportAddr, TransportConn, TransportListener, TransportPollGroup};
 use super::{TransportType, TransportType::Loop};
@@ -37,6 +39,8 @@ pub enum LoopbackError {
     Closed,
     #[error("data of {0} bytes exceeds the largest transfer ({1} bytes)")]
     TooLarge(usize, usize),
+    #[error("{MAX_SLOTS} submissions are waiting: take completions first")]
+    QueueFull,
 }
 
 /// A completion as the host end receives it.
@@ -50,6 +54,8 @@ pub struct LoopbackCompletion {
 struct Submission {
     sqe: Sqe,
     data: Vec<u8>,
+    /// `NvmeQueue::begin` already ran for it (it waits for a buffer): its completion so far.
+    begun: Option<Cqe>,
 }
 
 #[derive(Default)]
@@ -124,7 +130,10 @@ impl LoopbackHost {
         if p.target_closed || p.host_closed {
             return Err(LoopbackError::Closed);
         }
-        p.sq.push_back(Submission { sqe, data: data.to_vec() });
+        if p.sq.len() >= MAX_SLOTS {
+            return Err(LoopbackError::QueueFull);
+        }
+        p.sq.push_back(Submission { sqe, data: data.to_vec(), begun: None });
         Ok(())
     }
 
@@ -260,32 +269,43 @@ impl Conn {
         let Some(&slot) = self.free.last() else { return Err(s) };
         let len = s.sqe.sgl1().length.get() as usize;
         let dir = direction(&s.sqe);
+        // Admission and lengths first: nothing is allocated for a command that fails.
+        let (cqe, early) = match s.begun {
+            Some(cqe) => (cqe, None),
+            None => {
+                let mut cqe = Cqe::default();
+                let admitted = self.q.begin(&s.sqe, &mut cqe);
+                let bad_len = match (admitted, dir) {
+                    (Err(_), _) => false,
+                    (Ok(Admitted::Connect), _) => len as u32 != CONNECT_DATA_LEN || s.data.len() != len,
+                    (Ok(_), Dir::HostToCtrl) => s.data.len() != len,
+                    (Ok(_), _) => !s.data.is_empty(),
+                } || len > crate::MAX_IO_SIZE;
+                let early = match admitted {
+                    Err(status) => Some(status),
+                    Ok(_) if bad_len => Some(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr()),
+                    Ok(_) => None,
+                };
+                (cqe, early)
+            }
+        };
         let mut buf = None;
-        if len > 0 && dir != Dir::None {
+        if early.is_none() && len > 0 && dir != Dir::None {
             match self.q.data_buf(ctx, &s.sqe, len) {
                 Some(b) => buf = Some(b),
-                None => return Err(s),
+                // No buffer free: retried on a later poll, admitted once.
+                None => return Err(Submission { begun: Some(cqe), ..s }),
             }
         }
         self.free.pop();
         let r = &mut self.reqs[slot as usize];
         r.sqe = s.sqe;
+        r.cqe = cqe;
         r.busy = true;
         r.dir = Some(dir);
         r.buf = buf;
-        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
-        let bad_len = match (admitted, dir) {
-            (Err(_), _) => false,
-            (Ok(Admitted::Connect), _) => len as u32 != CONNECT_DATA_LEN || s.data.len() != len,
-            (Ok(_), Dir::HostToCtrl) => s.data.len() != len,
-            (Ok(_), _) => !s.data.is_empty(),
-        };
-        if let Err(status) = admitted {
+        if let Some(status) = early {
             self.complete_with(slot, status, ctx);
-            return Ok(());
-        }
-        if bad_len || len > crate::MAX_IO_SIZE {
-            self.complete_with(slot, Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr(), ctx);
             return Ok(());
         }
         let fills = self.q.bdev_fills_buffer(&r.sqe);
@@ -339,6 +359,10 @@ impl Conn {
                         drop(p);
                         self.close();
                         return work + 1;
+                    }
+                    // A host that does not take its completions stops being served.
+                    if p.cq.len() >= MAX_SLOTS {
+                        break;
                     }
                     p.sq.pop_front()
                 }
