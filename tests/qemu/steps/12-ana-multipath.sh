@@ -56,15 +56,21 @@ echo "multipath head $DEV: $C1 via $P1 ($(ana_of "$C1")), $C2 via $P2 ($(ana_of 
 ana_is "$C1" optimized && ana_is "$C2" optimized || fail "paths are not both optimized at start"
 x nvme ana-log "/dev/$C1" 2>&1 | head -n 20
 
-x fio --name=ana --filename="$DEV" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bsrange=4k-64k \
-  --size=24M --verify=crc32c --verify_backlog=128 --verify_fatal=1 --time_based --runtime=40 \
-  --output=/tmp/ana-fio.txt &
+echo "+ fio --name=ana (randwrite 4k..64k, crc32c, verify_backlog, until stopped)"
+# Started directly (not through x), so $! is fio itself and SIGINT reaches it.
+fio --name=ana --filename="$DEV" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bsrange=4k-64k \
+  --size=24M --verify=crc32c --verify_backlog=128 --verify_fatal=1 --time_based --runtime=600 \
+  --eta=never --output=/tmp/ana-fio.txt &
 FIO=$!
 
+# fio runs until both turns are done (however slow the emulation), then is stopped: with
+# verify_fatal it would have exited early on any error.
+fio_alive() { kill -0 "$FIO" 2>/dev/null || { cat /tmp/ana-fio.txt; fail "fio stopped early (an I/O or verify error?)"; }; }
 # Each listener in turn: inaccessible (the kernel moves I/O to the other path), then back.
 for turn in "$P1 $C1 $C2" "$P2 $C2 $C1"; do
   set -- $turn
   port=$1 down=$2 up=$3
+  fio_alive
   wait_until 20 grew "$up" 0 || wait_until 20 grew "$down" 0 || fail "no writes reach the target"
   set_ana "$port" inaccessible
   wait_until 20 ana_is "$down" inaccessible || fail "$down's path did not become inaccessible (it is $(ana_of "$down"))"
@@ -80,10 +86,12 @@ for turn in "$P1 $C1 $C2" "$P2 $C2 $C1"; do
   wait_until 20 ana_is "$down" optimized || fail "$down's path did not come back to optimized"
 done
 echo "listeners: $(rpc nvmf_subsystem_get_listeners --nqn "$NQN" | tr -d ' \n' | cut -c1-300)..."
-wait "$FIO"; rc=$?; FIO=
+fio_alive
+kill -INT "$FIO"; wait "$FIO"; FIO=
 cat /tmp/ana-fio.txt
-[ $rc = 0 ] || fail "fio failed (status $rc) across the ANA changes"
-grep -q "err= 0" /tmp/ana-fio.txt || fail "fio reports errors"
+grep -q "err= 0" /tmp/ana-fio.txt || fail "fio reports errors across the ANA changes"
+# Both paths optimized again: a full write + verify pass through the multipath device.
+fio_verify "$DEV" 8M --eta=never
 
 must nvme disconnect -n "$NQN"
 trap - EXIT
