@@ -150,6 +150,14 @@ fn oversized_transfers_and_a_host_that_never_reads_completions_are_bounded() {
     }
     assert_eq!(n, 128, "at most 128 submissions wait");
     b.idle(&io, 200);
+    // Meanwhile another host (its own controller) on the same poll group is served.
+    let admin2 = b.open();
+    let cntlid2 = b.connect_admin(&admin2);
+    let io2 = b.open();
+    assert!(b.connect(&io2, 1, cntlid2).status().is_success());
+    let data = pattern(21, 4, LOOP_BS);
+    assert!(b.run(&io2, loop_io_sqe(0x01, 1, 4, 1), &data).cqe.status().is_success());
+    assert_eq!(b.run(&io2, loop_io_sqe(0x02, 2, 4, 1), &[]).data, data, "the well-behaved host's data");
     let mut done = 0;
     while io.take_completion().is_some() {
         done += 1;

@@ -50,9 +50,10 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
 }
 
 /// The next asynchronous event for a parked AER, if one is pending and enabled: Discovery Log
-/// Page Change (AEC bit 31, discovery controllers), Asymmetric Namespace Access Change (AEC bit 11), Namespace Attribute Changed (AEC bit 8),
-/// then Reservation Log Page Available (I/O Command Set specific
-/// event 0; masked per notice type by the Reservation Notification Mask feature instead).
+/// Page Change (AEC bit 31, discovery controllers), Asymmetric Namespace Access Change (AEC
+/// bit 11), Namespace Attribute Changed (AEC bit 8), then Reservation Log Page Available (I/O
+/// Command Set specific event 0; masked per notice type by the Reservation Notification Mask
+/// feature instead).
 pub(crate) fn take_event(ctrl: &Controller) -> Option<u32> {
     let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
     let ns_enabled = ctrl.aen_config.load(Ordering::Relaxed) & async_event_config::NS_ATTR_NOTICES != 0;

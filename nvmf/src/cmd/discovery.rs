@@ -57,7 +57,8 @@ fn entry(addr: &TransportAddr, nqn: &str, kind: u8, portid: u16) -> DiscoveryLog
 /// Build the whole log page for `hostnqn`: the discovery subsystem's own listeners, every NVM
 /// subsystem listener the host may use, then the referrals (SUBTYPE 1 for another discovery
 /// service, 2 for an NVM subsystem elsewhere, as SPDK; PORTID 0, as SPDK).
-pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str, requester: TransportType) -> Vec<u8> {
+/// Returns the page and its GENCTR.
+pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str, requester: TransportType) -> (Vec<u8>, u64) {
     let listeners = target.listener_addrs();
     // In-process (loopback) ports mean nothing to a host on the network.
     let reachable = |a: &TransportAddr| a.trtype != TransportType::Loop || requester == TransportType::Loop;
@@ -79,19 +80,15 @@ pub(crate) fn build_log(target: &impl DiscoveryView, hostnqn: &str, requester: T
         entries.push(e);
     }
     let mut hdr = DiscoveryLogHeader::new_zeroed();
-    hdr.genctr.set(target.discovery_genctr());
+    let genctr = target.discovery_genctr();
+    hdr.genctr.set(genctr);
     hdr.numrec.set(entries.len() as u64);
     let mut page = Vec::with_capacity(1024 * (entries.len() + 1));
     page.extend_from_slice(hdr.as_bytes());
     for e in &entries {
         page.extend_from_slice(e.as_bytes());
     }
-    page
-}
-
-/// GENCTR of a page [`build_log`] made.
-pub(crate) fn genctr_of(page: &[u8]) -> u64 {
-    page.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
+    (page, genctr)
 }
 
 #[cfg(test)]
@@ -123,7 +120,8 @@ mod tests {
 
     #[test]
     fn log_page_is_built_from_the_view_alone() {
-        let page = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host", TransportType::Tcp);
+        let (page, genctr) = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host", TransportType::Tcp);
+        assert_eq!(genctr, 7);
         let (hdr, rest) = DiscoveryLogHeader::read_from_prefix(&page).unwrap();
         assert_eq!(hdr.genctr.get(), 7);
         assert_eq!(hdr.numrec.get(), 3);
@@ -141,7 +139,7 @@ mod tests {
         assert_eq!(e[2].subtype, subtype::DISCOVERY_REFERRAL);
         assert_eq!(&e[2].trsvcid[..4], b"8009");
         // A loopback host sees every port.
-        let page = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host", TransportType::Loop);
+        let (page, _) = build_log(&Fixed, "nqn.2014-08.org.nvmexpress:uuid:host", TransportType::Loop);
         let (hdr, _) = DiscoveryLogHeader::read_from_prefix(&page).unwrap();
         assert_eq!(hdr.numrec.get(), 4);
     }

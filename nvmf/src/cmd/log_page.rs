@@ -92,9 +92,9 @@ pub(crate) fn execute(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Ex
         lid::SUPPORTED_LOG_PAGES => SupportedLogPages::with(&supported).as_bytes().to_vec(),
         lid::ANA => ana_log(ctrl, args.lsp & ANA_LSP_RGO != 0, args.rae),
         lid::DISCOVERY => {
-            let page = super::discovery::build_log(&*ctx.target, &ctrl.hostnqn, ctrl.listener.trtype);
+            let (page, genctr) = super::discovery::build_log(&*ctx.target, &ctrl.hostnqn, ctrl.listener.trtype);
             if !args.rae {
-                ctrl.discovery_log_read(super::discovery::genctr_of(&page));
+                ctrl.discovery_log_read(genctr);
             }
             page
         }

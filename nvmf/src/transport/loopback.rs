@@ -203,7 +203,7 @@ struct Request {
     sqe: Sqe,
     cqe: Cqe,
     buf: Option<IoBuf>,
-    dir: Option<Dir>,
+    dir: Dir,
     busy: bool,
 }
 
@@ -240,7 +240,7 @@ impl Conn {
         self.q.finish_cqe(&r.sqe, &mut r.cqe);
         let mut data = Vec::new();
         if let Some(b) = r.buf.take() {
-            if r.dir == Some(Dir::CtrlToHost) && r.cqe.status().is_success() {
+            if r.dir == Dir::CtrlToHost && r.cqe.status().is_success() {
                 data.extend_from_slice(b.as_slice());
             }
             ctx.put_buffer(b);
@@ -302,7 +302,7 @@ impl Conn {
         r.sqe = s.sqe;
         r.cqe = cqe;
         r.busy = true;
-        r.dir = Some(dir);
+        r.dir = dir;
         r.buf = buf;
         if let Some(status) = early {
             self.complete_with(slot, status, ctx);
@@ -416,9 +416,6 @@ impl TransportPollGroup for LoopbackPollGroup {
                     if let Some(b) = r.buf.take() {
                         ctx.put_buffer(b);
                     }
-                }
-                if let Some(s) = c.waiting.take() {
-                    drop(s);
                 }
                 *slot = None;
             }

@@ -133,8 +133,9 @@ pub trait TransportPollGroup: Send {
 
 /// Data direction of a command from its opcode's low two bits (NVMe Base 2.0 Figure 89; fabrics
 /// commands use FCTYPE's), shared by the transports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Dir {
+    #[default]
     None,
     HostToCtrl,
     CtrlToHost,

@@ -69,3 +69,28 @@ impl Keyed {
         SglDescriptor::read_from_bytes(&b).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wr_ids_round_trip() {
+        let id = send_wr_id(0xabcdef, 77);
+        assert!(id & WR_SEND != 0);
+        assert_eq!(split_send_wr_id(id), (0xabcdef, 77));
+    }
+
+    #[test]
+    fn keyed_sgl_known_bytes() {
+        // addr 0x1122334455667788, len 0x012345, key 0xdeadbeef, invalidate (0x4F).
+        let sgl = Keyed::encode(0x1122_3344_5566_7788, 0x01_2345, 0xdead_beef, true);
+        assert_eq!(
+            sgl.as_bytes(),
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x45, 0x23, 0x01, 0xef, 0xbe, 0xad, 0xde, 0x4f]
+        );
+        let k = Keyed::decode(&sgl);
+        assert_eq!(k, Keyed { addr: 0x1122_3344_5566_7788, len: 0x01_2345, key: 0xdead_beef, invalidate: true });
+        assert_eq!(Keyed::encode(1, 2, 3, false).identifier, 0x40);
+    }
+}
