@@ -2,7 +2,8 @@
 //! NVMe layer with each call: the poll's clock, the group's buffer pool, its bdev channels and
 //! the target. Transports (inside or outside this crate) use only its public methods.
 
-use crate::bdev::{BdevChannel, BdevCompletion, BufPool, IoBuf};
+use crate::bdev::{BdevCompletion, BufPool, IoBuf};
+use crate::channel::GroupChannel;
 use crate::subsystem::Namespace;
 use crate::target::TargetShared;
 use std::sync::Arc;
@@ -16,13 +17,6 @@ const BUF_TRIM_PERIOD: Duration = Duration::from_secs(1);
 /// Idle pool memory kept by default (a transport may set its own: `buf_pool_watermark`).
 pub(crate) const DEFAULT_BUF_WATERMARK: usize = 64 << 20;
 
-struct ChannelEntry {
-    uid: u64,
-    ns: Arc<Namespace>,
-    chan: Box<dyn BdevChannel>,
-    stats: Arc<crate::bdev::iostat::ChannelIoStats>,
-}
-
 /// Per-poll-group state shared by all transports in the group.
 pub struct GroupCtx {
     pub(crate) target: Arc<TargetShared>,
@@ -34,7 +28,7 @@ pub struct GroupCtx {
     pub(crate) now: Instant,
     /// `now` was refreshed for this poll: run the timer checks (keep-alive, events, teardown).
     pub(crate) tick: bool,
-    channels: Vec<ChannelEntry>,
+    channels: Vec<GroupChannel>,
     pub(crate) completions: Vec<BdevCompletion>,
     /// Flushes spanning several namespaces (Flush NSID FFFFFFFFh, shutdown).
     pub(crate) fanouts: crate::fanout::Fanouts,
@@ -42,6 +36,8 @@ pub struct GroupCtx {
     pub(crate) transport_index: u8,
     /// Commands waiting for work run off the poll group (DH-HMAC-CHAP).
     pub(crate) deferred: crate::deferred::Deferred,
+    /// Fused Compare and Write pairs running on this group, and completions they produced.
+    pub(crate) fused: crate::fused::job::FusedJobs,
 }
 
 impl GroupCtx {
@@ -58,34 +54,26 @@ impl GroupCtx {
             fanouts: Default::default(),
             transport_index: 0,
             deferred: Default::default(),
+            fused: Default::default(),
         }
     }
 
-    /// This group's channel on `ns`, opened on first use.
-    pub(crate) fn channel(&mut self, ns: &Arc<Namespace>) -> Option<&mut Box<dyn BdevChannel>> {
-        self.channel_and_stats(ns).map(|(c, _)| c)
-    }
-
-    /// [`GroupCtx::channel`] and this group's I/O counters on `ns` (the I/O path).
+    /// This group's channel on `ns`, opened on first use (`None` when the bdev cannot open
+    /// one).
     #[inline]
-    pub(crate) fn channel_and_stats(
-        &mut self,
-        ns: &Arc<Namespace>,
-    ) -> Option<(&mut Box<dyn BdevChannel>, &crate::bdev::iostat::ChannelIoStats)> {
+    pub(crate) fn channel(&mut self, ns: &Arc<Namespace>) -> Option<&mut GroupChannel> {
         let idx = match self.channels.iter().position(|c| c.uid == ns.uid) {
             Some(i) => i,
             None => self.open_channel(ns)?,
         };
-        let e = &mut self.channels[idx];
-        Some((&mut e.chan, &*e.stats))
+        Some(&mut self.channels[idx])
     }
 
     #[cold]
     fn open_channel(&mut self, ns: &Arc<Namespace>) -> Option<usize> {
         match ns.bdev.open_channel() {
             Ok(chan) => {
-                let stats = ns.iostats.register();
-                self.channels.push(ChannelEntry { uid: ns.uid, ns: ns.clone(), chan, stats });
+                self.channels.push(GroupChannel::new(ns, chan));
                 Some(self.channels.len() - 1)
             }
             Err(e) => {
@@ -146,17 +134,16 @@ impl GroupCtx {
         }
     }
 
-    /// Poll every channel with I/O outstanding; finished I/Os are appended to `out`.
+    /// Poll every channel (held writes go out once their gate opens); finished I/Os are
+    /// appended to `out`.
     pub(crate) fn poll_channels(&mut self, out: &mut Vec<BdevCompletion>) {
         for c in self.channels.iter_mut() {
-            if c.chan.outstanding() > 0 {
-                c.chan.poll(out);
-            }
+            c.poll(out);
         }
     }
 
     /// Close channels of namespaces that were removed once their I/O has drained.
     pub(crate) fn reap_channels(&mut self) {
-        self.channels.retain(|c| Arc::strong_count(&c.ns) > 1 || c.chan.outstanding() > 0);
+        self.channels.retain(|c| Arc::strong_count(&c.ns) > 1 || c.busy());
     }
 }

@@ -16,6 +16,8 @@ pub mod auth;
 #[forbid(unsafe_code)]
 pub mod bdev;
 #[forbid(unsafe_code)]
+mod channel;
+#[forbid(unsafe_code)]
 mod cmd;
 #[forbid(unsafe_code)]
 pub mod ctrlr;
@@ -25,6 +27,8 @@ mod deferred;
 mod error;
 #[forbid(unsafe_code)]
 mod fanout;
+#[forbid(unsafe_code)]
+mod fused;
 #[forbid(unsafe_code)]
 pub mod group_ctx;
 #[forbid(unsafe_code)]

@@ -2,6 +2,7 @@
 //! io_handler). A poll group owns its bdev channels and buffer pool, so nothing on its I/O
 //! path is shared with other threads.
 
+use crate::bdev::BdevCompletion;
 pub use crate::group_ctx::GroupCtx;
 use crate::target::{Qpair, TargetShared};
 use crate::transport::{split_tag, TransportPollGroup};
@@ -78,21 +79,17 @@ impl PollGroup {
         let mut done = std::mem::take(&mut self.ctx.completions);
         self.ctx.poll_channels(&mut done);
         self.ctx.deferred.poll(&mut done);
-        let n = done.len();
-        for c in done.drain(..) {
-            let c = if self.ctx.fanouts.is_empty() {
-                c
-            } else {
-                match self.ctx.fanouts.complete(c) {
-                    Some(c) => c,
-                    None => continue,
-                }
-            };
-            let (t, conn, slot) = split_tag(c.tag);
-            if let Some(tp) = self.transports.get_mut(t as usize) {
-                self.ctx.transport_index = t;
-                tp.bdev_complete(conn, slot, c, &mut self.ctx);
-            }
+        if !self.ctx.fused.no_jobs() {
+            self.ctx.step_fused();
+        }
+        let mut n = done.len();
+        self.route(&mut done);
+        // Completions of fused members, including those that routing just produced (a member's
+        // completion can fail its partner).
+        while !self.ctx.fused.ready.is_empty() {
+            std::mem::swap(&mut done, &mut self.ctx.fused.ready);
+            n += done.len();
+            self.route(&mut done);
         }
         self.ctx.completions = done;
         if n > 0 {
@@ -103,6 +100,34 @@ impl PollGroup {
             }
         }
         n
+    }
+
+    /// Hand finished bdev I/Os to their fan-outs, fused pairs or transports.
+    #[inline]
+    fn route(&mut self, done: &mut Vec<BdevCompletion>) {
+        for c in done.drain(..) {
+            let c = if self.ctx.fanouts.is_empty() {
+                c
+            } else {
+                match self.ctx.fanouts.complete(c) {
+                    Some(c) => c,
+                    None => continue,
+                }
+            };
+            let c = if self.ctx.fused.no_jobs() {
+                c
+            } else {
+                match self.ctx.fused_complete(c) {
+                    Some(c) => c,
+                    None => continue,
+                }
+            };
+            let (t, conn, slot) = split_tag(c.tag);
+            if let Some(tp) = self.transports.get_mut(t as usize) {
+                self.ctx.transport_index = t;
+                tp.bdev_complete(conn, slot, c, &mut self.ctx);
+            }
+        }
     }
 
     /// Connections in this group.

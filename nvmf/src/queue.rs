@@ -122,6 +122,8 @@ pub struct NvmeQueue {
     auth: Option<Box<crate::cmd::auth::QueueAuth>>,
     /// Commands submitted to a bdev and not yet completed (`Exec::Pending`).
     outstanding: usize,
+    /// Fused Compare and Write pairs being put together (I/O queues).
+    fused: crate::fused::pairing::Pairing,
 }
 
 /// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
@@ -141,6 +143,7 @@ impl NvmeQueue {
             aer_slots: Vec::with_capacity(MAX_AERS),
             auth: None,
             outstanding: 0,
+            fused: Default::default(),
         }
     }
 
@@ -179,16 +182,20 @@ impl NvmeQueue {
     }
 
     /// A command was taken off the wire: reset its completion, advance the SQ head (SQHD goes
-    /// into `cqe`) and check it may run. `Err(status)`: complete it with that status at once,
-    /// moving no data (nothing but Connect before the queue is connected).
+    /// into `cqe`) and check it may run; commands are begun in submission order, which pairs
+    /// fused commands. `Err(status)`: complete it with that status at once, moving no data
+    /// (nothing but Connect before the queue is connected; a fused second without a first).
     #[inline]
-    pub fn begin(&mut self, sqe: &Sqe, cqe: &mut Cqe) -> Result<Admitted, Status> {
+    pub fn begin(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, cqe: &mut Cqe) -> Result<Admitted, Status> {
         *cqe = Cqe::default();
         let sqhd = self.consume_sqe();
         cqe.sqhd.set(sqhd);
         let fabrics = sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8;
         // The I/O path: a connected queue and no fabrics command.
         if !fabrics && self.ctrl.is_some() {
+            if self.qid != 0 && self.fused.begin_needed(sqe) {
+                self.fused.begin(ctx, sqe)?;
+            }
             return Ok(Admitted::Command);
         }
         if fabrics && sqe.fctype() == crate::spec::FabricsType::Connect as u8 {
@@ -209,9 +216,14 @@ impl NvmeQueue {
     }
 
     /// Fill in what every completion carries: CID, SQID, and SQHD FFFFh when SQ flow control is
-    /// disabled (otherwise the SQHD [`NvmeQueue::begin`] set stays).
+    /// disabled (otherwise the SQHD [`NvmeQueue::begin`] set stays). Every completion the
+    /// transport sends passes here, also those of commands it failed itself: a fused member's
+    /// partner then fails too.
     #[inline]
-    pub fn finish_cqe(&self, sqe: &Sqe, cqe: &mut Cqe) {
+    pub fn finish_cqe(&mut self, ctx: &mut GroupCtx, sqe: &Sqe, cqe: &mut Cqe) {
+        if self.fused.active() && sqe.fuse() != 0 {
+            self.fused.finished(ctx, sqe);
+        }
         cqe.cid.set(sqe.cid.get());
         cqe.sqid.set(self.qid);
         if self.sq_flow_disabled {
@@ -311,8 +323,10 @@ impl NvmeQueue {
             return Exec::Complete;
         }
         if cmd.sqe.fuse() != 0 {
-            // Identify FUSES is 0 (no fused operation): a FUSE value is refused, never ignored,
-            // so a host never takes a lone command for half of an atomic pair.
+            if self.qid != 0 {
+                return crate::fused::execute_member(self, &ctrl, ctx, cmd);
+            }
+            // No admin command is fused: a FUSE value is refused, never ignored.
             cmd.cqe.set_status(Status::generic(crate::spec::GenericStatus::INVALID_FIELD).dnr());
             return Exec::Complete;
         }
@@ -321,6 +335,11 @@ impl NvmeQueue {
         } else {
             crate::cmd::io::execute(self, &ctrl, ctx, cmd)
         }
+    }
+
+    /// This queue's fused pairs being put together.
+    pub(crate) fn fused_mut(&mut self) -> &mut crate::fused::pairing::Pairing {
+        &mut self.fused
     }
 
     /// The namespace `nsid` as this queue currently sees it. Reads one atomic in the common
@@ -413,8 +432,9 @@ impl NvmeQueue {
     }
 
     /// The connection is gone: release the queue ID, or tear the controller down with its
-    /// admin queue.
-    pub fn on_close(&mut self) {
+    /// admin queue. Fused members the queue still holds complete through `bdev_complete`.
+    pub fn on_close(&mut self, ctx: &mut GroupCtx) {
+        self.fused.close(ctx);
         if let Some(ctrl) = self.ctrl.take() {
             if self.qid == 0 {
                 ctrl.fail();

@@ -37,6 +37,8 @@ pub struct Namespace {
     pub passthru_io: bool,
     /// Every poll group's I/O counters on this namespace.
     pub(crate) iostats: crate::bdev::iostat::IoStatsRegistry,
+    /// Holds writes back while a fused Compare and Write runs (`fused::gate`).
+    pub(crate) write_gate: crate::fused::gate::WriteGate,
     /// Visible to every host (SPDK's `no_auto_visible: false`). Otherwise only the hosts in
     /// `visible_hosts` see it (`Subsystem::ns_add_host`).
     pub auto_visible: bool,
@@ -499,6 +501,7 @@ impl Subsystem {
             eui64: ids.1,
             uuid: ids.2,
             iostats: Default::default(),
+            write_gate: Default::default(),
             passthru_io: cfg.passthru_io,
             auto_visible: cfg.auto_visible,
             visible_hosts: Mutex::new(Vec::new()),

@@ -31,6 +31,11 @@ pub struct Sqe {
 }
 const _: () = assert!(core::mem::size_of::<Sqe>() == 64);
 
+/// FUSE values in [`Sqe::flags`] bits 1:0 (Base 2.0 Figure 88): the first and the second
+/// command of a fused operation (11b is reserved).
+pub const FUSE_FIRST: u8 = 0b01;
+pub const FUSE_SECOND: u8 = 0b10;
+
 /// PSDT value in [`Sqe::flags`] bits 7:6: PRPs used for this transfer.
 pub const PSDT_PRP: u8 = 0b00;
 /// PSDT: SGLs, metadata pointer is a buffer (used by all fabrics transports).

@@ -23,12 +23,20 @@ pub const LOOP_BS: usize = 512;
 pub struct LoopBed {
     pub target: Target,
     pub group: PollGroup,
+    /// More poll groups ([`LoopBed::with_bdev`]): polled with `group` by every wait.
+    pub more_groups: Vec<PollGroup>,
     pub transport: Arc<LoopbackTransport>,
     pub addr: TransportAddr,
 }
 
 impl LoopBed {
     pub fn new() -> LoopBed {
+        let bdev: Arc<dyn Bdev> = Arc::new(MallocBdev::new("Malloc0", 2048, LOOP_BS as u32).expect("malloc"));
+        Self::with_bdev(bdev, 1)
+    }
+
+    /// A bed whose namespace 1 is `bdev` (block size [`LOOP_BS`]), with `groups` poll groups.
+    pub fn with_bdev(bdev: Arc<dyn Bdev>, groups: usize) -> LoopBed {
         let _ = env_logger::builder().is_test(true).try_init();
         let transport = Arc::new(LoopbackTransport::new());
         let mut target = Target::new();
@@ -39,18 +47,31 @@ impl LoopBed {
         cfg.allow_any_host = true;
         let sub = target.add_subsystem(cfg).expect("subsystem");
         sub.add_listener(addr.clone()).expect("listener");
-        let bdev: Arc<dyn Bdev> = Arc::new(MallocBdev::new("Malloc0", 2048, LOOP_BS as u32).expect("malloc"));
         sub.add_namespace(NamespaceConfig::new(bdev)).expect("namespace");
         let group = target.create_poll_group();
-        LoopBed { target, group, transport, addr }
+        let more_groups = (1..groups.max(1)).map(|_| target.create_poll_group()).collect();
+        LoopBed { target, group, more_groups, transport, addr }
     }
 
-    /// A new connection, accepted into the poll group.
+    /// A new connection, accepted into the (first) poll group.
     pub fn open(&mut self) -> LoopbackHost {
+        self.open_on(0)
+    }
+
+    /// A new connection, accepted into poll group `g` (0: `group`, then `more_groups`).
+    pub fn open_on(&mut self, g: usize) -> LoopbackHost {
         let h = self.transport.connect(&self.addr).expect("connect");
-        let group = &mut self.group;
+        let group = if g == 0 { &mut self.group } else { &mut self.more_groups[g - 1] };
         assert_eq!(self.target.accept(|q| group.add(q)), 1, "the connection was accepted");
         h
+    }
+
+    /// Poll every group once.
+    pub fn poll_all(&mut self) {
+        self.group.poll();
+        for g in self.more_groups.iter_mut() {
+            g.poll();
+        }
     }
 
     /// Poll until `h` has a completion (bounded: every step is in-process).
@@ -59,7 +80,7 @@ impl LoopBed {
             if let Some(c) = h.take_completion() {
                 return c;
             }
-            self.group.poll();
+            self.poll_all();
         }
         panic!("no completion after 10000 polls");
     }
@@ -67,7 +88,7 @@ impl LoopBed {
     /// Poll `n` times; returns the completion that arrived meanwhile, if any.
     pub fn idle(&mut self, h: &LoopbackHost, n: usize) -> Option<LoopbackCompletion> {
         for _ in 0..n {
-            self.group.poll();
+            self.poll_all();
         }
         h.take_completion()
     }

@@ -104,31 +104,6 @@ fn host_close_tears_the_controller_down() {
 }
 
 #[test]
-fn fused_bits_are_refused_not_ignored() {
-    let mut b = LoopBed::new();
-    let a = b.open();
-    let cntlid = b.connect_admin(&a);
-    let mut id = admin_sqe(0x06, 4, 4096);
-    id.cdw10.set(1);
-    let ic = IdentifyController::read_from_bytes(&b.run(&a, id, &[]).data).expect("identify");
-    assert_eq!(ic.fuses.get(), 0, "FUSES: no fused operation supported");
-    id.flags |= 0x1;
-    assert_eq!(b.run(&a, id, &[]).cqe.status().sc(), GenericStatus::INVALID_FIELD, "admin command with FUSE 01b");
-    let io = b.open();
-    assert!(b.connect(&io, 1, cntlid).status().is_success());
-    let data = pattern(3, 0, LOOP_BS);
-    for (op, fuse) in [(0x05u8, 1u8), (0x01, 2), (0x02, 3)] {
-        let mut sqe = loop_io_sqe(op, 10 + fuse as u16, 0, 1);
-        sqe.flags |= fuse;
-        let payload: &[u8] = if op == 0x02 { &[] } else { &data };
-        let r = b.run(&io, sqe, payload);
-        assert_eq!(r.cqe.status().sc(), GenericStatus::INVALID_FIELD, "opcode {op:#x} with FUSE {fuse:02b}");
-    }
-    // Nothing was written: block 0 still reads as zeroes.
-    assert_eq!(b.run(&io, loop_io_sqe(0x02, 20, 0, 1), &[]).data, vec![0u8; LOOP_BS]);
-}
-
-#[test]
 fn oversized_transfers_and_a_host_that_never_reads_completions_are_bounded() {
     let mut b = LoopBed::new();
     let h = b.open();

@@ -165,6 +165,11 @@ pub(crate) fn identify_controller(ctrl: &Controller) -> IdentifyController {
         id.oncs.set(
             oncs::COMPARE | oncs::DATASET_MANAGEMENT | oncs::WRITE_ZEROES | oncs::SAVE_SELECT | oncs::RESERVATIONS,
         );
+        // FUSES bit 0: fused Compare and Write (crate::fused). The write gate makes a pair of
+        // any length atomic, so ACWU (0's based, in blocks) is the largest transfer in the
+        // smallest block size.
+        id.fuses.set(1);
+        id.acwu.set((MAX_IO_SIZE / 512 - 1) as u16);
         // The thresholds the SMART log's composite temperature is measured against; the
         // Temperature Threshold feature defaults to WCTEMP.
         id.wctemp.set(WARNING_TEMPERATURE_K);

@@ -34,13 +34,9 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         }
         // Not modelled here: pass it through to an NVMe device (direct mode), or refuse it.
         if let Some(ns) = q.namespace(ctrl, cmd.sqe.nsid.get()).filter(|ns| ns.bdev.supports_passthru()) {
-            if let Some(s) = ana_refusal(ctrl, &ns) {
-                cmd.cqe.set_status(s);
-                return Exec::Complete;
-            }
             // Verify only reads; Write Uncorrectable and anything opaque may change blocks.
-            if !ns.reservations.allows(&ctrl.hostid, cmd.sqe.opcode != crate::spec::opcode::io::VERIFY) {
-                cmd.cqe.set_status(Status::generic(GenericStatus::RESERVATION_CONFLICT));
+            if let Some(s) = access_refusal(ctrl, &ns, super::passthru::may_write(cmd.sqe.opcode)) {
+                cmd.cqe.set_status(s);
                 return Exec::Complete;
             }
             return passthru(&ns, ctx, cmd);
@@ -63,37 +59,26 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     };
     // The path's ANA state (one relaxed load), then the reservation (one atomic load unless a
     // reservation is held; then Base 2.0 section 8.19's access rules).
-    if let Some(s) = ana_refusal(ctrl, ns) {
+    if let Some(s) = access_refusal(ctrl, ns, !matches!(op, NvmOpcode::Read | NvmOpcode::Compare)) {
         cmd.cqe.set_status(s);
         return Exec::Complete;
     }
-    let writes = !matches!(op, NvmOpcode::Read | NvmOpcode::Compare);
-    if !ns.reservations.allows(&ctrl.hostid, writes) {
-        cmd.cqe.set_status(Status::generic(GenericStatus::RESERVATION_CONFLICT));
-        return Exec::Complete;
-    }
     let bs = ns.bdev.block_size() as u64;
-    let blocks = ns.bdev.num_blocks();
-    let slba = cmd.sqe.slba();
-    let nlb = cmd.sqe.nlb() as u64;
     let mut unmapped = 0u64;
     let (bop, offset, count) = match op {
         NvmOpcode::Read | NvmOpcode::Write | NvmOpcode::Compare | NvmOpcode::WriteZeroes => {
-            if slba.checked_add(nlb).is_none_or(|end| end > blocks) {
-                cmd.cqe.set_status(Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
-                return Exec::Complete;
-            }
             let bop = match op {
                 NvmOpcode::Read => BdevOp::Read,
                 NvmOpcode::Write => BdevOp::Write,
                 NvmOpcode::Compare => BdevOp::Compare,
                 _ => BdevOp::WriteZeroes,
             };
-            if bop != BdevOp::WriteZeroes && cmd.buf.as_ref().map_or(0, |b| b.len() as u64) != nlb * bs {
-                cmd.cqe.set_status(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
+            let data = (bop != BdevOp::WriteZeroes).then(|| cmd.buf.as_ref().map_or(0, |b| b.len()));
+            if let Err(s) = check_blocks(ns, cmd.sqe, data) {
+                cmd.cqe.set_status(s);
                 return Exec::Complete;
             }
-            (bop, slba, nlb)
+            (bop, cmd.sqe.slba(), cmd.sqe.nlb() as u64)
         }
         NvmOpcode::Flush => (BdevOp::Flush, 0, 0),
         NvmOpcode::DatasetManagement => {
@@ -109,6 +94,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
                     return Exec::Complete;
                 }
             }
+            let blocks = ns.bdev.num_blocks();
             for (s, n) in crate::bdev::dsm_ranges(cmd.buf.as_ref().map_or(&[][..], |b| b.as_slice())) {
                 if s.checked_add(n as u64).is_none_or(|end| end > blocks) {
                     cmd.cqe.set_status(Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
@@ -119,7 +105,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
             (BdevOp::Unmap, 0, 0)
         }
     };
-    let Some((chan, stats)) = ctx.channel_and_stats(ns) else {
+    let Some(chan) = ctx.channel(ns) else {
         cmd.cqe.set_status(Status::generic(GenericStatus::INTERNAL_ERROR));
         return Exec::Complete;
     };
@@ -130,6 +116,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     // Durable before completion when the host asks (FUA), or always once it has turned this
     // controller's volatile write cache off (Set Features VWC WCE = 0).
     let fua = matches!(bop, BdevOp::Write | BdevOp::WriteZeroes) && (cmd.sqe.fua() || !ctrl.write_cache_enabled());
+    let stats = chan.stats();
     match bop {
         BdevOp::Read => stats.read(count * bs),
         BdevOp::Write | BdevOp::WriteZeroes => stats.write(count * bs),
@@ -138,6 +125,33 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
     }
     chan.submit(BdevIo { op: bop, offset_blocks: offset, num_blocks: count, buf, fua, tag: cmd.tag });
     Exec::Pending
+}
+
+/// Why an I/O command to `ns` may not run through this controller: its path's ANA state, or the
+/// namespace's reservation (`writes`: the command may change blocks).
+#[inline]
+pub(crate) fn access_refusal(ctrl: &Controller, ns: &Namespace, writes: bool) -> Option<Status> {
+    if let Some(s) = ana_refusal(ctrl, ns) {
+        return Some(s);
+    }
+    if !ns.reservations.allows(&ctrl.hostid, writes) {
+        return Some(Status::generic(GenericStatus::RESERVATION_CONFLICT));
+    }
+    None
+}
+
+/// The blocks of a Read, Write, Compare or Write Zeroes fit the namespace, and its data
+/// (`data`: the buffer's length, `None` for Write Zeroes) is exactly those blocks.
+#[inline]
+pub(crate) fn check_blocks(ns: &Namespace, sqe: &crate::spec::Sqe, data: Option<usize>) -> Result<(), Status> {
+    let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
+    if slba.checked_add(nlb).is_none_or(|end| end > ns.bdev.num_blocks()) {
+        return Err(Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
+    }
+    if data.is_some_and(|len| len as u64 != nlb * ns.bdev.block_size() as u64) {
+        return Err(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
+    }
+    Ok(())
 }
 
 /// An I/O opcode the target does not model, on a namespace whose bdev is an NVMe device.

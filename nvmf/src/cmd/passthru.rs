@@ -57,6 +57,12 @@ fn class(opcode: u8) -> Class {
     }
 }
 
+/// Whether a passed-through opcode may change blocks: all but Verify (Write Uncorrectable, and
+/// anything opaque). Such commands are checked and gated as writes.
+pub(crate) fn may_write(opcode: u8) -> bool {
+    opcode != io::VERIFY
+}
+
 fn complete(cmd: Cmd<'_>, s: Status) -> Exec {
     cmd.cqe.set_status(s);
     Exec::Complete
@@ -102,7 +108,8 @@ pub(crate) fn execute(ns: &Arc<Namespace>, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> 
         return complete(cmd, Status::generic(GenericStatus::INTERNAL_ERROR));
     };
     let buf = if len > 0 { cmd.buf.take() } else { None };
-    match chan.submit_passthru(PassthruIo { sqe: *sqe, buf, host_to_ctrl, exact_len, tag: cmd.tag }) {
+    let io = PassthruIo { sqe: *sqe, buf, host_to_ctrl, exact_len, tag: cmd.tag };
+    match chan.submit_passthru(io, may_write(sqe.opcode)) {
         Ok(()) => Exec::Pending,
         Err(io) => {
             if io.buf.is_some() {

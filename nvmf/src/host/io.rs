@@ -5,6 +5,7 @@ use super::error::{HostError, Result};
 use super::pdu;
 use super::queue::{check, Queue};
 use super::HostConfig;
+use crate::spec::sqe::{FUSE_FIRST, FUSE_SECOND};
 use crate::spec::{Cqe, FabricsType, NvmOpcode, Sqe};
 use std::net::SocketAddr;
 
@@ -91,6 +92,40 @@ impl IoQueue {
     pub fn compare(&mut self, nsid: u32, slba: u64, nlb: u32, data: &[u8]) -> Result<()> {
         let sqe = rw_sqe(NvmOpcode::Compare, nsid, slba, nlb)?;
         self.q.execute_ok(sqe, Some(data), None).map(|_| ())
+    }
+
+    /// Fused Compare and Write (NVM Command Set 1.0 sections 3.2.2 and 3.2.6): write `write`
+    /// over `nlb` blocks at `slba` only if they hold `compare`, atomically with respect to other
+    /// writes. Both completions come back whatever their status, (Compare's, Write's): on a
+    /// miscompare the first has Compare Failure (SCT 2h, SC 85h) and the second Command Aborted
+    /// due to Failed Fused Command (SC 09h). The two capsules leave in one send.
+    pub fn compare_and_write(
+        &mut self,
+        nsid: u32,
+        slba: u64,
+        nlb: u32,
+        compare: &[u8],
+        write: &[u8],
+    ) -> Result<(Cqe, Cqe)> {
+        let mut first = rw_sqe(NvmOpcode::Compare, nsid, slba, nlb)?;
+        first.flags |= FUSE_FIRST;
+        let mut second = rw_sqe(NvmOpcode::Write, nsid, slba, nlb)?;
+        second.flags |= FUSE_SECOND;
+        let a = self.q.submit(first, Some(compare), 0)?;
+        let b = match self.q.submit(second, Some(write), 0) {
+            Ok(b) => b,
+            Err(e) => {
+                // The first goes out alone and is aborted (Missing Fused Command) by the target.
+                let _ = self.q.wait(a);
+                self.q.release(a);
+                return Err(e);
+            }
+        };
+        let ra = self.q.wait(a);
+        self.q.release(a);
+        let rb = self.q.wait(b);
+        self.q.release(b);
+        Ok((ra?, rb?))
     }
 
     pub fn flush(&mut self, nsid: u32) -> Result<()> {

@@ -215,6 +215,8 @@ struct Conn {
     /// A submission waiting for a pool buffer.
     waiting: Option<Submission>,
     closed: bool,
+    /// `close_all` asked: close on the next poll.
+    shutting_down: bool,
 }
 
 struct LoopbackPollGroup {
@@ -226,10 +228,10 @@ impl Conn {
         MAX_SLOTS - self.free.len()
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, ctx: &mut GroupCtx) {
         if !self.closed {
             self.closed = true;
-            self.q.on_close();
+            self.q.on_close(ctx);
             lock(&self.pipe).target_closed = true;
         }
     }
@@ -237,7 +239,7 @@ impl Conn {
     /// Send request `slot`'s completion with its data and free the slot.
     fn complete(&mut self, slot: u16, ctx: &mut GroupCtx) {
         let r = &mut self.reqs[slot as usize];
-        self.q.finish_cqe(&r.sqe, &mut r.cqe);
+        self.q.finish_cqe(ctx, &r.sqe, &mut r.cqe);
         let mut data = Vec::new();
         if let Some(b) = r.buf.take() {
             if r.dir == Dir::CtrlToHost && r.cqe.status().is_success() {
@@ -263,7 +265,7 @@ impl Conn {
     fn start(&mut self, conn: u32, s: Submission, ctx: &mut GroupCtx) -> Result<(), Submission> {
         if !self.q.can_accept(self.in_flight()) {
             log::warn!("loopback host exceeded its queue depth: closing");
-            self.close();
+            self.close(ctx);
             return Ok(());
         }
         let Some(&slot) = self.free.last() else { return Err(s) };
@@ -274,7 +276,7 @@ impl Conn {
             Some(cqe) => (cqe, None),
             None => {
                 let mut cqe = Cqe::default();
-                let admitted = self.q.begin(&s.sqe, &mut cqe);
+                let admitted = self.q.begin(ctx, &s.sqe, &mut cqe);
                 let bad_len = match (admitted, dir) {
                     (Err(_), _) => false,
                     (Ok(Admitted::Connect), _) => len as u32 != CONNECT_DATA_LEN || s.data.len() != len,
@@ -322,7 +324,7 @@ impl Conn {
             Exec::Pending | Exec::Parked => {}
             Exec::CompleteThenClose => {
                 self.complete(slot, ctx);
-                self.close();
+                self.close(ctx);
             }
         }
         Ok(())
@@ -333,11 +335,16 @@ impl Conn {
         if self.closed {
             return 0;
         }
+        if self.shutting_down {
+            log::info!("loopback connection closed: target shutting down");
+            self.close(ctx);
+            return 1;
+        }
         if ctx.is_tick() {
             match self.q.poll_event(ctx.now()) {
                 Some(QueueEvent::Close(why)) => {
                     log::info!("loopback connection closed: {why}");
-                    self.close();
+                    self.close(ctx);
                     return 1;
                 }
                 Some(QueueEvent::Aen { slot, dw0 }) => {
@@ -357,7 +364,7 @@ impl Conn {
                     let mut p = lock(&self.pipe);
                     if p.host_closed {
                         drop(p);
-                        self.close();
+                        self.close(ctx);
                         return work + 1;
                     }
                     // A host that does not take its completions stops being served.
@@ -398,6 +405,7 @@ impl TransportPollGroup for LoopbackPollGroup {
             free: (0..MAX_SLOTS as u16).rev().collect(),
             waiting: None,
             closed: false,
+            shutting_down: false,
         };
         match self.conns.iter().position(Option::is_none) {
             Some(i) => self.conns[i] = Some(c),
@@ -442,8 +450,9 @@ impl TransportPollGroup for LoopbackPollGroup {
     }
 
     fn close_all(&mut self) {
+        // Closed by their next poll (which has the group's context).
         for c in self.conns.iter_mut().flatten() {
-            c.close();
+            c.shutting_down = true;
         }
     }
 }

@@ -230,7 +230,7 @@ impl RdmaConn {
         self.qp.disconnect();
         self.state = ConnState::Closed;
         self.closed_at = Some(ctx.now);
-        self.q.on_close();
+        self.q.on_close(ctx);
         self.waiting.clear();
         for i in 0..self.reqs.len() {
             let r = &self.reqs[i];
@@ -328,7 +328,7 @@ impl RdmaConn {
         res.mem.read(off, &mut sqe_bytes);
         let r = &mut self.reqs[slot as usize];
         r.sqe = Sqe::read_from_bytes(&sqe_bytes).unwrap_or_default();
-        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
+        let admitted = self.q.begin(ctx, &r.sqe, &mut r.cqe);
         r.buf = None;
         r.keyed = Keyed::default();
         r.units.clear();
@@ -595,7 +595,7 @@ impl RdmaConn {
         }
         let r = &mut self.reqs[slot as usize];
         r.executed = true;
-        self.q.finish_cqe(&r.sqe, &mut r.cqe);
+        self.q.finish_cqe(ctx, &r.sqe, &mut r.cqe);
         let has_data = r.cqe.status().is_success() && r.dir == Dir::CtrlToHost && r.keyed.len > 0 && r.buf.is_some();
         let lkey = match r.buf.as_ref().and_then(IoBuf::dma) {
             Some(d) if has_data => res.mem.dma_lkey(d),

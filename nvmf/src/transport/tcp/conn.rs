@@ -258,7 +258,7 @@ impl TcpConn {
         }
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
         self.state = ConnState::Closed;
-        self.q.on_close();
+        self.q.on_close(ctx);
         for r in self.reqs.iter_mut() {
             if r.state != ReqState::Executing {
                 if let Some(b) = r.buf.take() {
@@ -708,7 +708,7 @@ impl TcpConn {
     /// A command capsule (with any in-capsule data) has arrived: work out the data transfer.
     fn capsule_received(&mut self, slot: u16, ctx: &mut GroupCtx) {
         let r = &mut self.reqs[slot as usize];
-        let admitted = self.q.begin(&r.sqe, &mut r.cqe);
+        let admitted = self.q.begin(ctx, &r.sqe, &mut r.cqe);
         if r.digest_error {
             self.fail_req(slot, Status::generic(GenericStatus::TRANSIENT_TRANSPORT_ERROR), ctx);
             return;
@@ -839,7 +839,7 @@ impl TcpConn {
         self.tx.reclaim(&mut ctx.bufs);
         let r = &mut self.reqs[slot as usize];
         let cid = r.sqe.cid.get();
-        self.q.finish_cqe(&r.sqe, &mut r.cqe);
+        self.q.finish_cqe(ctx, &r.sqe, &mut r.cqe);
         let ok = r.cqe.status().is_success();
         let data_len = match (&r.buf, r.dir) {
             (Some(b), Dir::CtrlToHost) if ok && r.xfer_len > 0 => Some((r.xfer_len as usize).min(b.len())),
