@@ -30,6 +30,8 @@ pub(crate) struct GroupChannel {
     slot: Arc<GateSlot>,
     /// Writes held back while a fused pair holds the namespace, oldest first.
     held: VecDeque<HeldIo>,
+    /// Counted writes submitted and not yet reaped (only then are completions looked at).
+    gated: u64,
 }
 
 /// Whether a bdev operation changes blocks (and so waits for a fused pair to finish).
@@ -47,6 +49,7 @@ impl GroupChannel {
             stats: ns.iostats.register(),
             slot: ns.write_gate.register(),
             held: VecDeque::new(),
+            gated: 0,
         }
     }
 
@@ -64,13 +67,14 @@ impl GroupChannel {
 
     /// Submit an I/O. A write waits behind a fused pair holding the namespace (and behind
     /// writes already waiting, so they keep their order); it completes through `poll` as usual.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn submit(&mut self, mut io: BdevIo) {
         if !modifies(io.op) {
             return self.chan.submit(io);
         }
         if self.held.is_empty() && self.ns.write_gate.enter(&self.slot) {
             io.tag |= GATED;
+            self.gated += 1;
             return self.chan.submit(io);
         }
         self.hold(HeldIo::Io(io));
@@ -92,7 +96,9 @@ impl GroupChannel {
         }
         if self.held.is_empty() && self.ns.write_gate.enter(&self.slot) {
             io.tag |= GATED;
+            self.gated += 1;
             return self.chan.submit_passthru(io).map_err(|mut io| {
+                self.gated -= 1;
                 self.slot.done(1);
                 io.tag &= !GATED;
                 io
@@ -124,15 +130,24 @@ impl GroupChannel {
         }
         let start = out.len();
         self.chan.poll(out);
-        let mut gated = 0;
-        for c in &mut out[start..] {
+        if self.gated > 0 {
+            self.reap_gated(&mut out[start..]);
+        }
+    }
+
+    /// Uncount the counted writes among `done` and clear their tag bit.
+    #[inline]
+    fn reap_gated(&mut self, done: &mut [BdevCompletion]) {
+        let mut n = 0;
+        for c in done {
             if c.tag & GATED != 0 {
                 c.tag &= !GATED;
-                gated += 1;
+                n += 1;
             }
         }
-        if gated > 0 {
-            self.slot.done(gated);
+        if n > 0 {
+            self.gated -= n;
+            self.slot.done(n);
         }
     }
 
@@ -146,11 +161,14 @@ impl GroupChannel {
             match io {
                 HeldIo::Io(mut io) => {
                     io.tag |= GATED;
+                    self.gated += 1;
                     self.chan.submit(io);
                 }
                 HeldIo::Passthru(mut io) => {
                     io.tag |= GATED;
+                    self.gated += 1;
                     if let Err(io) = self.chan.submit_passthru(io) {
+                        self.gated -= 1;
                         self.slot.done(1);
                         let status = Status::generic(GenericStatus::INVALID_OPCODE).dnr();
                         out.push(BdevCompletion {

@@ -193,7 +193,7 @@ impl NvmeQueue {
         let fabrics = sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8;
         // The I/O path: a connected queue and no fabrics command.
         if !fabrics && self.ctrl.is_some() {
-            if self.qid != 0 && self.fused.begin_needed(sqe) {
+            if self.fused.begin_needed(sqe) && self.qid != 0 {
                 self.fused.begin(ctx, sqe)?;
             }
             return Ok(Admitted::Command);

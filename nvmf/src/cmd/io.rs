@@ -74,7 +74,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
                 _ => BdevOp::WriteZeroes,
             };
             let data = (bop != BdevOp::WriteZeroes).then(|| cmd.buf.as_ref().map_or(0, |b| b.len()));
-            if let Err(s) = check_blocks(ns, cmd.sqe, data) {
+            if let Err(s) = check_blocks(cmd.sqe, ns.bdev.num_blocks(), bs, data) {
                 cmd.cqe.set_status(s);
                 return Exec::Complete;
             }
@@ -129,7 +129,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
 
 /// Why an I/O command to `ns` may not run through this controller: its path's ANA state, or the
 /// namespace's reservation (`writes`: the command may change blocks).
-#[inline]
+#[inline(always)]
 pub(crate) fn access_refusal(ctrl: &Controller, ns: &Namespace, writes: bool) -> Option<Status> {
     if let Some(s) = ana_refusal(ctrl, ns) {
         return Some(s);
@@ -140,15 +140,16 @@ pub(crate) fn access_refusal(ctrl: &Controller, ns: &Namespace, writes: bool) ->
     None
 }
 
-/// The blocks of a Read, Write, Compare or Write Zeroes fit the namespace, and its data
-/// (`data`: the buffer's length, `None` for Write Zeroes) is exactly those blocks.
+/// The blocks of a Read, Write, Compare or Write Zeroes fit a namespace of `blocks` blocks of
+/// `bs` bytes, and its data (`data`: the buffer's length, `None` for Write Zeroes) is exactly
+/// those blocks.
 #[inline]
-pub(crate) fn check_blocks(ns: &Namespace, sqe: &crate::spec::Sqe, data: Option<usize>) -> Result<(), Status> {
+pub(crate) fn check_blocks(sqe: &crate::spec::Sqe, blocks: u64, bs: u64, data: Option<usize>) -> Result<(), Status> {
     let (slba, nlb) = (sqe.slba(), sqe.nlb() as u64);
-    if slba.checked_add(nlb).is_none_or(|end| end > ns.bdev.num_blocks()) {
+    if slba.checked_add(nlb).is_none_or(|end| end > blocks) {
         return Err(Status::generic(GenericStatus::LBA_OUT_OF_RANGE).dnr());
     }
-    if data.is_some_and(|len| len as u64 != nlb * ns.bdev.block_size() as u64) {
+    if data.is_some_and(|len| len as u64 != nlb * bs) {
         return Err(Status::generic(GenericStatus::DATA_SGL_LENGTH_INVALID).dnr());
     }
     Ok(())

@@ -48,7 +48,12 @@ impl FusedJobs {
     /// Complete a held member with `status` (through its transport's `bdev_complete`, which
     /// gets its buffer back).
     pub(crate) fn complete_held(&mut self, h: Held, status: Status) {
-        self.ready.push(BdevCompletion { tag: h.tag, status: BdevStatus::Nvme { status, dw0: 0 }, buf: h.buf });
+        self.complete_held_bdev(h, BdevStatus::Nvme { status, dw0: 0 });
+    }
+
+    /// [`FusedJobs::complete_held`] with a bdev's status (mapped as any I/O's).
+    fn complete_held_bdev(&mut self, h: Held, status: BdevStatus) {
+        self.ready.push(BdevCompletion { tag: h.tag, status, buf: h.buf });
     }
 
     /// Run a checked pair on namespace `ns`.
@@ -117,8 +122,7 @@ impl GroupCtx {
             // A miscompare (or a failed Compare): the Write does not happen.
             let j = self.fused.jobs.swap_remove(i);
             j.ns.write_gate.open();
-            let status = crate::cmd::io::bdev_status(c.status);
-            self.fused.complete_held(j.compare, status);
+            self.fused.complete_held_bdev(j.compare, c.status);
             self.fused.complete_held(j.write, FAILED_FUSED);
             return None;
         }

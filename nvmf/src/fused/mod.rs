@@ -45,6 +45,8 @@ pub(crate) struct Held {
 }
 
 /// Execute a command with FUSE bits set on an I/O queue (its begin paired it).
+#[cold]
+#[inline(never)]
 pub(crate) fn execute_member(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
     let sqe = cmd.sqe;
     let second = sqe.fuse() == FUSE_SECOND;
@@ -97,5 +99,5 @@ fn check_member(q: &mut NvmeQueue, ctrl: &Controller, sqe: &Sqe, data: usize, se
     if let Some(s) = access_refusal(ctrl, ns, second) {
         return Err(s);
     }
-    check_blocks(ns, sqe, Some(data))
+    check_blocks(sqe, ns.bdev.num_blocks(), ns.bdev.block_size() as u64, Some(data))
 }
