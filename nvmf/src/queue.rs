@@ -198,6 +198,10 @@ impl NvmeQueue {
             }
             return Ok(Admitted::Command);
         }
+        if fabrics && self.qid != 0 {
+            // A fabrics command is the next command too: a fused first before it lost its second.
+            self.fused.interrupted(ctx);
+        }
         if fabrics && sqe.fctype() == crate::spec::FabricsType::Connect as u8 {
             Ok(Admitted::Connect)
         } else if self.ctrl.is_some() {

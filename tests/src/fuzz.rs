@@ -392,6 +392,9 @@ struct Pending {
     xfer: u32,
     /// An Asynchronous Event Request: may stay parked.
     aer: bool,
+    /// The latest command of an I/O queue, a fused first: it waits for the command after it
+    /// (Base 2.0 section 3.4.2), so it may stay pending until one comes.
+    fused_first_last: bool,
 }
 
 /// The two queues of the `commands` harness: admin (0) and I/O queue 1 (1).
@@ -502,7 +505,7 @@ impl CmdHost {
                 self.pending[q].clear();
                 continue;
             }
-            if let Some((cid, _)) = self.pending[q].iter().find(|(_, p)| !p.aer) {
+            if let Some((cid, _)) = self.pending[q].iter().find(|(_, p)| !p.aer && !p.fused_first_last) {
                 panic!("queue {q}: CID {cid} never completed although the connection is up");
             }
         }
@@ -521,7 +524,11 @@ impl CmdHost {
         let mut out = Vec::new();
         encode_capsule_cmd(&mut out, &sqe, if in_capsule { &data } else { &[] }, hd, dd, cpda);
         let aer = q == 0 && sqe.opcode == 0x0c;
-        self.pending[q].insert(cid, Pending { data, xfer, aer });
+        for p in self.pending[q].values_mut() {
+            p.fused_first_last = false;
+        }
+        let fused_first_last = q == 1 && sqe.fuse() == nvmf::spec::sqe::FUSE_FIRST;
+        self.pending[q].insert(cid, Pending { data, xfer, aer, fused_first_last });
         self.lb.send(conn, &out);
     }
 }

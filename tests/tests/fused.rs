@@ -152,6 +152,12 @@ fn malformed_fusing_gets_the_specs_status() {
     assert_eq!((sc(&r[0]), sc(&r[1])), ((0, GenericStatus::DATA_SGL_LENGTH_INVALID), FAILED_FUSED), "short first");
     let r = run_all(&mut b, &io, &[(cmp(32), &base), (wr(33), half)]);
     assert_eq!((sc(&r[0]), sc(&r[1])), (FAILED_FUSED, (0, GenericStatus::DATA_SGL_LENGTH_INVALID)), "short second");
+    // A fabrics command after a first is its next command too.
+    let mut get = nvmf::host::pdu::fabrics_sqe(nvmf::spec::FabricsType::PropertyGet);
+    nvmf::spec::fabrics::PropertyCmd { eight_bytes: false, offset: nvmf::spec::reg::VS, value: 0 }.write(&mut get);
+    get.cid.set(29);
+    let r = run_all(&mut b, &io, &[(cmp(28), &base), (get, &[])]);
+    assert_eq!(sc(&r[0]), MISSING_FUSED, "first followed by a fabrics command");
     // FUSE 11b is reserved.
     let r = run_all(&mut b, &io, &[(fused(COMPARE, 0b11, 26, 0, 1), &base)]);
     assert_eq!(sc(&r[0]), INVALID_FIELD, "FUSE 11b");

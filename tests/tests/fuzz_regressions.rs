@@ -400,6 +400,26 @@ fn commands_seeds() -> Vec<(&'static str, Vec<u8>)> {
     PropertyCmd { eight_bytes: false, offset: reg::CC, value: 0x0046_0000 }.write(&mut reset);
     let reset: Vec<u8> =
         [rec(IO | NO_WAIT, &io(0x01, 1, 0, 8), 4096, &data[..4096]), rec(ADMIN, &reset, 0, &[])].concat();
+    // Fused Compare and Write: a matching pair, a miscompare, a pair through R2T on the
+    // direct-mode namespace, a lone first (then a Read) and a lone second.
+    let fuse = |mut s: Sqe, f: u8| {
+        s.flags |= f;
+        s
+    };
+    let (first, second) = (nvmf::spec::sqe::FUSE_FIRST, nvmf::spec::sqe::FUSE_SECOND);
+    let fused: Vec<u8> = [
+        rec(IO, &io(0x01, 1, 0, 1), 512, &data[..512]),
+        rec(IO | NO_WAIT, &fuse(io(0x05, 1, 0, 1), first), 512, &data[..512]),
+        rec(IO, &fuse(io(0x01, 1, 0, 1), second), 512, &data[512..1024]),
+        rec(IO | NO_WAIT, &fuse(io(0x05, 1, 0, 1), first), 512, &data[..512]),
+        rec(IO, &fuse(io(0x01, 1, 0, 1), second), 512, &data[1024..1536]),
+        rec(IO | NO_WAIT | R2T, &fuse(io(0x05, 3, 0, 32), first), 16384, &vec![0; 16384]),
+        rec(IO | R2T, &fuse(io(0x01, 3, 0, 32), second), 16384, &data),
+        rec(IO | NO_WAIT, &fuse(io(0x05, 1, 0, 1), first), 512, &data[..512]),
+        rec(IO, &io(0x02, 1, 0, 1), 512, &[]),
+        rec(IO, &fuse(io(0x01, 1, 0, 1), second), 512, &data[..512]),
+    ]
+    .concat();
     let with = |mode: u8, body: &[u8]| [&[mode][..], body].concat();
     vec![
         ("admin", with(0, &admin)),
@@ -408,6 +428,7 @@ fn commands_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("pipelined", with(0, &pipelined)),
         ("disconnect", with(0, &disconnect)),
         ("reset_with_io", with(0, &reset)),
+        ("fused", with(0, &fused)),
     ]
 }
 

@@ -62,6 +62,16 @@ impl FusedJobs {
     }
 }
 
+impl Drop for FusedJobs {
+    /// A poll group dropped with pairs running (shutdown) gives their gates back, so other
+    /// poll groups' writes do not wait for ever.
+    fn drop(&mut self) {
+        for j in self.jobs.iter().filter(|j| j.stage != Stage::Gate) {
+            j.ns.write_gate.open();
+        }
+    }
+}
+
 fn io(op: BdevOp, h: &mut Held, fua: bool) -> BdevIo {
     BdevIo { op, offset_blocks: h.sqe.slba(), num_blocks: h.sqe.nlb() as u64, buf: h.buf.take(), fua, tag: h.tag }
 }

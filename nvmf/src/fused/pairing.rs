@@ -79,19 +79,17 @@ impl Pairing {
     #[cold]
     pub(crate) fn begin(&mut self, ctx: &mut GroupCtx, sqe: &Sqe) -> Result<(), Status> {
         let cid = sqe.cid.get();
-        if let Some(first) = self.expecting.take() {
-            if let Some(i) = self.pairs.iter().position(|p| p.first_cid == first && p.second_cid.is_none()) {
-                let p = &mut self.pairs[i];
-                if sqe.fuse() == FUSE_SECOND {
+        if let Some(first) = self.expecting {
+            if sqe.fuse() == FUSE_SECOND {
+                self.expecting = None;
+                if let Some(p) = self.pairs.iter_mut().find(|p| p.first_cid == first && p.second_cid.is_none()) {
                     p.second_cid = Some(cid);
                     // A first that already failed (in the transport) takes its second along.
                     p.second = if matches!(p.first, Part::Done) { Part::Doomed(FAILED_FUSED) } else { Part::Waiting };
                     return Ok(());
                 }
-                // The command after a first is not its second (Base 2.0 section 3.4.2).
-                fail(ctx, &mut p.first, MISSING_FUSED);
-                self.collect(i);
             }
+            self.interrupted(ctx);
         }
         match sqe.fuse() {
             0 => Ok(()),
@@ -103,6 +101,17 @@ impl Pairing {
             FUSE_FIRST => Err(Status::generic(GenericStatus::INTERNAL_ERROR)),
             FUSE_SECOND => Err(MISSING_FUSED),
             _ => Err(INVALID_FIELD),
+        }
+    }
+
+    /// The command after a first is not its second (Base 2.0 section 3.4.2): the first is
+    /// aborted with Missing Fused Command.
+    #[cold]
+    pub(crate) fn interrupted(&mut self, ctx: &mut GroupCtx) {
+        let Some(first) = self.expecting.take() else { return };
+        if let Some(i) = self.pairs.iter().position(|p| p.first_cid == first && p.second_cid.is_none()) {
+            fail(ctx, &mut self.pairs[i].first, MISSING_FUSED);
+            self.collect(i);
         }
     }
 

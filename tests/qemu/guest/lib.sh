@@ -270,6 +270,7 @@ host_check_rdma() {
   [ $_rc = 0 ] || { tail -n 30 "$TGT_LOG"; fail "host_check --trtype rdma failed (status $_rc)"; }
   grep -q '^host_check: PASS' /tmp/host_check.out || fail "host_check --trtype rdma did not report PASS"
   grep -q 'CHECK rw-2097152 ok' /tmp/host_check.out || fail "no 2 MiB transfer over RDMA"
+  grep -q 'CHECK compare-and-write ok: LBA' /tmp/host_check.out || fail "no fused Compare and Write over RDMA"
 }
 # rxe_setup ADDR: soft-RoCE device rxe0 on eth0 with ADDR/24 (crc32_generic first for rxe's
 # ICRC, then the RDMA core, rxe and the nvme-rdma host); waits for /dev/infiniband/rdma_cm.

@@ -1,5 +1,5 @@
 #!/bin/sh
-# STEP: the Linux NVMe/TCP host in the guest against the target running on the host (10.0.2.2:$NVMF_TGT_PORT): discover, connect, id-ctrl, NVMe 2.0 pages (fw-log, effects-log, supported-log-pages, id-ctrl -H, get-feature -s 0..3), id-ns, fio crc32c verify, disconnect
+# STEP: the Linux NVMe/TCP host in the guest against the target running on the host (10.0.2.2:$NVMF_TGT_PORT): discover, connect, id-ctrl (VER 2.0, FUSES 0x1), NVMe 2.0 pages (fw-log, effects-log, supported-log-pages, id-ctrl -H, get-feature -s 0..3), id-ns, fio crc32c verify, disconnect
 . /qemu/lib.sh
 
 [ "$HOST_TARGET" = 1 ] || skip "$HOST_TARGET_DESC"
@@ -28,6 +28,7 @@ out=$(x nvme id-ctrl "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl /de
 echo "$out" | grep -E '^(vid|sn|mn|fr|mdts|cntlid|ver|nn|sgls|subnqn|ioccsz|iorcsz|icdoff|maxcmd) '
 echo "$out" | grep -q "^subnqn *: *$NQN" || fail "id-ctrl subnqn is not $NQN"
 echo "$out" | grep -q "^ver *: *0x20000" || fail "id-ctrl ver is not 2.0 (0x20000)"
+echo "$out" | grep -q "^fuses *: *0x1" || fail "id-ctrl fuses is not 0x1 (fused Compare and Write)"
 
 # What NVMe 2.0 makes mandatory, through nvme-cli (SPDK's identify asks for the same pages).
 out=$(x nvme id-ctrl -H "/dev/$ctrl" 2>&1) || { echo "$out"; fail "nvme id-ctrl -H /dev/$ctrl"; }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# STEP: NVMe/RDMA over soft-RoCE (rdma_rxe on eth0): nvmf_tgt (built with --features rdma) listens on RDMA at the guest's eth0 address; the Linux nvme-rdma host connects, id-ctrl (keyed SGLs), fio crc32c verify, disconnect; then our host client over RDMA (host_check --trtype rdma: discovery, identify, write/read verify 512 B..2 MiB, pipelined I/O, shutdown) and nvmf-perf -r trtype:rdma --verify; clean target exit
+# STEP: NVMe/RDMA over soft-RoCE (rdma_rxe on eth0): nvmf_tgt (built with --features rdma) listens on RDMA at the guest's eth0 address; the Linux nvme-rdma host connects, id-ctrl (keyed SGLs), fio crc32c verify, disconnect; then our host client over RDMA (host_check --trtype rdma: discovery, identify, write/read verify 512 B..2 MiB, pipelined I/O, fused Compare and Write, shutdown) and nvmf-perf -r trtype:rdma --verify; clean target exit
 . /qemu/lib.sh
 need_bins nvmf_tgt host_check nvmf-perf
 NQN=nqn.2016-06.io.nvmf-rs:rdma

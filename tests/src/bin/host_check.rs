@@ -9,7 +9,8 @@
 //!
 //! Discovery log (through the discovery controller), connect, Identify Controller and Namespace,
 //! active namespace list, write/read-back verify of several sizes (512 B .. 2 MiB, split by the
-//! controller's MDTS), pipelined I/O on two queues, Flush, orderly shutdown. Prints one
+//! controller's MDTS), pipelined I/O on two queues, Flush, fused Compare and Write (when the
+//! controller reports FUSES bit 0), orderly shutdown. Prints one
 //! `CHECK <name> ok|FAILED ...` line per check and exits 1 if any failed.
 
 #![forbid(unsafe_code)]
@@ -138,8 +139,10 @@ fn main() {
     report("connect", Ok(format!("cntlid {}, CAP {:#x}, VS {:#x}", ctrl.cntlid(), ctrl.cap().0, ctrl.vs().0)));
 
     let mut mdts_bytes = 1usize << 20;
+    let mut fused = false;
     match ctrl.identify_controller() {
         Ok(id) => {
+            fused = id.fuses.get() & 1 != 0;
             let mps = ctrl.cap().min_page_size();
             if id.mdts != 0 {
                 mdts_bytes = mps << id.mdts;
@@ -283,6 +286,39 @@ fn main() {
         Ok(format!("{n} x {len} bytes in flight on queue 2, flushed, read back on queue 1"))
     })();
     report("pipelined", pipe);
+
+    // Fused Compare and Write (when FUSES bit 0 says so): a matching pair writes, a miscompare
+    // fails the Compare (2h/85h) and aborts the Write (0h/09h); one block, and 16 KiB (data
+    // moved by R2T or RDMA Read).
+    let cas = (|| -> Result<String, String> {
+        if !fused {
+            return Ok("skipped: FUSES bit 0 clear".into());
+        }
+        let l = lba + 16 * 32 + 64;
+        let mut done = Vec::new();
+        for size in [bs, 16384usize.max(bs)] {
+            let nlb = (size / bs) as u32;
+            let (old, new, other) = (pattern(77, l, size), pattern(78, l, size), pattern(79, l, size));
+            io.write(nsid, l, nlb, &old).map_err(|e| format!("write: {e}"))?;
+            let (c, w) = io.compare_and_write(nsid, l, nlb, &old, &new).map_err(|e| format!("pair: {e}"))?;
+            if !c.is_success() || !w.is_success() {
+                return Err(format!("matching pair: statuses {:?} / {:?}", c.status(), w.status()));
+            }
+            let (c, w) = io.compare_and_write(nsid, l, nlb, &old, &other).map_err(|e| format!("pair: {e}"))?;
+            let (cs, ws) = (c.status(), w.status());
+            if (cs.sct(), cs.sc(), ws.sct(), ws.sc()) != (2, 0x85, 0, 0x09) {
+                return Err(format!("miscompare: statuses {cs:?} / {ws:?}"));
+            }
+            let mut back = vec![0u8; size];
+            io.read(nsid, l, nlb, &mut back).map_err(|e| format!("read: {e}"))?;
+            if back != new {
+                return Err(format!("{size} bytes at LBA {l}: not what the matching pair wrote"));
+            }
+            done.push(size.to_string());
+        }
+        Ok(format!("LBA {l}: {} bytes swapped; miscompare aborted the Write", done.join(" and ")))
+    })();
+    report("compare-and-write", cas);
 
     let r = io.disconnect().map_err(|e| e.to_string());
     let r = r.and_then(|()| ctrl.shutdown().map_err(|e| format!("shutdown: {e}")));
