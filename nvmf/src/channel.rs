@@ -146,9 +146,29 @@ impl GroupChannel {
             }
         }
         if n > 0 {
-            self.gated -= n;
+            self.gated = self.gated.saturating_sub(n);
             self.slot.done(n);
         }
+    }
+
+    /// The connection whose tags have bits 63:32 `conn` closed: its writes still held back
+    /// never reach the bdev (its host, which may have failed over to another path, could
+    /// otherwise see them land after newer data). They complete into `out` with Aborted due to
+    /// SQ Deletion, so the transport frees their requests.
+    #[cold]
+    pub(crate) fn abort_held(&mut self, conn: u64, out: &mut Vec<BdevCompletion>) {
+        let status = BdevStatus::Nvme { status: Status::generic(GenericStatus::ABORTED_SQ_DELETION), dw0: 0 };
+        self.held.retain_mut(|io| {
+            let (tag, buf) = match io {
+                HeldIo::Io(io) => (io.tag, &mut io.buf),
+                HeldIo::Passthru(io) => (io.tag, &mut io.buf),
+            };
+            if tag >> 32 != conn {
+                return true;
+            }
+            out.push(BdevCompletion { tag, status, buf: buf.take() });
+            false
+        });
     }
 
     #[cold]
@@ -180,5 +200,11 @@ impl GroupChannel {
                 }
             }
         }
+    }
+}
+
+impl Drop for GroupChannel {
+    fn drop(&mut self) {
+        self.ns.write_gate.unregister(&self.slot);
     }
 }

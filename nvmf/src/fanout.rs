@@ -42,7 +42,9 @@ impl Fanouts {
 
     /// A tag for internal work that no transport request owns.
     fn internal_tag(&mut self) -> u64 {
-        self.next_internal = self.next_internal.wrapping_add(1) & 0x00ff_ffff_ffff_ffff;
+        // Bits 30:0 only: bit 31 marks counted writes (`channel::GATED`); fewer than 2^31
+        // fan-outs are ever in progress at once, so the ids stay unique.
+        self.next_internal = self.next_internal.wrapping_add(1) & 0x7fff_ffff;
         INTERNAL_TRANSPORT << 56 | self.next_internal
     }
 

@@ -142,6 +142,17 @@ impl GroupCtx {
         }
     }
 
+    /// A connection closed (its tags have bits 63:32 `conn`): what it submitted that has not
+    /// reached a bdev (writes held back by a write gate, fused pairs waiting for one) is dropped
+    /// and completed with Aborted due to SQ Deletion.
+    #[cold]
+    pub(crate) fn abort_not_started(&mut self, conn: u64) {
+        self.fused.abort_not_started(conn);
+        for c in self.channels.iter_mut() {
+            c.abort_held(conn, &mut self.fused.ready);
+        }
+    }
+
     /// Close channels of namespaces that were removed once their I/O has drained.
     pub(crate) fn reap_channels(&mut self) {
         self.channels.retain(|c| Arc::strong_count(&c.ns) > 1 || c.busy());

@@ -124,6 +124,9 @@ pub struct NvmeQueue {
     outstanding: usize,
     /// Fused Compare and Write pairs being put together (I/O queues).
     fused: crate::fused::pairing::Pairing,
+    /// Bits 63:32 of this connection's bdev tags (transport and connection), from its first
+    /// command: what the poll group still holds back for it is dropped when it closes.
+    conn_tag: Option<u64>,
 }
 
 /// Connect's data is exactly this long (NVMe-oF 1.1 Figure 20).
@@ -144,6 +147,7 @@ impl NvmeQueue {
             auth: None,
             outstanding: 0,
             fused: Default::default(),
+            conn_tag: None,
         }
     }
 
@@ -316,6 +320,8 @@ impl NvmeQueue {
     fn dispatch(&mut self, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
         cmd.cqe.set_status(Status::SUCCESS);
         if cmd.sqe.opcode == crate::spec::AdminOpcode::Fabrics as u8 {
+            // The first command of every queue is a Connect.
+            self.conn_tag.get_or_insert(cmd.tag >> 32);
             return crate::cmd::fabrics::execute(self, ctx, cmd);
         }
         let Some(ctrl) = self.ctrl.clone() else {
@@ -439,6 +445,9 @@ impl NvmeQueue {
     /// admin queue. Fused members the queue still holds complete through `bdev_complete`.
     pub fn on_close(&mut self, ctx: &mut GroupCtx) {
         self.fused.close(ctx);
+        if let Some(conn) = self.conn_tag.take() {
+            ctx.abort_not_started(conn);
+        }
         if let Some(ctrl) = self.ctrl.take() {
             if self.qid == 0 {
                 ctrl.fail();

@@ -294,6 +294,46 @@ fn a_pair_waits_for_writes_in_flight_on_other_poll_groups_and_holds_new_ones_bac
     assert_eq!(m.data.lock().unwrap()[..LOOP_BS], z[..], "Z came last");
 }
 
+#[test]
+fn what_a_closed_connection_left_waiting_at_the_gate_never_reaches_the_bdev() {
+    let m = Arc::new(Manual {
+        data: Mutex::new(vec![0; 64 * LOOP_BS]),
+        log: Mutex::default(),
+        hold: AtomicBool::new(true),
+    });
+    let mut b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
+    let (_aa, qa) = io_queue(&mut b, 0);
+    let (_ab, qb) = io_queue(&mut b, 1);
+    let (_ac, qc) = io_queue(&mut b, 1);
+    let log = || m.log.lock().unwrap().clone();
+    let (x, y) = (pattern(1, 0, LOOP_BS), pattern(2, 0, LOOP_BS));
+    // B's write is at the bdev; A's pair waits for it (it holds the gate); C's pair waits for
+    // the gate; B's second write is held back.
+    qb.submit(loop_io_sqe(WRITE, 1, 0, 1), &x).expect("submit");
+    b.idle(&qb, 5);
+    qa.submit(fused(COMPARE, FUSE_FIRST, 2, 0, 1), &x).expect("submit");
+    qa.submit(fused(WRITE, FUSE_SECOND, 3, 0, 1), &y).expect("submit");
+    qc.submit(fused(COMPARE, FUSE_FIRST, 4, 0, 1), &x).expect("submit");
+    qc.submit(fused(WRITE, FUSE_SECOND, 5, 0, 1), &pattern(3, 0, LOOP_BS)).expect("submit");
+    qb.submit(loop_io_sqe(WRITE, 6, 0, 1), &pattern(4, 0, LOOP_BS)).expect("submit");
+    b.idle(&qb, 20);
+    assert_eq!(log(), [BdevOp::Write], "only B's first write reached the bdev");
+    // B and C go away (a host failing over to another path).
+    let before = b.group.num_connections() + b.more_groups[0].num_connections();
+    qb.close();
+    qc.close();
+    m.hold.store(false, Ordering::SeqCst);
+    for _ in 0..50 {
+        b.poll_all();
+    }
+    assert_eq!(b.group.num_connections() + b.more_groups[0].num_connections(), before - 2, "both closed");
+    let r: Vec<Cqe> = (0..2).map(|_| b.wait(&qa).cqe).collect();
+    assert!(r.iter().all(|c| sc(c) == OK), "A's pair ran after B's first write");
+    assert_eq!(log(), [BdevOp::Write, BdevOp::Compare, BdevOp::Write], "nothing of B's or C's waiting work ran");
+    assert_eq!(m.data.lock().unwrap()[..LOOP_BS], y[..], "A's pair wrote last");
+    assert_eq!(b.group.buffers_in_use() + b.more_groups[0].buffers_in_use(), 0, "every buffer came back");
+}
+
 // ---- A compare-and-swap counter under concurrency, over NVMe/TCP ----------------------------------
 
 /// Blocks the widest workers swap at once (16 KiB: more than the in-capsule size, so their data

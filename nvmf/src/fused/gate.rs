@@ -51,6 +51,11 @@ impl WriteGate {
         s
     }
 
+    /// A poll group's channel closed: forget its slot (nothing of it is in flight).
+    pub(crate) fn unregister(&self, slot: &Arc<GateSlot>) {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| !Arc::ptr_eq(s, slot));
+    }
+
     /// A write may go to the bdev now: it is counted in `slot` until [`GateSlot::done`]. `false`:
     /// a fused pair holds the namespace; hold the write back and ask again later.
     #[inline]

@@ -62,6 +62,30 @@ impl FusedJobs {
     }
 }
 
+impl FusedJobs {
+    /// The connection whose tags have bits 63:32 `conn` closed: its pairs that have not reached
+    /// the bdev yet never will (as for held writes, `GroupChannel::abort_held`); a pair that
+    /// held the gate gives it back.
+    #[cold]
+    pub(crate) fn abort_not_started(&mut self, conn: u64) {
+        let mut i = 0;
+        while i < self.jobs.len() {
+            let j = &self.jobs[i];
+            if j.compare.tag >> 32 != conn || !matches!(j.stage, Stage::Gate | Stage::Drain) {
+                i += 1;
+                continue;
+            }
+            let j = self.jobs.swap_remove(i);
+            if j.stage == Stage::Drain {
+                j.ns.write_gate.open();
+            }
+            let status = Status::generic(GenericStatus::ABORTED_SQ_DELETION);
+            self.complete_held(j.compare, status);
+            self.complete_held(j.write, status);
+        }
+    }
+}
+
 impl Drop for FusedJobs {
     /// A poll group dropped with pairs running (shutdown) gives their gates back, so other
     /// poll groups' writes do not wait for ever.

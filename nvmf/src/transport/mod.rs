@@ -150,7 +150,9 @@ pub fn direction(sqe: &crate::spec::Sqe) -> Dir {
     }
 }
 
-/// Bdev I/O tag layout: transport index in the poll group, connection index, request slot.
+/// Bdev tag layout: transport index (bits 63:56), connection (55:32), request slot (15:0). Bits
+/// 31:16 are zero in every tag made here; the poll group's channel uses bit 31 for writes it
+/// counted (`channel::GATED`), internal tags (`fanout`) stay below it.
 pub(crate) fn make_tag(transport: u8, conn: u32, slot: u16) -> u64 {
     (transport as u64) << 56 | ((conn as u64) & 0xff_ffff) << 32 | slot as u64
 }
