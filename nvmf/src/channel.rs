@@ -110,6 +110,9 @@ impl GroupChannel {
 
     #[cold]
     fn hold(&mut self, io: HeldIo) {
+        if self.held.is_empty() {
+            self.ns.write_gate.holding(true);
+        }
         self.held.push_back(io);
     }
 
@@ -158,6 +161,7 @@ impl GroupChannel {
     #[cold]
     pub(crate) fn abort_held(&mut self, conn: u64, out: &mut Vec<BdevCompletion>) {
         let status = BdevStatus::Nvme { status: Status::generic(GenericStatus::ABORTED_SQ_DELETION), dw0: 0 };
+        let was_holding = !self.held.is_empty();
         self.held.retain_mut(|io| {
             let (tag, buf) = match io {
                 HeldIo::Io(io) => (io.tag, &mut io.buf),
@@ -169,10 +173,20 @@ impl GroupChannel {
             out.push(BdevCompletion { tag, status, buf: buf.take() });
             false
         });
+        if was_holding && self.held.is_empty() {
+            self.ns.write_gate.holding(false);
+        }
     }
 
     #[cold]
     fn release_held(&mut self, out: &mut Vec<BdevCompletion>) {
+        self.submit_held(out);
+        if self.held.is_empty() {
+            self.ns.write_gate.holding(false);
+        }
+    }
+
+    fn submit_held(&mut self, out: &mut Vec<BdevCompletion>) {
         while let Some(io) = self.held.pop_front() {
             if !self.ns.write_gate.enter(&self.slot) {
                 self.held.push_front(io);
@@ -205,6 +219,9 @@ impl GroupChannel {
 
 impl Drop for GroupChannel {
     fn drop(&mut self) {
+        if !self.held.is_empty() {
+            self.ns.write_gate.holding(false);
+        }
         self.ns.write_gate.unregister(&self.slot);
     }
 }

@@ -295,6 +295,49 @@ fn a_pair_waits_for_writes_in_flight_on_other_poll_groups_and_holds_new_ones_bac
 }
 
 #[test]
+fn writes_held_back_by_one_pair_go_before_the_next_pair() {
+    let m = Arc::new(Manual { data: Mutex::new(vec![0; 64 * LOOP_BS]), log: Mutex::default(), hold: AtomicBool::new(true) });
+    let mut b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
+    let (_aa, qa) = io_queue(&mut b, 0);
+    let (_ab, qb) = io_queue(&mut b, 1);
+    let log = || m.log.lock().unwrap().clone();
+    let zero = vec![0u8; LOOP_BS];
+    let (x, y, w) = (pattern(1, 0, LOOP_BS), pattern(2, 0, LOOP_BS), pattern(3, 0, LOOP_BS));
+    // A's first pair holds the namespace (its Compare at the bdev); B's write is held back.
+    qa.submit(fused(COMPARE, FUSE_FIRST, 1, 0, 1), &zero).expect("submit");
+    qa.submit(fused(WRITE, FUSE_SECOND, 2, 0, 1), &x).expect("submit");
+    b.idle(&qa, 5);
+    qb.submit(loop_io_sqe(WRITE, 3, 1, 1), &w).expect("submit");
+    b.idle(&qb, 5);
+    // A's next pair is queued behind the first on A's own poll group.
+    qa.submit(fused(COMPARE, FUSE_FIRST, 4, 0, 1), &x).expect("submit");
+    qa.submit(fused(WRITE, FUSE_SECOND, 5, 0, 1), &y).expect("submit");
+    b.idle(&qa, 5);
+    assert_eq!(log(), [BdevOp::Compare]);
+    // The first pair finishes; only A's poll group runs: its next pair may not take the gate
+    // while B's poll group still holds a write the first pair turned away.
+    m.hold.store(false, Ordering::SeqCst);
+    for _ in 0..50 {
+        b.group.poll();
+    }
+    assert_eq!(log(), [BdevOp::Compare, BdevOp::Write], "the next pair waits for the held write");
+    // B's poll group submits its write; then the next pair runs.
+    for _ in 0..5 {
+        b.more_groups[0].poll();
+    }
+    for _ in 0..4 {
+        let c = b.wait(&qa).cqe;
+        assert_eq!(sc(&c), OK, "cid {}", c.cid.get());
+    }
+    assert_eq!(sc(&b.wait(&qb).cqe), OK);
+    assert_eq!(
+        log(),
+        [BdevOp::Compare, BdevOp::Write, BdevOp::Write, BdevOp::Compare, BdevOp::Write],
+        "held write between the pairs"
+    );
+}
+
+#[test]
 fn what_a_closed_connection_left_waiting_at_the_gate_never_reaches_the_bdev() {
     let m = Arc::new(Manual {
         data: Mutex::new(vec![0; 64 * LOOP_BS]),

@@ -39,6 +39,9 @@ impl GateSlot {
 pub(crate) struct WriteGate {
     /// A fused pair holds the namespace (from its close to its open).
     closed: AtomicBool,
+    /// Poll groups holding writes back (turned away while a pair ran): the next pair waits for
+    /// them, so a host streaming pairs cannot keep other hosts' writes out for ever.
+    waiting: AtomicU64,
     /// Every poll group's slot on this namespace (registered when it opens its channel).
     slots: Mutex<Vec<Arc<GateSlot>>>,
 }
@@ -77,9 +80,20 @@ impl WriteGate {
         !self.closed.load(Ordering::Relaxed)
     }
 
-    /// Close the gate for one fused pair. `false`: another pair holds it; try again later.
+    /// Close the gate for one fused pair. `false`: another pair holds it, or writes turned away
+    /// by the last one have not gone yet; try again later.
     pub(crate) fn try_close(&self) -> bool {
-        self.closed.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+        self.waiting.load(Ordering::SeqCst) == 0
+            && self.closed.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+    }
+
+    /// A poll group started holding writes back (`true`) or submitted the last of them.
+    pub(crate) fn holding(&self, started: bool) {
+        if started {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// With the gate closed: no write admitted before the close is still in flight on any poll
@@ -113,6 +127,10 @@ mod tests {
         assert!(g.drained());
         g.open();
         assert!(g.is_open() && g.enter(&b), "an opened gate admits again");
+        g.holding(true);
+        assert!(!g.try_close(), "a pair waits while a group still holds writes the last one turned away");
+        g.holding(false);
+        assert!(g.try_close());
     }
 
     #[test]
