@@ -296,7 +296,11 @@ fn a_pair_waits_for_writes_in_flight_on_other_poll_groups_and_holds_new_ones_bac
 
 #[test]
 fn writes_held_back_by_one_pair_go_before_the_next_pair() {
-    let m = Arc::new(Manual { data: Mutex::new(vec![0; 64 * LOOP_BS]), log: Mutex::default(), hold: AtomicBool::new(true) });
+    let m = Arc::new(Manual {
+        data: Mutex::new(vec![0; 64 * LOOP_BS]),
+        log: Mutex::default(),
+        hold: AtomicBool::new(true),
+    });
     let mut b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
     let (_aa, qa) = io_queue(&mut b, 0);
     let (_ab, qb) = io_queue(&mut b, 1);

@@ -261,3 +261,29 @@ fn reservations_arbitrate_a_direct_mode_namespace_too() {
     let (hdr, _) = report(&mut b.q, 1);
     assert_eq!((hdr.rtype, hdr.regctl.get()), (T::WriteExclusive as u8, 2), "the target keeps the state");
 }
+
+#[test]
+fn one_host_nqn_with_many_host_ids_cannot_fill_the_registrant_table() {
+    let t = TestTarget::start(TargetSpec::default());
+    // One host NQN connecting with a new Host Identifier each time.
+    let greedy = |i: u8| HostConfig { hostid: [0x80 + i; 16], ..host(1) };
+    let limit = nvmf::reservation::MAX_REGISTRANTS_PER_HOSTNQN as u8;
+    let mut hosts = Vec::new();
+    for i in 0..=limit {
+        let mut c = Controller::connect(t.addr, NQN, &greedy(i)).expect("connect");
+        let mut q = c.connect_io_queue(1).expect("io queue");
+        let r = register(&mut q, 1, rrega::REGISTER, cptpl::NO_CHANGE, 0, 100 + i as u64);
+        if i < limit {
+            ok(r, "register within the host NQN's share");
+        } else {
+            assert_eq!(r.status().sc(), GenericStatus::INTERNAL_ERROR, "one Host ID too many for one host NQN");
+            assert!(r.status().is_dnr());
+        }
+        hosts.push((c, q));
+    }
+    // Another host still registers.
+    let mut b = connect(&t, 2);
+    ok(register(&mut b.q, 1, rrega::REGISTER, cptpl::NO_CHANGE, 0, 7), "another host registers");
+    let (_, regs) = report(&mut b.q, 1);
+    assert_eq!(regs.len(), limit as usize + 1, "the greedy host's share and the other host");
+}

@@ -54,9 +54,11 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
                 return done(cmd, Status::generic(GenericStatus::INVALID_FIELD).dnr());
             };
             let (crkey, nrkey) = (k.crkey.get(), k.nrkey.get());
+            let hostnqn = crate::reservation::hostnqn_key(&ctrl.hostnqn);
             let r = ns.reservations.update(|st| {
-                st.register(
+                st.register_as(
                     &host,
+                    hostnqn,
                     Register { action: f.action, iekey: f.iekey, change_ptpl: f.cptpl, crkey, nrkey },
                     capable,
                 )

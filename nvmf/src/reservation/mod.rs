@@ -24,6 +24,19 @@ use std::sync::{Mutex, MutexGuard};
 /// Registrants a namespace keeps; a Register beyond them fails (SPDK's CVE-2025-57275 was an
 /// unbounded table here). Host identifiers are per host, so this bounds hosts, not controllers.
 pub const MAX_REGISTRANTS: usize = 64;
+/// Registrants one host NQN may hold in a namespace (a host has one Host Identifier; a few
+/// more cover re-generated IDs). Without it one host could fill the table by connecting with
+/// many Host Identifiers and keep every other host from registering.
+pub const MAX_REGISTRANTS_PER_HOSTNQN: usize = 8;
+
+/// A registrant's host NQN as [`Registrant::hostnqn`] keeps it: a hash (only ever compared, to
+/// count a host NQN's registrants); never 0.
+pub fn hostnqn_key(hostnqn: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    hostnqn.hash(&mut h);
+    h.finish().max(1)
+}
 
 /// A 128-bit Host Identifier (Connect's HOSTID).
 pub type HostId = [u8; 16];
@@ -33,6 +46,9 @@ pub struct Registrant {
     pub hostid: HostId,
     /// Reservation key (RKEY), never 0.
     pub rkey: u64,
+    /// [`hostnqn_key`] of the host NQN that registered it; 0 when unknown (reloaded from a PTPL
+    /// file, which has no host NQNs, or registered through [`ReservationState::register`]).
+    pub hostnqn: u64,
 }
 
 /// A namespace's registrants and reservation.
@@ -140,6 +156,18 @@ impl ReservationState {
 
     /// Reservation Register. `ptpl_capable`: the namespace has a PTPL file.
     pub fn register(&mut self, host: &HostId, req: Register, ptpl_capable: bool) -> Result<Effects, Status> {
+        self.register_as(host, 0, req, ptpl_capable)
+    }
+
+    /// [`ReservationState::register`] from a host NQN (`hostnqn`: its [`hostnqn_key`]), which
+    /// may hold at most [`MAX_REGISTRANTS_PER_HOSTNQN`] registrants.
+    pub fn register_as(
+        &mut self,
+        host: &HostId,
+        hostnqn: u64,
+        req: Register,
+        ptpl_capable: bool,
+    ) -> Result<Effects, Status> {
         let Register { action, iekey, change_ptpl, crkey, nrkey } = req;
         let mut fx = Effects::default();
         let ptpl = match change_ptpl {
@@ -156,7 +184,7 @@ impl ReservationState {
                 // Registering again with the same key is not an error.
                 Some(r) if r.rkey == nrkey => {}
                 Some(_) => return Err(conflict()),
-                None => self.add(host, nrkey)?,
+                None => self.add(host, hostnqn, nrkey)?,
             },
             rrega::UNREGISTER => {
                 let r = current.ok_or_else(conflict)?;
@@ -188,7 +216,7 @@ impl ReservationState {
                         r.rkey = nrkey;
                         self.generation = self.generation.wrapping_add(1);
                     }
-                    None if iekey => self.add(host, nrkey)?,
+                    None if iekey => self.add(host, hostnqn, nrkey)?,
                     None => return Err(conflict()),
                 }
             }
@@ -202,16 +230,25 @@ impl ReservationState {
         Ok(fx)
     }
 
-    fn add(&mut self, host: &HostId, nrkey: u64) -> Result<(), Status> {
+    fn add(&mut self, host: &HostId, hostnqn: u64, nrkey: u64) -> Result<(), Status> {
         if nrkey == 0 {
             return Err(invalid_field());
         }
+        // DNR: retrying cannot help until a registrant leaves.
+        let full = Status::generic(GenericStatus::INTERNAL_ERROR).dnr();
         if self.registrants.len() >= MAX_REGISTRANTS {
             log::warn!("reservation: registrant table full ({MAX_REGISTRANTS} hosts); refusing a registration");
-            // DNR: retrying cannot help until a registrant leaves.
-            return Err(Status::generic(GenericStatus::INTERNAL_ERROR).dnr());
+            return Err(full);
         }
-        self.registrants.push(Registrant { hostid: *host, rkey: nrkey });
+        if hostnqn != 0
+            && self.registrants.iter().filter(|r| r.hostnqn == hostnqn).count() >= MAX_REGISTRANTS_PER_HOSTNQN
+        {
+            log::warn!(
+                "reservation: a host NQN already holds {MAX_REGISTRANTS_PER_HOSTNQN} registrations; refusing another Host Identifier"
+            );
+            return Err(full);
+        }
+        self.registrants.push(Registrant { hostid: *host, rkey: nrkey, hostnqn });
         self.generation = self.generation.wrapping_add(1);
         Ok(())
     }

@@ -112,7 +112,7 @@ impl PtplFile {
             if r.rkey == 0 || st.registrants.iter().any(|x| x.hostid == hostid) {
                 return Err(bad(format!("registrant {} with key {}", r.host_uuid, r.rkey)));
             }
-            st.registrants.push(Registrant { hostid, rkey: r.rkey });
+            st.registrants.push(Registrant { hostid, rkey: r.rkey, hostnqn: 0 });
         }
         if f.rtype != 0 {
             let t = u8::try_from(f.rtype).ok().and_then(ReservationType::from_u8);

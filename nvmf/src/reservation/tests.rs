@@ -68,7 +68,7 @@ fn register_unregister_replace() {
         .unwrap();
     st.register(&A, Register { action: rrega::REPLACE, iekey: true, change_ptpl: 0, crkey: 0, nrkey: 3 }, false)
         .unwrap();
-    assert_eq!(st.registrants, vec![Registrant { hostid: A, rkey: 3 }]);
+    assert_eq!(st.registrants, vec![Registrant { hostid: A, rkey: 3, hostnqn: 0 }]);
     // Replace by an unregistered host: conflict, or a registration with IEKEY.
     assert_eq!(
         sc(st.register(
@@ -162,6 +162,28 @@ fn registrant_table_is_bounded() {
         GenericStatus::INTERNAL_ERROR
     );
     assert_eq!(st.registrants.len(), MAX_REGISTRANTS);
+}
+
+#[test]
+fn one_host_nqn_cannot_fill_the_registrant_table() {
+    let mut st = ReservationState::default();
+    let (greedy, other) = (hostnqn_key("nqn.2014-08.org.nvmexpress:uuid:greedy"), hostnqn_key("nqn.other"));
+    let reg = Register { action: rrega::REGISTER, iekey: false, change_ptpl: 0, crkey: 0, nrkey: 7 };
+    let id = |i: u8| [i; 16];
+    for i in 0..MAX_REGISTRANTS_PER_HOSTNQN as u8 {
+        st.register_as(&id(i + 1), greedy, reg, false).unwrap();
+    }
+    assert_eq!(sc(st.register_as(&id(100), greedy, reg, false)), GenericStatus::INTERNAL_ERROR, "its next Host ID");
+    // Replace with IEKEY registers too: also refused.
+    let replace = Register { action: rrega::REPLACE, iekey: true, nrkey: 8, ..reg };
+    assert_eq!(sc(st.register_as(&id(101), greedy, replace, false)), GenericStatus::INTERNAL_ERROR);
+    // What it holds still works, and another host registers.
+    st.register_as(&id(1), greedy, Register { action: rrega::REPLACE, crkey: 7, nrkey: 9, ..reg }, false).unwrap();
+    st.register_as(&id(200), other, reg, false).unwrap();
+    // Once one of its registrations goes, it may register another Host ID.
+    st.register_as(&id(2), greedy, Register { action: rrega::UNREGISTER, crkey: 7, ..reg }, false).unwrap();
+    st.register_as(&id(100), greedy, reg, false).unwrap();
+    assert_eq!(st.registrants.len(), MAX_REGISTRANTS_PER_HOSTNQN + 1);
 }
 
 #[test]
@@ -275,7 +297,7 @@ fn preempt() {
     acquire(&mut st, &A, 1, T::WriteExclusiveAllRegistrants).unwrap();
     st.acquire(&B, racqa::PREEMPT, false, T::WriteExclusive as u8, 2, 0).unwrap();
     assert_eq!(st.reservation, Some((T::WriteExclusive, B)));
-    assert_eq!(st.registrants, vec![Registrant { hostid: B, rkey: 2 }]);
+    assert_eq!(st.registrants, vec![Registrant { hostid: B, rkey: 2, hostnqn: 0 }]);
     // All registrants, a PRKEY nobody has: conflict.
     let mut st = registered(&[(A, 1), (B, 2)]);
     acquire(&mut st, &A, 1, T::WriteExclusiveAllRegistrants).unwrap();
