@@ -439,9 +439,12 @@ impl Subsystem {
         Ok(())
     }
 
-    /// The ANA log page's Change Count.
-    pub(crate) fn ana_change_count(&self) -> u64 {
-        self.lock().ana_chgcnt
+    /// Run `f` with the ANA log page's Change Count while no ANA state can change
+    /// (`set_ana_state` updates the count, the controllers' states and their events under the
+    /// same lock): what `f` reads of a controller's states matches the count.
+    pub(crate) fn with_ana_stable<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        let st = self.lock();
+        f(st.ana_chgcnt)
     }
     /// Whether a connection that arrived on `listener` may reach this subsystem.
     pub fn listening_on(&self, listener: &TransportAddr) -> bool {

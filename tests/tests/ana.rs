@@ -72,7 +72,11 @@ fn read_status(c: &mut Controller, nsid: u32) -> (u8, u8) {
 }
 
 fn read_full_status(c: &mut Controller, nsid: u32) -> nvmf::spec::Status {
-    let mut q = c.connect_io_queue(1).expect("io queue");
+    // A new queue ID each time: the previous queue's close may not have reached the target yet
+    // when the next Connect does (reusing QID 1 failed now and then with Invalid Parameters).
+    static NEXT_QID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let qid = NEXT_QID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut q = c.connect_io_queue(qid).expect("io queue");
     let mut sqe = Sqe { opcode: 0x02, flags: 0x40, ..Default::default() };
     sqe.nsid.set(nsid);
     let mut buf = vec![0u8; 512];
@@ -142,4 +146,50 @@ fn identify_log_event_and_io_follow_the_listener_state() {
     let mut plain = Controller::connect(t.addr, NQN, &HostConfig::default()).expect("connect");
     assert!(plain.get_log_page(lid::ANA, 0, 512, 0).is_err());
     assert_eq!(plain.identify_controller().expect("identify").cmic & 1 << 3, 0);
+}
+
+/// Over the loopback transport (an AER can wait without blocking the test): a change the host
+/// already read in the ANA log page (RAE cleared) raises no second event; a later change does.
+#[test]
+fn a_change_already_read_in_the_log_raises_no_second_event() {
+    use nvmf_tests::loopback::{admin_sqe, LoopBed};
+    let mut b = LoopBed::new();
+    let mut cfg = SubsystemConfig::new(ANA_NQN);
+    cfg.allow_any_host = true;
+    cfg.ana_reporting = true;
+    let sub = b.target.add_subsystem(cfg).expect("subsystem");
+    sub.add_listener(b.addr.clone()).expect("listener");
+    sub.add_namespace(NamespaceConfig::new(Arc::new(MallocBdev::new("Ana0", 64, 512).expect("malloc"))))
+        .expect("namespace");
+    let h = b.open();
+    let c = b.connect_to(&h, ANA_NQN, 0, 0xffff, 30_000);
+    assert!(c.status().is_success());
+    b.enable(&h);
+    let mut aec = Sqe { opcode: 0x09, flags: 0x40, ..Default::default() };
+    aec.cdw10.set(0x0b);
+    aec.cdw11.set(1 << 11);
+    assert!(b.run(&h, aec, &[]).cqe.status().is_success(), "ANA Change notices on");
+    let mut aer = Sqe { opcode: 0x0c, flags: 0x40, ..Default::default() };
+    let log = |cid: u16| {
+        let mut sqe = admin_sqe(0x02, cid, 4096);
+        GetLogPageArgs::new(lid::ANA, 4096, 0).apply_to(&mut sqe);
+        sqe
+    };
+    // First change: its event arrives (and masks further ones until the log is read).
+    aer.cid.set(1);
+    h.submit(aer, &[]).expect("AER");
+    sub.set_ana_state(&b.addr, Some(1), AnaState::NonOptimized).expect("state");
+    assert_eq!(b.wait(&h).cqe.cid.get(), 1, "the first change's event");
+    // A second change while masked, then the log (RAE cleared) that shows it.
+    sub.set_ana_state(&b.addr, Some(1), AnaState::Inaccessible).expect("state");
+    let page = b.run(&h, log(2), &[]).data;
+    let d = AnaGroupDescriptor::read_from_bytes(&page[16..48]).expect("descriptor");
+    assert_eq!(d.state, AnaState::Inaccessible as u8, "the log shows the second change");
+    aer.cid.set(3);
+    h.submit(aer, &[]).expect("AER");
+    assert!(b.idle(&h, 50).is_none(), "no event for a change the host has read");
+    // A third change: an event again.
+    sub.set_ana_state(&b.addr, Some(1), AnaState::Optimized).expect("state");
+    let e = b.wait(&h).cqe;
+    assert_eq!((e.cid.get(), e.dw0.get()), (3, 2 | 0x03 << 8 | 0x0c << 16), "ANA Change for the third");
 }

@@ -185,7 +185,6 @@ fn reservation_notification(ctrl: &Controller, rae: bool) -> ReservationNotifica
 /// controller and (unless Return Groups Only) its NSIDs in ascending order.
 fn ana_log(ctrl: &Controller, groups_only: bool, rae: bool) -> Vec<u8> {
     let table = ctrl.subsys.ns_table_for(&ctrl.hostnqn);
-    let chgcnt = ctrl.subsys.ana_change_count();
     let mut groups: Vec<(u32, Vec<u32>)> = Vec::new();
     for ns in table.iter().flatten() {
         match groups.iter_mut().find(|(g, _)| *g == ns.anagrpid) {
@@ -194,28 +193,32 @@ fn ana_log(ctrl: &Controller, groups_only: bool, rae: bool) -> Vec<u8> {
         }
     }
     groups.sort_unstable_by_key(|(g, _)| *g);
+    // The Change Count and the states as one snapshot; a read without RAE covers every change
+    // so far, so none of them raises another event.
+    let (chgcnt, states) = ctrl.subsys.with_ana_stable(|chgcnt| {
+        let states: Vec<u8> = groups.iter().map(|(g, _)| ctrl.ana_state(*g) as u8).collect();
+        if !rae {
+            let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
+            ev.ana_change_masked = false;
+            ev.ana_change_pending = false;
+        }
+        (chgcnt, states)
+    });
     let mut hdr = AnaLogHeader::default();
     hdr.chgcnt.set(chgcnt);
     hdr.ngrps.set(groups.len() as u16);
     let mut out = hdr.as_bytes().to_vec();
-    for (g, nsids) in &groups {
+    for ((g, nsids), state) in groups.iter().zip(states) {
         let mut d = AnaGroupDescriptor::default();
         d.anagrpid.set(*g);
         d.nnsid.set(if groups_only { 0 } else { nsids.len() as u32 });
         d.chgcnt.set(chgcnt);
-        d.state = ctrl.ana_state(*g) as u8;
+        d.state = state;
         out.extend_from_slice(d.as_bytes());
         if !groups_only {
             for n in nsids {
                 out.extend_from_slice(&n.to_le_bytes());
             }
-        }
-    }
-    if !rae {
-        let mut ev = ctrl.events.lock().unwrap_or_else(|e| e.into_inner());
-        ev.ana_change_masked = false;
-        if ev.ana_change_pending {
-            ctrl.event_flag.store(true, Ordering::Release);
         }
     }
     out
