@@ -19,7 +19,6 @@ use crate::subsystem::{Namespace, NsTable};
 use crate::transport::TransportAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// One command as a transport hands it to the NVMe layer.
 pub struct Cmd<'a> {
@@ -406,8 +405,13 @@ impl NvmeQueue {
         None
     }
 
-    /// Checks done once per poll: controller teardown, reset, keep-alive, pending events.
-    pub fn poll_event(&mut self, now: Instant) -> Option<QueueEvent> {
+    /// Checks done on a timer tick ([`GroupCtx::is_tick`]): controller teardown, reset,
+    /// keep-alive, pending events, a fused first whose next command does not come.
+    pub fn poll_event(&mut self, ctx: &mut GroupCtx) -> Option<QueueEvent> {
+        let now = ctx.now();
+        if self.fused.active() {
+            self.fused.expire(ctx);
+        }
         let ctrl = self.ctrl.as_ref()?;
         if ctrl.is_failed() {
             return Some(QueueEvent::Close("controller torn down"));

@@ -172,6 +172,31 @@ fn malformed_fusing_gets_the_specs_status() {
     assert_eq!(b.group.num_connections(), 1, "only the admin connection is left");
 }
 
+#[test]
+fn a_first_whose_next_command_never_comes_is_aborted_after_a_while() {
+    let mut b = LoopBed::new();
+    let (_a, io) = io_queue(&mut b, 0);
+    let start = std::time::Instant::now();
+    io.submit(fused(COMPARE, FUSE_FIRST, 1, 0, 1), &vec![0; LOOP_BS]).expect("submit");
+    assert!(b.idle(&io, 20).is_none(), "it waits for the next command");
+    assert_eq!(b.group.buffers_in_use(), 1, "holding its data");
+    // The poll group's clock (virtual here) passes the timeout: Missing Fused Command.
+    b.group.poll_at(start + std::time::Duration::from_secs(6));
+    let c = b.wait(&io).cqe;
+    assert_eq!((c.cid.get(), sc(&c)), (1, MISSING_FUSED));
+    assert_eq!(b.group.buffers_in_use(), 0, "its buffer came back");
+    // The queue goes on: a pair right after works.
+    let r = run_all(
+        &mut b,
+        &io,
+        &[
+            (fused(COMPARE, FUSE_FIRST, 2, 0, 1), &vec![0; LOOP_BS]),
+            (fused(WRITE, FUSE_SECOND, 3, 0, 1), &pattern(5, 0, LOOP_BS)),
+        ],
+    );
+    assert_eq!((sc(&r[0]), sc(&r[1])), (OK, OK));
+}
+
 // ---- The write gate across poll groups, step by step -------------------------------------------
 
 /// A RAM bdev whose I/Os run only when the test lets them (`hold` false), in submission order;

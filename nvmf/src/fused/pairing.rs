@@ -7,6 +7,11 @@ use super::{Held, FAILED_FUSED, FUSE_FIRST, FUSE_SECOND, INVALID_FIELD, MISSING_
 use crate::ctrlr::MAX_QUEUE_DEPTH;
 use crate::poll_group::GroupCtx;
 use crate::spec::{GenericStatus, Sqe, Status};
+use std::time::{Duration, Instant};
+
+/// How long a first waits for the command after it. Hosts send the two back to back; one that
+/// sends nothing more would otherwise keep the first (and its data buffer) for ever.
+pub(crate) const SECOND_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Part {
     /// Taken off the queue, not executed yet.
@@ -49,6 +54,8 @@ pub(crate) struct Found {
 pub(crate) struct Pairing {
     /// CID of the first whose begin was the latest: the next command must be its second.
     expecting: Option<u16>,
+    /// When that first was taken off the queue (the poll's clock).
+    expecting_since: Option<Instant>,
     pairs: Vec<Pair>,
 }
 
@@ -82,6 +89,7 @@ impl Pairing {
         if let Some(first) = self.expecting {
             if sqe.fuse() == FUSE_SECOND {
                 self.expecting = None;
+                self.expecting_since = None;
                 if let Some(p) = self.pairs.iter_mut().find(|p| p.first_cid == first && p.second_cid.is_none()) {
                     p.second_cid = Some(cid);
                     // A first that already failed (in the transport) takes its second along.
@@ -96,6 +104,7 @@ impl Pairing {
             FUSE_FIRST if self.pairs.len() < MAX_QUEUE_DEPTH as usize => {
                 self.pairs.push(Pair { first_cid: cid, second_cid: None, first: Part::Waiting, second: Part::Done });
                 self.expecting = Some(cid);
+                self.expecting_since = Some(ctx.now());
                 Ok(())
             }
             FUSE_FIRST => Err(Status::generic(GenericStatus::INTERNAL_ERROR)),
@@ -108,10 +117,21 @@ impl Pairing {
     /// aborted with Missing Fused Command.
     #[cold]
     pub(crate) fn interrupted(&mut self, ctx: &mut GroupCtx) {
+        self.expecting_since = None;
         let Some(first) = self.expecting.take() else { return };
         if let Some(i) = self.pairs.iter().position(|p| p.first_cid == first && p.second_cid.is_none()) {
             fail(ctx, &mut self.pairs[i].first, MISSING_FUSED);
             self.collect(i);
+        }
+    }
+
+    /// On a timer tick: a first whose next command has not come within [`SECOND_TIMEOUT`] is
+    /// aborted (Missing Fused Command).
+    #[cold]
+    pub(crate) fn expire(&mut self, ctx: &mut GroupCtx) {
+        if self.expecting_since.is_some_and(|t| ctx.now().saturating_duration_since(t) >= SECOND_TIMEOUT) {
+            log::warn!("fused first without a next command for {SECOND_TIMEOUT:?}: aborted");
+            self.interrupted(ctx);
         }
     }
 
@@ -178,6 +198,7 @@ impl Pairing {
             }
         }
         self.expecting = None;
+        self.expecting_since = None;
     }
 
     /// Forget pair `i` once nothing of it is left (a first still waiting for its second's begin

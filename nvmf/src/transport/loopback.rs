@@ -341,7 +341,7 @@ impl Conn {
             return 1;
         }
         if ctx.is_tick() {
-            match self.q.poll_event(ctx.now()) {
+            match self.q.poll_event(ctx) {
                 Some(QueueEvent::Close(why)) => {
                     log::info!("loopback connection closed: {why}");
                     self.close(ctx);

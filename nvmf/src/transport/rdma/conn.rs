@@ -294,7 +294,7 @@ impl RdmaConn {
         if self.state != ConnState::Ready {
             return 0;
         }
-        match self.q.poll_event(ctx.now) {
+        match self.q.poll_event(ctx) {
             None => 0,
             Some(QueueEvent::Close(why)) => {
                 self.fail(why);

@@ -279,7 +279,7 @@ impl TcpConn {
         if self.state != ConnState::Ready {
             return 0;
         }
-        match self.q.poll_event(ctx.now) {
+        match self.q.poll_event(ctx) {
             None => 0,
             Some(QueueEvent::Close(why)) => {
                 self.fail(Fatal::Close(why), &[]);
