@@ -73,6 +73,14 @@ pub(crate) struct EventState {
 /// Reservation notices a controller keeps unread (a host that never reads the log cannot grow it).
 pub const MAX_RESERVATION_NOTICES: usize = 64;
 
+/// Reservation Notification Masks of one controller (bounded by the subsystem's namespace count:
+/// only NSIDs of its namespaces are set one by one).
+#[derive(Debug, Default)]
+struct ReservationMasks {
+    all: u32,
+    per_ns: Vec<(u32, u32)>,
+}
+
 /// A controller: created by an admin-queue Connect, shared with its I/O queues.
 pub struct Controller {
     pub cntlid: u16,
@@ -107,7 +115,9 @@ pub struct Controller {
     pub(crate) temp_thresholds: AtomicU32,
     /// Reservation Notification Mask feature (FID 82h): bits 1-3 mask Registration Preempted,
     /// Reservation Released and Reservation Preempted notices (one mask for all namespaces).
-    pub(crate) reservation_mask: AtomicU32,
+    /// Reservation Notification Mask (feature 82h) per namespace: (NSID, mask) for namespaces
+    /// set one by one; the others have `reservation_mask_all`.
+    reservation_masks: Mutex<ReservationMasks>,
     /// The ANA state of each group through this controller's listener.
     pub(crate) ana: crate::ana::AnaView,
     /// The discovery generation counter (GENCTR) this discovery controller's host last saw:
@@ -152,7 +162,7 @@ impl Controller {
             io_queues: Mutex::new(vec![false; MAX_IO_QUEUES as usize + 1]),
             aen_config: AtomicU32::new(0),
             temp_thresholds: AtomicU32::new(WARNING_TEMPERATURE_K as u32),
-            reservation_mask: AtomicU32::new(0),
+            reservation_masks: Mutex::new(ReservationMasks::default()),
             ana: crate::ana::AnaView::new(&vec![crate::ana::AnaState::Optimized; groups]),
             disc_genctr_seen: AtomicU64::new(genctr),
             event_flag: AtomicBool::new(false),
@@ -193,9 +203,31 @@ impl Controller {
         self.event_flag.store(true, Ordering::Release);
     }
 
+    /// The Reservation Notification Mask of namespace `nsid` (feature 82h, bits 3:1).
+    pub(crate) fn reservation_mask(&self, nsid: u32) -> u32 {
+        let m = self.reservation_masks.lock().unwrap_or_else(|e| e.into_inner());
+        m.per_ns.iter().find(|(n, _)| *n == nsid).map_or(m.all, |(_, v)| *v)
+    }
+
+    /// Set the Reservation Notification Mask of namespace `nsid`, or of every namespace
+    /// (`None`: NSID FFFFFFFFh).
+    pub(crate) fn set_reservation_mask(&self, nsid: Option<u32>, mask: u32) {
+        let mut m = self.reservation_masks.lock().unwrap_or_else(|e| e.into_inner());
+        match nsid {
+            None => {
+                m.all = mask;
+                m.per_ns.clear();
+            }
+            Some(n) => match m.per_ns.iter_mut().find(|(id, _)| *id == n) {
+                Some(e) => e.1 = mask,
+                None => m.per_ns.push((n, mask)),
+            },
+        }
+    }
+
     /// Queue a Reservation Notification log entry (unless masked) and raise its event.
     pub(crate) fn reservation_notice(&self, log_type: u8, nsid: u32) {
-        if self.reservation_mask.load(Ordering::Relaxed) & 1 << log_type != 0 {
+        if self.reservation_mask(nsid) & 1 << log_type != 0 {
             return;
         }
         let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());

@@ -287,3 +287,42 @@ fn one_host_nqn_with_many_host_ids_cannot_fill_the_registrant_table() {
     let (_, regs) = report(&mut b.q, 1);
     assert_eq!(regs.len(), limit as usize + 1, "the greedy host's share and the other host");
 }
+
+/// Set/Get Features 82h with an NSID.
+fn mask_cmd(c: &mut Controller, set: bool, nsid: u32, mask: u32) -> Cqe {
+    let mut sqe = Sqe { opcode: if set { 0x09 } else { 0x0a }, flags: 0x40, ..Default::default() };
+    sqe.nsid.set(nsid);
+    sqe.cdw10.set(0x82);
+    sqe.cdw11.set(mask);
+    c.admin_raw(sqe, None, None).expect("features 82h")
+}
+
+#[test]
+fn the_notification_mask_is_per_namespace() {
+    let bdevs: Vec<Arc<dyn nvmf::bdev::Bdev>> = (0..2)
+        .map(|i| {
+            Arc::new(MallocBdev::new(&format!("Malloc{i}"), 2048, 512).expect("malloc")) as Arc<dyn nvmf::bdev::Bdev>
+        })
+        .collect();
+    let t = TestTarget::start(TargetSpec { bdevs, ..Default::default() });
+    let (mut a, mut b) = (connect(&t, 0xa), connect(&t, 0xb));
+    // A masks Registration Preempted (bit 1) on namespace 1 only.
+    ok(mask_cmd(&mut a.c, true, 1, 1 << notification_type::REGISTRATION_PREEMPTED), "set mask of ns 1");
+    assert_eq!(mask_cmd(&mut a.c, false, 1, 0).dw0.get(), 1 << notification_type::REGISTRATION_PREEMPTED);
+    assert_eq!(mask_cmd(&mut a.c, false, 2, 0).dw0.get(), 0, "namespace 2 keeps its own mask");
+    let bad = mask_cmd(&mut a.c, false, 0xffff_ffff, 0);
+    assert_eq!(bad.status().sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT, "Get needs one namespace");
+    // B preempts A on both namespaces: A hears about namespace 2 only.
+    for ns in 1..=2 {
+        ok(register(&mut a.q, ns, rrega::REGISTER, 0, 0, 1), "A registers");
+        ok(register(&mut b.q, ns, rrega::REGISTER, 0, 0, 2), "B registers");
+        ok(acquire(&mut a.q, ns, racqa::ACQUIRE, T::WriteExclusive, 1, 0), "A acquires");
+        ok(acquire(&mut b.q, ns, racqa::PREEMPT, T::WriteExclusive, 2, 1), "B preempts");
+    }
+    let raw = a.c.get_log_page(lid::RESERVATION_NOTIFICATION, 0, 64, 0).expect("log 80h");
+    let log = ReservationNotificationLog::read_from_bytes(&raw[..]).expect("size");
+    assert_eq!((log.log_type, log.nsid.get(), log.num_available), (notification_type::REGISTRATION_PREEMPTED, 2, 0));
+    // NSID FFFFFFFFh sets every namespace's mask.
+    ok(mask_cmd(&mut a.c, true, 0xffff_ffff, 0b1110), "set all masks");
+    assert_eq!(mask_cmd(&mut a.c, false, 2, 0).dw0.get(), 0b1110);
+}

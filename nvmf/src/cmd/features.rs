@@ -50,6 +50,11 @@ fn temp_threshold_select(cdw11: u32) -> Option<u32> {
     (tmpsel == 0 && thsel <= 1).then_some(thsel * 16)
 }
 
+/// Namespace `nsid` of the subsystem if this controller's host sees it.
+fn host_namespace(ctrl: &Controller, nsid: u32) -> Option<std::sync::Arc<crate::subsystem::Namespace>> {
+    ctrl.subsys.namespace(nsid).filter(|ns| ns.visible_to(&ctrl.hostnqn))
+}
+
 pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
     let cdw10 = cmd.sqe.cdw10.get();
     let f = cdw10 as u8;
@@ -88,12 +93,20 @@ pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
                 super::fill_data(cmd.buf, &ctrl.hostid);
                 0
             }
-            fid::RESERVATION_NOTIFICATION_MASK if default => 0,
-            fid::RESERVATION_NOTIFICATION_MASK => ctrl.reservation_mask.load(Ordering::Relaxed),
+            fid::RESERVATION_NOTIFICATION_MASK => {
+                // Namespace specific: one namespace of this host's (FFFFFFFFh is not one).
+                let Some(ns) = host_namespace(ctrl, cmd.sqe.nsid.get()) else {
+                    cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                    return Exec::Complete;
+                };
+                if default {
+                    0
+                } else {
+                    ctrl.reservation_mask(ns.nsid)
+                }
+            }
             fid::RESERVATION_PERSISTENCE => {
-                let nsid = cmd.sqe.nsid.get();
-                let ns = ctrl.subsys.namespace(nsid).filter(|ns| ns.visible_to(&ctrl.hostnqn));
-                let Some(ns) = ns else {
+                let Some(ns) = host_namespace(ctrl, cmd.sqe.nsid.get()) else {
                     cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
                     return Exec::Complete;
                 };
@@ -149,9 +162,19 @@ pub(crate) fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
                 .temp_thresholds
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some((v & !(0xffff << shift)) | th << shift));
         }
-        // Bits 3:1 mask Registration Preempted, Reservation Released, Reservation Preempted (kept
-        // for every namespace of the controller alike).
-        fid::RESERVATION_NOTIFICATION_MASK => ctrl.reservation_mask.store(cdw11 & 0b1110, Ordering::Relaxed),
+        // Bits 3:1 mask Registration Preempted, Reservation Released, Reservation Preempted, for
+        // one namespace or (NSID FFFFFFFFh) all of them.
+        fid::RESERVATION_NOTIFICATION_MASK => {
+            let nsid = cmd.sqe.nsid.get();
+            let target = if nsid == 0xffff_ffff { None } else { host_namespace(ctrl, nsid).map(|ns| Some(ns.nsid)) };
+            match target {
+                Some(n) => ctrl.set_reservation_mask(n, cdw11 & 0b1110),
+                None if nsid == 0xffff_ffff => ctrl.set_reservation_mask(None, cdw11 & 0b1110),
+                None => {
+                    cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                }
+            }
+        }
         fid::HOST_IDENTIFIER => {
             // A fabrics controller's Host Identifier comes from Connect (NVMe-oF 1.1 section
             // 3.3); Linux nvmet answers a Set the same way.
