@@ -311,7 +311,8 @@ fn the_notification_mask_is_per_namespace() {
     assert_eq!(mask_cmd(&mut a.c, false, 1, 0).dw0.get(), 1 << notification_type::REGISTRATION_PREEMPTED);
     assert_eq!(mask_cmd(&mut a.c, false, 2, 0).dw0.get(), 0, "namespace 2 keeps its own mask");
     let bad = mask_cmd(&mut a.c, false, 0xffff_ffff, 0);
-    assert_eq!(bad.status().sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT, "Get needs one namespace");
+    assert_eq!(bad.status().sc(), GenericStatus::INVALID_FIELD, "Get needs one namespace");
+    assert_eq!(mask_cmd(&mut a.c, false, 9, 0).status().sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
     // B preempts A on both namespaces: A hears about namespace 2 only.
     for ns in 1..=2 {
         ok(register(&mut a.q, ns, rrega::REGISTER, 0, 0, 1), "A registers");

@@ -94,9 +94,16 @@ pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
                 0
             }
             fid::RESERVATION_NOTIFICATION_MASK => {
-                // Namespace specific: one namespace of this host's (FFFFFFFFh is not one).
-                let Some(ns) = host_namespace(ctrl, cmd.sqe.nsid.get()) else {
-                    cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
+                // Namespace specific: one namespace of this host's; FFFFFFFFh names none (Base
+                // 2.0 section 5.27: Invalid Field, as SPDK answers).
+                let nsid = cmd.sqe.nsid.get();
+                let Some(ns) = host_namespace(ctrl, nsid) else {
+                    let sc = if nsid == 0xffff_ffff {
+                        GenericStatus::INVALID_FIELD
+                    } else {
+                        GenericStatus::INVALID_NAMESPACE_OR_FORMAT
+                    };
+                    cmd.cqe.set_status(Status::generic(sc).dnr());
                     return Exec::Complete;
                 };
                 if default {
