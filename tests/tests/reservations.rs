@@ -327,3 +327,40 @@ fn the_notification_mask_is_per_namespace() {
     ok(mask_cmd(&mut a.c, true, 0xffff_ffff, 0b1110), "set all masks");
     assert_eq!(mask_cmd(&mut a.c, false, 2, 0).dw0.get(), 0b1110);
 }
+
+/// Set/Get Features 83h (Reservation Persistence) on namespace `nsid`.
+fn persistence(c: &mut Controller, set: Option<bool>, nsid: u32) -> Cqe {
+    let mut sqe = Sqe { opcode: if set.is_some() { 0x09 } else { 0x0a }, flags: 0x40, ..Default::default() };
+    sqe.nsid.set(nsid);
+    sqe.cdw10.set(0x83);
+    sqe.cdw11.set(set.unwrap_or(false) as u32);
+    c.admin_raw(sqe, None, None).expect("features 83h")
+}
+
+#[test]
+fn set_features_reservation_persistence_turns_ptpl_on_and_off() {
+    let dir = std::env::temp_dir().join(format!("nvmf-ptpl-83-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("ns2.json");
+    let _ = std::fs::remove_file(&path);
+    let t = TestTarget::start(TargetSpec::default());
+    add_ptpl_namespace(&t, &path);
+    let mut a = connect(&t, 0xa);
+    ok(register(&mut a.q, 2, rrega::REGISTER, cptpl::NO_CHANGE, 0, 7), "register");
+    assert_eq!(persistence(&mut a.c, None, 2).dw0.get(), 0, "PTPL off at first");
+    // On: the file holds the registration once the command has completed.
+    ok(persistence(&mut a.c, Some(true), 2), "PTPL on");
+    assert_eq!(persistence(&mut a.c, None, 2).dw0.get(), 1);
+    let text = std::fs::read_to_string(&path).expect("ptpl file");
+    assert!(text.contains("\"rkey\": 7"), "{text}");
+    assert_eq!(report(&mut a.q, 2).0.ptpls, 1, "the report agrees");
+    // Off: the file is emptied.
+    ok(persistence(&mut a.c, Some(false), 2), "PTPL off");
+    assert_eq!(persistence(&mut a.c, None, 2).dw0.get(), 0);
+    assert_eq!(std::fs::read(&path).expect("file"), b"");
+    // Namespace 1 has no PTPL file: only off is accepted.
+    assert_eq!(persistence(&mut a.c, Some(true), 1).status().sc(), GenericStatus::INVALID_FIELD);
+    ok(persistence(&mut a.c, Some(false), 1), "off where it is off");
+    assert_eq!(persistence(&mut a.c, Some(true), 9).status().sc(), GenericStatus::INVALID_NAMESPACE_OR_FORMAT);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

@@ -36,8 +36,8 @@ fn changeable(ctrl: &Controller, f: u8) -> Option<bool> {
         // Set once by Connect's Host Identifier.
         fid::HOST_IDENTIFIER => Some(false),
         fid::RESERVATION_NOTIFICATION_MASK => Some(true),
-        // PTPL changes through Reservation Register's CPTPL, which also writes the file.
-        fid::RESERVATION_PERSISTENCE => Some(false),
+        // Set by `reservation::set_persistence` (it writes the PTPL file), as by Register's CPTPL.
+        fid::RESERVATION_PERSISTENCE => Some(true),
         _ => None,
     }
 }
@@ -187,9 +187,8 @@ pub(crate) fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             // 3.3); Linux nvmet answers a Set the same way.
             cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
         }
-        fid::RESERVATION_PERSISTENCE => {
-            cmd.cqe.set_status(Status::command_specific(CommandSpecificStatus::FEATURE_NOT_CHANGEABLE).dnr());
-        }
+        // Writes the PTPL file: `reservation::set_persistence` (the admin dispatch sends it there).
+        fid::RESERVATION_PERSISTENCE => {}
         _ => debug_assert!(!can_change),
     }
     Exec::Complete

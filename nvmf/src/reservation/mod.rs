@@ -253,6 +253,17 @@ impl ReservationState {
         Ok(())
     }
 
+    /// Set Features Reservation Persistence (83h): PTPL on or off. `ptpl_capable`: the namespace
+    /// has a PTPL file (otherwise only off is accepted).
+    pub fn set_ptpl(&mut self, on: bool, ptpl_capable: bool) -> Result<Effects, Status> {
+        if on && !ptpl_capable {
+            return Err(invalid_field());
+        }
+        let changed = self.ptpl_activated != on;
+        self.ptpl_activated = on;
+        Ok(Effects { changed, ..Default::default() })
+    }
+
     /// Reservation Acquire (acquire, preempt, preempt and abort).
     pub fn acquire(
         &mut self,

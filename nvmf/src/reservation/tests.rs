@@ -165,6 +165,16 @@ fn registrant_table_is_bounded() {
 }
 
 #[test]
+fn set_ptpl_needs_a_file_to_turn_on_and_reports_a_change() {
+    let mut st = ReservationState::default();
+    assert_eq!(sc(st.set_ptpl(true, false)), GenericStatus::INVALID_FIELD);
+    assert!(!st.set_ptpl(false, false).unwrap().changed, "off while off");
+    assert!(st.set_ptpl(true, true).unwrap().changed && st.ptpl_activated);
+    assert!(!st.set_ptpl(true, true).unwrap().changed, "on while on: no file write");
+    assert!(st.set_ptpl(false, true).unwrap().changed && !st.ptpl_activated);
+}
+
+#[test]
 fn one_host_nqn_cannot_fill_the_registrant_table() {
     let mut st = ReservationState::default();
     let (greedy, other) = (hostnqn_key("nqn.2014-08.org.nvmexpress:uuid:greedy"), hostnqn_key("nqn.other"));
