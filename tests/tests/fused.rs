@@ -111,6 +111,26 @@ fn a_matching_compare_writes_and_a_miscompare_writes_nothing() {
 }
 
 #[test]
+fn a_pair_on_a_null_namespace_compares_against_zeroes() {
+    let null: Arc<dyn Bdev> = Arc::new(nvmf::bdev::NullBdev::new("Null0", 2048, LOOP_BS as u32).expect("null"));
+    let mut b = LoopBed::with_bdev(null, 1);
+    let (_a, io) = io_queue(&mut b, 0);
+    let (zero, data) = (vec![0u8; LOOP_BS], pattern(1, 0, LOOP_BS));
+    let r = run_all(
+        &mut b,
+        &io,
+        &[(fused(COMPARE, FUSE_FIRST, 1, 0, 1), &zero), (fused(WRITE, FUSE_SECOND, 2, 0, 1), &data)],
+    );
+    assert_eq!((sc(&r[0]), sc(&r[1])), (OK, OK), "Null reads zeroes: the Compare matches");
+    let r = run_all(
+        &mut b,
+        &io,
+        &[(fused(COMPARE, FUSE_FIRST, 3, 0, 1), &data), (fused(WRITE, FUSE_SECOND, 4, 0, 1), &data)],
+    );
+    assert_eq!((sc(&r[0]), sc(&r[1])), (COMPARE_FAILURE, FAILED_FUSED), "the write was discarded");
+}
+
+#[test]
 fn malformed_fusing_gets_the_specs_status() {
     let mut b = LoopBed::new();
     let (_a, io) = io_queue(&mut b, 0);
