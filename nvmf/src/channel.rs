@@ -30,8 +30,6 @@ pub(crate) struct GroupChannel {
     slot: Arc<GateSlot>,
     /// Writes held back while a fused pair holds the namespace, oldest first.
     held: VecDeque<HeldIo>,
-    /// Counted writes submitted and not yet reaped (only then are completions looked at).
-    gated: u64,
 }
 
 /// Whether a bdev operation changes blocks (and so waits for a fused pair to finish).
@@ -49,7 +47,6 @@ impl GroupChannel {
             stats: ns.iostats.register(),
             slot: ns.write_gate.register(),
             held: VecDeque::new(),
-            gated: 0,
         }
     }
 
@@ -74,7 +71,6 @@ impl GroupChannel {
         }
         if self.held.is_empty() && self.ns.write_gate.enter(&self.slot) {
             io.tag |= GATED;
-            self.gated += 1;
             return self.chan.submit(io);
         }
         self.hold(HeldIo::Io(io));
@@ -96,13 +92,7 @@ impl GroupChannel {
         }
         if self.held.is_empty() && self.ns.write_gate.enter(&self.slot) {
             io.tag |= GATED;
-            self.gated += 1;
-            return self.chan.submit_passthru(io).map_err(|mut io| {
-                self.gated -= 1;
-                self.slot.done(1);
-                io.tag &= !GATED;
-                io
-            });
+            return self.chan.submit_passthru(io).map_err(|io| self.refused(io));
         }
         self.hold(HeldIo::Passthru(io));
         Ok(())
@@ -133,9 +123,19 @@ impl GroupChannel {
         }
         let start = out.len();
         self.chan.poll(out);
-        if self.gated > 0 {
+        // The group's own count (one writer): only while it has counted writes in flight are
+        // completions looked at.
+        if self.slot.in_flight() > 0 {
             self.reap_gated(&mut out[start..]);
         }
+    }
+
+    /// A counted passthrough the channel handed back at once: uncount it.
+    #[cold]
+    fn refused(&mut self, mut io: PassthruIo) -> PassthruIo {
+        self.slot.done(1);
+        io.tag &= !GATED;
+        io
     }
 
     /// Uncount the counted writes among `done` and clear their tag bit.
@@ -149,7 +149,6 @@ impl GroupChannel {
             }
         }
         if n > 0 {
-            self.gated = self.gated.saturating_sub(n);
             self.slot.done(n);
         }
     }
@@ -195,18 +194,15 @@ impl GroupChannel {
             match io {
                 HeldIo::Io(mut io) => {
                     io.tag |= GATED;
-                    self.gated += 1;
                     self.chan.submit(io);
                 }
                 HeldIo::Passthru(mut io) => {
                     io.tag |= GATED;
-                    self.gated += 1;
                     if let Err(io) = self.chan.submit_passthru(io) {
-                        self.gated -= 1;
-                        self.slot.done(1);
+                        let io = self.refused(io);
                         let status = Status::generic(GenericStatus::INVALID_OPCODE).dnr();
                         out.push(BdevCompletion {
-                            tag: io.tag & !GATED,
+                            tag: io.tag,
                             status: BdevStatus::Nvme { status, dw0: 0 },
                             buf: io.buf,
                         });

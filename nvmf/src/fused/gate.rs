@@ -27,10 +27,10 @@ impl GateSlot {
         self.in_flight.fetch_sub(n, Ordering::Release);
     }
 
-    /// Writes of this group in flight (tests).
-    #[cfg(test)]
+    /// This group's writes in flight (read by the group itself: its own count).
+    #[inline]
     pub(crate) fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Acquire)
+        self.in_flight.load(Ordering::Relaxed)
     }
 }
 
