@@ -22,10 +22,7 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
         Some(AdminOpcode::Identify) => super::identify::execute(q, ctrl, cmd),
         Some(AdminOpcode::GetLogPage) => super::log_page::execute(ctrl, ctx, cmd),
         Some(AdminOpcode::GetFeatures) => super::features::get_features(ctrl, cmd),
-        Some(AdminOpcode::SetFeatures) if cmd.sqe.cdw10.get() as u8 == crate::spec::fid::RESERVATION_PERSISTENCE => {
-            super::reservation::set_persistence(ctrl, ctx, cmd)
-        }
-        Some(AdminOpcode::SetFeatures) => super::features::set_features(ctrl, cmd),
+        Some(AdminOpcode::SetFeatures) => super::features::set_features(ctrl, ctx, cmd),
         Some(AdminOpcode::KeepAlive) => {
             ctrl.keep_alive(ctx.now);
             Exec::Complete

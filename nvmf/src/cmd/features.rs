@@ -36,7 +36,7 @@ fn changeable(ctrl: &Controller, f: u8) -> Option<bool> {
         // Set once by Connect's Host Identifier.
         fid::HOST_IDENTIFIER => Some(false),
         fid::RESERVATION_NOTIFICATION_MASK => Some(true),
-        // Set by `reservation::set_persistence` (it writes the PTPL file), as by Register's CPTPL.
+        // Set through `reservation::set_persistence`, which writes the PTPL file.
         fid::RESERVATION_PERSISTENCE => Some(true),
         _ => None,
     }
@@ -53,6 +53,20 @@ fn temp_threshold_select(cdw11: u32) -> Option<u32> {
 /// Namespace `nsid` of the subsystem if this controller's host sees it.
 fn host_namespace(ctrl: &Controller, nsid: u32) -> Option<std::sync::Arc<crate::subsystem::Namespace>> {
     ctrl.subsys.namespace(nsid).filter(|ns| ns.visible_to(&ctrl.hostnqn))
+}
+
+/// The one namespace a namespace-specific feature names: FFFFFFFFh names none (Base 2.0
+/// section 5.27: Invalid Field, as SPDK answers), an NSID the host does not see is an Invalid
+/// Namespace or Format.
+pub(crate) fn one_namespace(
+    ctrl: &Controller,
+    nsid: u32,
+) -> Result<std::sync::Arc<crate::subsystem::Namespace>, Status> {
+    host_namespace(ctrl, nsid).ok_or_else(|| {
+        let sc =
+            if nsid == 0xffff_ffff { GenericStatus::INVALID_FIELD } else { GenericStatus::INVALID_NAMESPACE_OR_FORMAT };
+        Status::generic(sc).dnr()
+    })
 }
 
 pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
@@ -94,17 +108,12 @@ pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
                 0
             }
             fid::RESERVATION_NOTIFICATION_MASK => {
-                // Namespace specific: one namespace of this host's; FFFFFFFFh names none (Base
-                // 2.0 section 5.27: Invalid Field, as SPDK answers).
-                let nsid = cmd.sqe.nsid.get();
-                let Some(ns) = host_namespace(ctrl, nsid) else {
-                    let sc = if nsid == 0xffff_ffff {
-                        GenericStatus::INVALID_FIELD
-                    } else {
-                        GenericStatus::INVALID_NAMESPACE_OR_FORMAT
-                    };
-                    cmd.cqe.set_status(Status::generic(sc).dnr());
-                    return Exec::Complete;
+                let ns = match one_namespace(ctrl, cmd.sqe.nsid.get()) {
+                    Ok(ns) => ns,
+                    Err(s) => {
+                        cmd.cqe.set_status(s);
+                        return Exec::Complete;
+                    }
                 };
                 if default {
                     0
@@ -130,7 +139,7 @@ pub(crate) fn get_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
     Exec::Complete
 }
 
-pub(crate) fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
+pub(crate) fn set_features(ctrl: &Controller, ctx: &mut crate::poll_group::GroupCtx, cmd: Cmd<'_>) -> Exec {
     let cdw10 = cmd.sqe.cdw10.get();
     let f = cdw10 as u8;
     let cdw11 = cmd.sqe.cdw11.get();
@@ -172,14 +181,13 @@ pub(crate) fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
         // Bits 3:1 mask Registration Preempted, Reservation Released, Reservation Preempted, for
         // one namespace or (NSID FFFFFFFFh) all of them.
         fid::RESERVATION_NOTIFICATION_MASK => {
-            let nsid = cmd.sqe.nsid.get();
-            let target = if nsid == 0xffff_ffff { None } else { host_namespace(ctrl, nsid).map(|ns| Some(ns.nsid)) };
-            match target {
-                Some(n) => ctrl.set_reservation_mask(n, cdw11 & 0b1110),
-                None if nsid == 0xffff_ffff => ctrl.set_reservation_mask(None, cdw11 & 0b1110),
-                None => {
-                    cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
-                }
+            let (nsid, mask) = (cmd.sqe.nsid.get(), cdw11 & 0b1110);
+            if nsid == 0xffff_ffff {
+                ctrl.set_reservation_mask(None, mask);
+            } else if let Some(ns) = host_namespace(ctrl, nsid) {
+                ctrl.set_reservation_mask(Some(ns.nsid), mask);
+            } else {
+                cmd.cqe.set_status(Status::generic(GenericStatus::INVALID_NAMESPACE_OR_FORMAT).dnr());
             }
         }
         fid::HOST_IDENTIFIER => {
@@ -187,8 +195,8 @@ pub(crate) fn set_features(ctrl: &Controller, cmd: Cmd<'_>) -> Exec {
             // 3.3); Linux nvmet answers a Set the same way.
             cmd.cqe.set_status(Status::generic(GenericStatus::COMMAND_SEQUENCE_ERROR).dnr());
         }
-        // Writes the PTPL file: `reservation::set_persistence` (the admin dispatch sends it there).
-        fid::RESERVATION_PERSISTENCE => {}
+        // Writes the PTPL file before completing, as Register's CPTPL does.
+        fid::RESERVATION_PERSISTENCE => return super::reservation::set_persistence(ctrl, ctx, cmd),
         _ => debug_assert!(!can_change),
     }
     Exec::Complete

@@ -14,7 +14,7 @@ use crate::spec::reservation::{
     RegisteredControllerExtended, ReservationAcquireData, ReservationCdw10, ReservationRegisterData,
     ReservationStatusHeader, REPORT_EDS,
 };
-use crate::spec::{CommandSpecificStatus, GenericStatus, Status};
+use crate::spec::{GenericStatus, Status};
 use crate::subsystem::Namespace;
 use std::sync::Arc;
 use zerocopy::{FromBytes, IntoBytes};
@@ -98,14 +98,9 @@ pub(crate) fn execute(q: &mut NvmeQueue, ctrl: &Controller, ctx: &mut GroupCtx, 
 /// CDW11 bit 0 turns Persist Through Power Loss on (the namespace needs a PTPL file) or off; a
 /// change is written to the file before the command completes, as for Register's CPTPL.
 pub(crate) fn set_persistence(ctrl: &Controller, ctx: &mut GroupCtx, cmd: Cmd<'_>) -> Exec {
-    if cmd.sqe.cdw10.get() & 1 << 31 != 0 {
-        return done(cmd, Status::command_specific(CommandSpecificStatus::FEATURE_ID_NOT_SAVEABLE).dnr());
-    }
-    let nsid = cmd.sqe.nsid.get();
-    let Some(ns) = ctrl.subsys.namespace(nsid).filter(|ns| ns.visible_to(&ctrl.hostnqn)) else {
-        let sc =
-            if nsid == 0xffff_ffff { GenericStatus::INVALID_FIELD } else { GenericStatus::INVALID_NAMESPACE_OR_FORMAT };
-        return done(cmd, Status::generic(sc).dnr());
+    let ns = match super::features::one_namespace(ctrl, cmd.sqe.nsid.get()) {
+        Ok(ns) => ns,
+        Err(s) => return done(cmd, s),
     };
     let on = cmd.sqe.cdw11.get() & 1 != 0;
     let capable = ns.reservations.ptpl.is_some();
