@@ -291,18 +291,31 @@ impl BdevChannel for ManualChannel {
     }
 }
 
-#[test]
-fn a_pair_waits_for_writes_in_flight_on_other_poll_groups_and_holds_new_ones_back() {
+/// A bed of two poll groups whose namespace is a [`Manual`] bdev (its I/Os held at first).
+fn manual_bed() -> (Arc<Manual>, LoopBed) {
     let m = Arc::new(Manual {
         data: Mutex::new(vec![0; 64 * LOOP_BS]),
         log: Mutex::default(),
         hold: AtomicBool::new(true),
     });
-    let mut b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
+    let b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
+    (m, b)
+}
+
+impl Manual {
+    /// The operations the bdev was given so far.
+    fn ops(&self) -> Vec<BdevOp> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_pair_waits_for_writes_in_flight_on_other_poll_groups_and_holds_new_ones_back() {
+    let (m, mut b) = manual_bed();
     // Host A's I/O queue on poll group 0, host B's on poll group 1.
     let (_aa, qa) = io_queue(&mut b, 0);
     let (_ab, qb) = io_queue(&mut b, 1);
-    let log = || m.log.lock().unwrap().clone();
+    let log = || m.ops();
     let (x, y, z) = (pattern(1, 0, LOOP_BS), pattern(2, 0, LOOP_BS), pattern(3, 0, LOOP_BS));
 
     // B's write of X is at the bdev, not finished.
@@ -341,15 +354,10 @@ fn a_pair_waits_for_writes_in_flight_on_other_poll_groups_and_holds_new_ones_bac
 
 #[test]
 fn writes_held_back_by_one_pair_go_before_the_next_pair() {
-    let m = Arc::new(Manual {
-        data: Mutex::new(vec![0; 64 * LOOP_BS]),
-        log: Mutex::default(),
-        hold: AtomicBool::new(true),
-    });
-    let mut b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
+    let (m, mut b) = manual_bed();
     let (_aa, qa) = io_queue(&mut b, 0);
     let (_ab, qb) = io_queue(&mut b, 1);
-    let log = || m.log.lock().unwrap().clone();
+    let log = || m.ops();
     let zero = vec![0u8; LOOP_BS];
     let (x, y, w) = (pattern(1, 0, LOOP_BS), pattern(2, 0, LOOP_BS), pattern(3, 0, LOOP_BS));
     // A's first pair holds the namespace (its Compare at the bdev); B's write is held back.
@@ -388,16 +396,11 @@ fn writes_held_back_by_one_pair_go_before_the_next_pair() {
 
 #[test]
 fn what_a_closed_connection_left_waiting_at_the_gate_never_reaches_the_bdev() {
-    let m = Arc::new(Manual {
-        data: Mutex::new(vec![0; 64 * LOOP_BS]),
-        log: Mutex::default(),
-        hold: AtomicBool::new(true),
-    });
-    let mut b = LoopBed::with_bdev(Arc::new(ManualBdev(m.clone())), 2);
+    let (m, mut b) = manual_bed();
     let (_aa, qa) = io_queue(&mut b, 0);
     let (_ab, qb) = io_queue(&mut b, 1);
     let (_ac, qc) = io_queue(&mut b, 1);
-    let log = || m.log.lock().unwrap().clone();
+    let log = || m.ops();
     let (x, y) = (pattern(1, 0, LOOP_BS), pattern(2, 0, LOOP_BS));
     // B's write is at the bdev; A's pair waits for it (it holds the gate); C's pair waits for
     // the gate; B's second write is held back.

@@ -179,6 +179,16 @@ fn preempt_and_clear_notify_the_other_host() {
     assert_eq!(write_status(&mut b.q, 1), OK);
 }
 
+/// A fresh directory for a test's PTPL file (`tag` tells the tests apart) and the file's path in
+/// it (not created).
+fn ptpl_path(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("nvmf-ptpl-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("ns2.json");
+    let _ = std::fs::remove_file(&path);
+    (dir, path)
+}
+
 fn add_ptpl_namespace(t: &TestTarget, path: &std::path::Path) {
     let bdev = Arc::new(MallocBdev::new("Malloc1", 2048, 512).expect("malloc"));
     let cfg = NamespaceConfig { nsid: Some(2), ptpl_file: Some(path.to_path_buf()), ..NamespaceConfig::new(bdev) };
@@ -187,10 +197,7 @@ fn add_ptpl_namespace(t: &TestTarget, path: &std::path::Path) {
 
 #[test]
 fn persist_through_power_loss_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!("nvmf-ptpl-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("ns2.json");
-    let _ = std::fs::remove_file(&path);
+    let (dir, path) = ptpl_path("it");
     {
         let t = TestTarget::start(TargetSpec::default());
         add_ptpl_namespace(&t, &path);
@@ -339,10 +346,7 @@ fn persistence(c: &mut Controller, set: Option<bool>, nsid: u32) -> Cqe {
 
 #[test]
 fn set_features_reservation_persistence_turns_ptpl_on_and_off() {
-    let dir = std::env::temp_dir().join(format!("nvmf-ptpl-83-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("ns2.json");
-    let _ = std::fs::remove_file(&path);
+    let (dir, path) = ptpl_path("83");
     let t = TestTarget::start(TargetSpec::default());
     add_ptpl_namespace(&t, &path);
     let mut a = connect(&t, 0xa);
